@@ -1,0 +1,1138 @@
+//! The circuit breaker: the two-step protocol (acquire a permit, record its outcome), the
+//! lazy time-driven transitions and the operator controls.
+
+use core::fmt;
+use core::time::Duration;
+
+#[cfg(feature = "alloc")]
+use alloc::boxed::Box;
+
+use crate::clock::{Clock, nanos};
+use crate::config::{Builder, Config, OpenDuration, PolicyKind};
+use crate::error::{ReconfigureError, RejectReason, Rejected};
+use crate::observer::{Event, NoopObserver, Observer, Threshold};
+use crate::snapshot::{Counts, Snapshot};
+use crate::state::{MAX_ATTEMPTS, State, Word};
+use crate::stats::{Stat, Stats};
+use crate::sync::{AtomicU64, Ordering, spin_hint};
+#[cfg(feature = "alloc")]
+use crate::window::Window;
+
+/// The result of a call, as the breaker counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The dependency did its job.
+    Success,
+    /// The dependency failed: counts toward tripping; in half-open, re-opens the breaker.
+    Failure,
+    /// Neutral (a caller's bad request, a cancelled call, a 404...): counted nowhere, and a
+    /// half-open probe slot is given back.
+    Ignored,
+}
+
+/// Phase word: `[generation:16 | value:48]`, the value in microseconds since the breaker's
+/// origin. Open: the deadline after which a probe is admitted (rounded up). Half-open: the
+/// deadline after which it re-opens. Closed / metrics-only: when the period began (rounded
+/// down). `NO_TIME`: no deadline.
+const NO_TIME: u64 = (1 << 48) - 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Closed or metrics-only: counted in the window.
+    Closed,
+    /// Half-open probe: holds one probe slot until recorded or dropped.
+    Probe,
+    /// Disabled: nothing is recorded.
+    Passthrough,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Ticket {
+    epoch: u32,
+    kind: Kind,
+}
+
+/// Tunables live in atomics so [`CircuitBreaker::reconfigure`] can change them on a live
+/// breaker; every read is `Relaxed`.
+struct Tunables {
+    consecutive_threshold: AtomicU64,
+    minimum_calls: AtomicU64,
+    failure_rate_ppm: AtomicU64,
+    slow_rate_ppm: AtomicU64,
+    slow_nanos: AtomicU64,
+    half_open_probes: AtomicU64,
+    max_half_open_nanos: AtomicU64,
+    open_initial_nanos: AtomicU64,
+    open_multiplier_bits: AtomicU64,
+    open_max_nanos: AtomicU64,
+}
+
+impl Tunables {
+    fn new(config: &Config) -> Self {
+        let t = Tunables {
+            consecutive_threshold: AtomicU64::new(0),
+            minimum_calls: AtomicU64::new(0),
+            failure_rate_ppm: AtomicU64::new(0),
+            slow_rate_ppm: AtomicU64::new(0),
+            slow_nanos: AtomicU64::new(0),
+            half_open_probes: AtomicU64::new(0),
+            max_half_open_nanos: AtomicU64::new(0),
+            open_initial_nanos: AtomicU64::new(0),
+            open_multiplier_bits: AtomicU64::new(0),
+            open_max_nanos: AtomicU64::new(0),
+        };
+        t.store(config);
+        t
+    }
+
+    fn store(&self, c: &Config) {
+        let set = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        if let PolicyKind::ConsecutiveFailures { threshold } = c.policy {
+            set(&self.consecutive_threshold, threshold.into());
+        }
+        set(&self.minimum_calls, c.minimum_calls.into());
+        set(&self.failure_rate_ppm, c.failure_rate_ppm.into());
+        set(&self.slow_rate_ppm, c.slow_rate_ppm.into());
+        set(&self.slow_nanos, c.slow_nanos);
+        set(&self.half_open_probes, c.half_open_probes.into());
+        set(&self.max_half_open_nanos, c.max_half_open_nanos);
+        let (initial, multiplier, max) = match c.open {
+            OpenDuration::Fixed(d) => (d, 1.0, d),
+            OpenDuration::Exponential {
+                initial,
+                multiplier,
+                max,
+            } => (initial, multiplier, max),
+            #[cfg(feature = "alloc")]
+            OpenDuration::Custom(_) => (Duration::ZERO, 1.0, Duration::ZERO),
+        };
+        set(&self.open_initial_nanos, nanos(initial));
+        set(&self.open_multiplier_bits, f64::to_bits(multiplier));
+        set(&self.open_max_nanos, nanos(max));
+    }
+
+    #[inline]
+    fn get(a: &AtomicU64) -> u64 {
+        a.load(Ordering::Relaxed)
+    }
+}
+
+/// A lock-free circuit breaker.
+///
+/// Build one with [`CircuitBreaker::builder`] (or [`builder_with_clock`](Self::builder_with_clock)),
+/// share it (`&`, `Arc`), and guard each call of the dependency with the two-step protocol:
+/// [`try_acquire`](Self::try_acquire) a [`Permit`], run the call, then
+/// [`record`](Permit::record) its [`Outcome`]. [`call`](Self::call) does all three for a
+/// closure.
+///
+/// Closed-state calls cost a few atomic operations, no lock and no allocation; rejections
+/// while open are as cheap. Time-driven transitions (open to half-open, half-open timeout)
+/// happen lazily when the breaker is used or queried.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, ManualClock, Outcome, State};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let breaker = CircuitBreaker::builder_with_clock(clock.clone())
+///     .consecutive_failures(2)
+///     .open_duration(Duration::from_secs(10))
+///     .build()?;
+///
+/// for _ in 0..2 {
+///     let permit = breaker.try_acquire().expect("closed");
+///     permit.record(Outcome::Failure, Duration::from_millis(3));
+/// }
+/// assert_eq!(breaker.state(), State::Open);
+/// let rejected = breaker.try_acquire().unwrap_err();
+/// assert_eq!(rejected.retry_after(), Some(Duration::from_secs(10)));
+///
+/// clock.advance(Duration::from_secs(10) + Duration::from_nanos(1));
+/// let probe = breaker.try_acquire().expect("half-open admits a probe");
+/// probe.record(Outcome::Success, Duration::from_millis(3));
+/// assert_eq!(breaker.state(), State::Closed);
+/// # Ok::<(), breaker_core::ConfigError>(())
+/// ```
+pub struct CircuitBreaker<C, O = NoopObserver> {
+    word: AtomicU64,
+    phase: AtomicU64,
+    tunables: Tunables,
+    stats: Stats,
+    /// Total successes when the current run of successes began.
+    success_mark: AtomicU64,
+    /// Time window: the rate rules held but the window had too few calls; successes must
+    /// re-evaluate too.
+    armed: AtomicU64,
+    origin: u64,
+    policy: PolicyKind,
+    #[cfg(feature = "alloc")]
+    window: Window,
+    #[cfg(feature = "alloc")]
+    open_fn: Option<Box<dyn Fn(u32) -> Duration + Send + Sync>>,
+    #[cfg(feature = "alloc")]
+    jitter: Option<crate::config::Jitter>,
+    #[cfg(feature = "alloc")]
+    trip_when: Option<crate::config::TripPredicate>,
+    clock: C,
+    observer: O,
+}
+
+impl<C, O> fmt::Debug for CircuitBreaker<C, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = Word(self.word.load(Ordering::Acquire));
+        f.debug_struct("CircuitBreaker")
+            .field("state", &w.state())
+            .field("generation", &w.epoch())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "std")]
+impl CircuitBreaker<crate::MonotonicClock, NoopObserver> {
+    /// A builder for a breaker on the system's monotonic clock.
+    pub fn builder() -> Builder<crate::MonotonicClock, NoopObserver> {
+        Builder::with_clock(crate::MonotonicClock::new())
+    }
+}
+
+impl<C: Clock> CircuitBreaker<C, NoopObserver> {
+    /// A builder for a breaker that reads time from `clock`.
+    pub fn builder_with_clock(clock: C) -> Builder<C, NoopObserver> {
+        Builder::with_clock(clock)
+    }
+}
+
+impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
+    /// A breaker from a validated configuration.
+    pub fn new(config: Config, clock: C, observer: O) -> Self {
+        Self::from_parts(config, clock, observer)
+    }
+
+    pub(crate) fn from_parts(config: Config, clock: C, observer: O) -> Self {
+        let origin = clock.now_nanos();
+        let tunables = Tunables::new(&config);
+        CircuitBreaker {
+            word: AtomicU64::new(Word::new(State::Closed, 0, 0, 0).0),
+            phase: AtomicU64::new(0),
+            tunables,
+            stats: Stats::new(),
+            success_mark: AtomicU64::new(0),
+            armed: AtomicU64::new(0),
+            origin,
+            policy: config.policy,
+            #[cfg(feature = "alloc")]
+            window: Window::new(config.policy),
+            #[cfg(feature = "alloc")]
+            open_fn: match config.open {
+                OpenDuration::Custom(f) => Some(f),
+                _ => None,
+            },
+            #[cfg(feature = "alloc")]
+            jitter: config.jitter,
+            #[cfg(feature = "alloc")]
+            trip_when: config.trip_when,
+            clock,
+            observer,
+        }
+    }
+
+    /// The observer given to the builder.
+    pub fn observer(&self) -> &O {
+        &self.observer
+    }
+
+    /// The clock the breaker reads.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The failure policy.
+    pub fn policy(&self) -> PolicyKind {
+        self.policy
+    }
+
+    /// Whether [`record`](Permit::record) looks at durations (slow-call detection is on).
+    /// When it is off, callers may pass `Duration::ZERO` and skip timing calls.
+    #[inline]
+    pub fn measures_duration(&self) -> bool {
+        Tunables::get(&self.tunables.slow_nanos) != u64::MAX
+    }
+
+    // ----- the two-step protocol ------------------------------------------------------
+
+    /// Asks to make one call. `Ok` carries a [`Permit`]: make the call, then record its
+    /// outcome (dropping the permit instead is neutral). `Err` says why the call must not
+    /// be made and, when open, how long until a probe is allowed.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<'_, C, O>, Rejected> {
+        self.acquire_ticket().map(|ticket| Permit {
+            breaker: self,
+            ticket: Some(ticket),
+        })
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire), for a breaker in an `Arc`: the permit owns a
+    /// clone of the `Arc`, so it can move into a `'static` future or another thread.
+    #[cfg(feature = "alloc")]
+    #[inline]
+    pub fn try_acquire_owned(self: &alloc::sync::Arc<Self>) -> Result<OwnedPermit<C, O>, Rejected> {
+        self.acquire_ticket().map(|ticket| OwnedPermit {
+            breaker: alloc::sync::Arc::clone(self),
+            ticket: Some(ticket),
+        })
+    }
+
+    #[inline]
+    fn acquire_ticket(&self) -> Result<Ticket, Rejected> {
+        let mut w = Word(self.word.load(Ordering::Acquire));
+        loop {
+            match w.state() {
+                State::Closed | State::MetricsOnly => {
+                    return Ok(Ticket {
+                        epoch: w.epoch(),
+                        kind: Kind::Closed,
+                    });
+                }
+                State::Disabled => {
+                    return Ok(Ticket {
+                        epoch: w.epoch(),
+                        kind: Kind::Passthrough,
+                    });
+                }
+                State::ForcedOpen => return Err(self.reject(RejectReason::ForcedOpen, None)),
+                State::Open | State::HalfOpen => {
+                    let now = self.now();
+                    if let Some(next) = self.due_transition(w, now, true) {
+                        match self.cas(w, next) {
+                            Ok(()) => {
+                                self.after_transition(w, next, Some(now), None);
+                                if next.state() == State::HalfOpen {
+                                    return Ok(Ticket {
+                                        epoch: next.epoch(),
+                                        kind: Kind::Probe,
+                                    });
+                                }
+                                w = next;
+                            }
+                            Err(actual) => w = actual,
+                        }
+                        continue;
+                    }
+                    if w.state() == State::Open {
+                        let retry_after = self.deadline(w.epoch()).map(|d| Duration::from_nanos(d - now));
+                        return Err(self.reject(RejectReason::Open, retry_after));
+                    }
+                    let probes = Tunables::get(&self.tunables.half_open_probes) as u32;
+                    if w.admitted() >= probes {
+                        return Err(self.reject(RejectReason::HalfOpenFull, None));
+                    }
+                    let next = w.with_probes(w.admitted() + 1, w.probe_successes());
+                    match self.cas(w, next) {
+                        Ok(()) => {
+                            return Ok(Ticket {
+                                epoch: w.epoch(),
+                                kind: Kind::Probe,
+                            });
+                        }
+                        Err(actual) => w = actual,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The transition that time makes due from `w` at `now`, if any: open to half-open
+    /// strictly after the open deadline (admitting the caller as the first probe when
+    /// `admit`), half-open to open strictly after the half-open limit.
+    #[inline]
+    fn due_transition(&self, w: Word, now: u64, admit: bool) -> Option<Word> {
+        match w.state() {
+            State::Open => {
+                let deadline = self.deadline(w.epoch())?;
+                (now > deadline).then(|| w.next(State::HalfOpen, w.attempts(), u32::from(admit)))
+            }
+            State::HalfOpen => {
+                let deadline = self.deadline(w.epoch())?;
+                (now > deadline).then(|| w.next(State::Open, w.attempts() + 1, 0))
+            }
+            _ => None,
+        }
+    }
+
+    fn reject(&self, reason: RejectReason, retry_after: Option<Duration>) -> Rejected {
+        self.stats.add(Stat::Rejected);
+        self.observer.on_event(&Event::Rejected { reason });
+        Rejected {
+            reason,
+            retry_after,
+        }
+    }
+
+    fn complete(&self, ticket: Ticket, outcome: Outcome, elapsed: Duration) {
+        if ticket.kind == Kind::Passthrough {
+            return;
+        }
+        let elapsed_nanos = nanos(elapsed);
+        let slow = elapsed_nanos > Tunables::get(&self.tunables.slow_nanos);
+        let w = Word(self.word.load(Ordering::Acquire));
+        if w.epoch() != ticket.epoch {
+            return self.late(outcome);
+        }
+        match ticket.kind {
+            Kind::Closed => self.record_closed(w, outcome, slow, elapsed),
+            Kind::Probe => self.record_probe(w, outcome, slow, elapsed),
+            Kind::Passthrough => {}
+        }
+    }
+
+    fn abandon(&self, ticket: Ticket) {
+        match ticket.kind {
+            Kind::Passthrough => {}
+            Kind::Closed => self.stats.add(Stat::Cancelled),
+            Kind::Probe => {
+                self.stats.add(Stat::Cancelled);
+                self.release_probe(ticket.epoch);
+            }
+        }
+    }
+
+    fn late(&self, outcome: Outcome) {
+        self.stats.add(Stat::Late);
+        self.observer.on_event(&Event::LateResult { outcome });
+    }
+
+    fn count_outcome(&self, outcome: Outcome, slow: bool, elapsed: Duration) {
+        let (stat, event) = match outcome {
+            Outcome::Success => (Stat::Successes, Event::Success { elapsed }),
+            Outcome::Failure => (Stat::Failures, Event::Failure { elapsed }),
+            Outcome::Ignored => (Stat::Ignored, Event::Ignored),
+        };
+        self.stats.add(stat);
+        self.observer.on_event(&event);
+        if slow {
+            self.stats.add(Stat::Slow);
+            self.observer.on_event(&Event::SlowCall { elapsed, outcome });
+        }
+    }
+
+    fn record_closed(&self, mut w: Word, outcome: Outcome, slow: bool, elapsed: Duration) {
+        let epoch = w.epoch();
+        if outcome == Outcome::Ignored {
+            return self.count_outcome(outcome, false, elapsed);
+        }
+        let failed = outcome == Outcome::Failure;
+        let counts = match self.record_window(epoch, failed, slow) {
+            Some(counts) => counts,
+            None => return self.late(outcome),
+        };
+        self.count_outcome(outcome, slow, elapsed);
+
+        // Consecutive failures live in the control word, so the consecutive policy's trip is
+        // the same compare-and-swap that counts the failure.
+        let mut failures = w.failures();
+        if failed {
+            let consecutive = match self.policy {
+                PolicyKind::ConsecutiveFailures { .. } => {
+                    Tunables::get(&self.tunables.consecutive_threshold) as u32
+                }
+                _ => u32::MAX,
+            };
+            loop {
+                if w.epoch() != epoch {
+                    return;
+                }
+                let n = w.failures().saturating_add(1).min(crate::config::MAX_CONSECUTIVE_FAILURES);
+                let next = if n >= consecutive && w.state() == State::Closed {
+                    w.next(State::Open, w.attempts() + 1, 0)
+                } else {
+                    w.with_payload(n)
+                };
+                match self.cas(w, next) {
+                    Ok(()) if next.state() == State::Open => {
+                        let why = Threshold::ConsecutiveFailures { count: n };
+                        return self.after_transition(w, next, None, Some(why));
+                    }
+                    Ok(()) => {
+                        failures = n;
+                        if n >= consecutive {
+                            let count = n;
+                            self.observer.on_event(&Event::ThresholdExceeded(
+                                Threshold::ConsecutiveFailures { count },
+                            ));
+                        }
+                        break;
+                    }
+                    Err(actual) => {
+                        w = actual;
+                        spin_hint();
+                    }
+                }
+            }
+            self.success_mark
+                .store(self.stats.sum(Stat::Successes), Ordering::Relaxed);
+        } else if w.failures() != 0 {
+            loop {
+                if w.epoch() != epoch || w.failures() == 0 {
+                    break;
+                }
+                match self.cas(w, w.with_payload(0)) {
+                    Ok(()) => break,
+                    Err(actual) => w = actual,
+                }
+            }
+            failures = 0;
+        }
+
+        let Some(mut counts) = counts else { return };
+        counts.consecutive_failures = failures;
+        let Some(why) = self.rules_hold(&counts) else {
+            return;
+        };
+        let mut w = Word(self.word.load(Ordering::Acquire));
+        loop {
+            if w.epoch() != epoch {
+                return;
+            }
+            if w.state() == State::MetricsOnly {
+                return self.observer.on_event(&Event::ThresholdExceeded(why));
+            }
+            let next = w.next(State::Open, w.attempts() + 1, 0);
+            match self.cas(w, next) {
+                Ok(()) => return self.after_transition(w, next, None, Some(why)),
+                Err(actual) => {
+                    w = actual;
+                    spin_hint();
+                }
+            }
+        }
+    }
+
+    /// Records into the window. `None`: the window refused the result as late.
+    /// `Some(None)`: recorded, no rule needs evaluating. `Some(Some(counts))`: evaluate.
+    #[inline]
+    #[allow(unused_variables)]
+    fn record_window(&self, epoch: u32, failed: bool, slow: bool) -> Option<Option<Counts>> {
+        #[cfg(feature = "alloc")]
+        match &self.window {
+            Window::None => {}
+            Window::Count(window) => return window.record(epoch, failed, slow).map(Some),
+            Window::Time(window) => {
+                let tick = self.tick(window, epoch);
+                if !window.record(epoch, tick, failed, slow) {
+                    return None;
+                }
+                let evaluate = failed
+                    || slow
+                    || self.trip_when.is_some()
+                    || self.armed.load(Ordering::Relaxed) != 0;
+                return Some(evaluate.then(|| window.counts(epoch, tick)));
+            }
+        }
+        Some(None)
+    }
+
+    #[cfg(feature = "alloc")]
+    fn tick(&self, window: &crate::window::TimeWindow, epoch: u32) -> u64 {
+        if window.is_cumulative() {
+            return 0;
+        }
+        let now = self.now();
+        // An unpublished period start means the period began an instant ago: tick 0.
+        let start = self.phase_value(epoch).map_or(now, |us| us.saturating_mul(1000));
+        window.tick(now.saturating_sub(start))
+    }
+
+    /// Which trip rule holds for `counts`, if any.
+    fn rules_hold(&self, counts: &Counts) -> Option<Threshold> {
+        #[cfg(feature = "alloc")]
+        if let Some(predicate) = &self.trip_when {
+            return predicate(counts).then_some(Threshold::Predicate);
+        }
+        let ppm = |n: u64| n.saturating_mul(1_000_000);
+        let fail_ppm = Tunables::get(&self.tunables.failure_rate_ppm);
+        let slow_ppm = Tunables::get(&self.tunables.slow_rate_ppm);
+        let calls = counts.calls;
+        let why = if fail_ppm != 0 && calls > 0 && ppm(counts.failures) >= fail_ppm * calls {
+            Some(Threshold::FailureRate {
+                percent: counts.failure_rate().unwrap_or(0.0),
+            })
+        } else if slow_ppm != 0 && calls > 0 && ppm(counts.slow_calls) >= slow_ppm * calls {
+            Some(Threshold::SlowCallRate {
+                percent: counts.slow_call_rate().unwrap_or(0.0),
+            })
+        } else {
+            None
+        };
+        let enough = calls >= Tunables::get(&self.tunables.minimum_calls);
+        let armed = u64::from(why.is_some() && !enough);
+        if self.armed.load(Ordering::Relaxed) != armed {
+            self.armed.store(armed, Ordering::Relaxed);
+        }
+        why.filter(|_| enough)
+    }
+
+    fn record_probe(&self, mut w: Word, outcome: Outcome, slow: bool, elapsed: Duration) {
+        let epoch = w.epoch();
+        self.count_outcome(outcome, slow, elapsed);
+        if outcome == Outcome::Ignored {
+            return self.release_probe(epoch);
+        }
+        let slow_fails = slow && Tunables::get(&self.tunables.slow_rate_ppm) != 0;
+        let failed = outcome == Outcome::Failure || slow_fails;
+        loop {
+            if w.epoch() != epoch || w.state() != State::HalfOpen {
+                return;
+            }
+            let successes = w.probe_successes() + 1;
+            let next = if failed {
+                w.next(State::Open, w.attempts() + 1, 0)
+            } else if successes >= Tunables::get(&self.tunables.half_open_probes) as u32 {
+                w.next(State::Closed, 0, 0)
+            } else {
+                w.with_probes(w.admitted(), successes)
+            };
+            match self.cas(w, next) {
+                Ok(()) => {
+                    if next.epoch() != epoch {
+                        self.after_transition(w, next, None, None);
+                    }
+                    return;
+                }
+                Err(actual) => {
+                    w = actual;
+                    spin_hint();
+                }
+            }
+        }
+    }
+
+    fn release_probe(&self, epoch: u32) {
+        let mut w = Word(self.word.load(Ordering::Acquire));
+        while w.epoch() == epoch && w.state() == State::HalfOpen && w.admitted() > 0 {
+            match self.cas(w, w.with_probes(w.admitted() - 1, w.probe_successes())) {
+                Ok(()) => return,
+                Err(actual) => {
+                    w = actual;
+                    spin_hint();
+                }
+            }
+        }
+    }
+
+    // ----- transitions --------------------------------------------------------------------
+
+    #[inline]
+    fn cas(&self, current: Word, next: Word) -> Result<(), Word> {
+        self.word
+            .compare_exchange(current.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(Word)
+    }
+
+    /// Run by the one thread whose compare-and-swap made the transition `from -> to`:
+    /// publishes the new phase, then reports the events (exactly once).
+    fn after_transition(&self, from: Word, to: Word, now: Option<u64>, why: Option<Threshold>) {
+        let needs_time = match to.state() {
+            State::Open => true,
+            State::HalfOpen => Tunables::get(&self.tunables.max_half_open_nanos) != 0,
+            State::Closed | State::MetricsOnly => self.window_needs_period_start(),
+            State::ForcedOpen | State::Disabled => false,
+        };
+        let value = if needs_time {
+            let now = now.unwrap_or_else(|| self.now());
+            match to.state() {
+                State::Open => to_micros_up(now.saturating_add(self.open_nanos(to.attempts()))),
+                State::HalfOpen => to_micros_up(
+                    now.saturating_add(Tunables::get(&self.tunables.max_half_open_nanos)),
+                ),
+                _ => (now / 1000).min(NO_TIME - 1),
+            }
+        } else {
+            NO_TIME
+        };
+        self.publish_phase(to.epoch(), value);
+        self.success_mark
+            .store(self.stats.sum(Stat::Successes), Ordering::Relaxed);
+        self.armed.store(0, Ordering::Relaxed);
+        if let Some(why) = why {
+            self.observer.on_event(&Event::ThresholdExceeded(why));
+        }
+        if from.state() != to.state() {
+            self.observer.on_event(&Event::StateTransition {
+                from: from.state(),
+                to: to.state(),
+            });
+        }
+    }
+
+    fn window_needs_period_start(&self) -> bool {
+        matches!(self.policy, PolicyKind::TimeWindow { .. })
+    }
+
+    /// Publishes the phase of generation `epoch`, unless a newer one is already there (the
+    /// publisher of an older transition may run late).
+    fn publish_phase(&self, epoch: u32, value: u64) {
+        let tag = epoch as u16;
+        let next = (u64::from(tag) << 48) | value;
+        let mut cur = self.phase.load(Ordering::Acquire);
+        loop {
+            let cur_tag = (cur >> 48) as u16;
+            if cur_tag != tag && (cur_tag.wrapping_sub(tag) as i16) > 0 {
+                return;
+            }
+            match self
+                .phase
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(actual) => {
+                    cur = actual;
+                    spin_hint();
+                }
+            }
+        }
+    }
+
+    /// The phase value of generation `epoch`, if published.
+    #[inline]
+    fn phase_value(&self, epoch: u32) -> Option<u64> {
+        let p = self.phase.load(Ordering::Acquire);
+        ((p >> 48) as u16 == epoch as u16).then_some(p & NO_TIME)
+    }
+
+    /// The deadline of generation `epoch` in nanoseconds since the origin, if published and
+    /// finite.
+    #[inline]
+    fn deadline(&self, epoch: u32) -> Option<u64> {
+        self.phase_value(epoch)
+            .filter(|&us| us != NO_TIME)
+            .map(|us| us * 1000)
+    }
+
+    /// How long the `attempt`-th open period lasts, jitter included.
+    fn open_nanos(&self, attempt: u32) -> u64 {
+        let attempt = attempt.max(1);
+        #[cfg(feature = "alloc")]
+        let base = match &self.open_fn {
+            Some(f) => f(attempt).max(Duration::from_nanos(1)),
+            None => self.exponential(attempt),
+        };
+        #[cfg(not(feature = "alloc"))]
+        let base = self.exponential(attempt);
+        #[cfg(feature = "alloc")]
+        let base = match &self.jitter {
+            Some(j) => j.apply(base),
+            None => base,
+        };
+        nanos(base)
+    }
+
+    fn exponential(&self, attempt: u32) -> Duration {
+        OpenDuration::Exponential {
+            initial: Duration::from_nanos(Tunables::get(&self.tunables.open_initial_nanos)),
+            multiplier: f64::from_bits(Tunables::get(&self.tunables.open_multiplier_bits)),
+            max: Duration::from_nanos(Tunables::get(&self.tunables.open_max_nanos)),
+        }
+        .for_attempt(attempt)
+    }
+
+    #[inline]
+    fn now(&self) -> u64 {
+        self.clock.now_nanos().saturating_sub(self.origin)
+    }
+
+    /// The current word, after any transition that time has made due.
+    fn current(&self) -> Word {
+        let mut w = Word(self.word.load(Ordering::Acquire));
+        while matches!(w.state(), State::Open | State::HalfOpen) {
+            let now = self.now();
+            let Some(next) = self.due_transition(w, now, false) else {
+                break;
+            };
+            match self.cas(w, next) {
+                Ok(()) => {
+                    self.after_transition(w, next, Some(now), None);
+                    w = next;
+                }
+                Err(actual) => w = actual,
+            }
+        }
+        w
+    }
+
+    // ----- queries ----------------------------------------------------------------------
+
+    /// The current state (making any transition that time has made due).
+    pub fn state(&self) -> State {
+        self.current().state()
+    }
+
+    /// State, counts and rates at this moment. Exact once concurrent calls have finished.
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, ManualClock, Outcome};
+    /// use std::time::Duration;
+    ///
+    /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
+    ///     .count_window(10)
+    ///     .minimum_calls(10)
+    ///     .build()?;
+    /// for outcome in [Outcome::Success, Outcome::Failure, Outcome::Success, Outcome::Ignored] {
+    ///     breaker.try_acquire().unwrap().record(outcome, Duration::ZERO);
+    /// }
+    /// let s = breaker.snapshot();
+    /// assert_eq!((s.window.calls, s.window.failures), (3, 1));
+    /// assert_eq!(s.totals.ignored, 1);
+    /// assert_eq!(s.consecutive_successes, 1);
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn snapshot(&self) -> Snapshot {
+        let w = self.current();
+        let epoch = w.epoch();
+        let state = w.state();
+        let mut window = Counts::default();
+        if matches!(state, State::Closed | State::MetricsOnly) {
+            window = self.window_counts(epoch);
+            window.consecutive_failures = w.failures();
+        }
+        let totals = self.stats.totals();
+        let mark = self.success_mark.load(Ordering::Relaxed);
+        let half_open = state == State::HalfOpen;
+        Snapshot {
+            state,
+            generation: epoch,
+            window,
+            consecutive_successes: totals.successes.saturating_sub(mark),
+            half_open_admitted: if half_open { w.admitted() } else { 0 },
+            half_open_successes: if half_open { w.probe_successes() } else { 0 },
+            open_attempts: w.attempts(),
+            retry_after: self.retry_after_of(w),
+            totals,
+        }
+    }
+
+    /// How long until a probe call is admitted: `Some` while open (zero once due), `None`
+    /// otherwise.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after_of(self.current())
+    }
+
+    fn retry_after_of(&self, w: Word) -> Option<Duration> {
+        if w.state() != State::Open {
+            return None;
+        }
+        let deadline = self.deadline(w.epoch())?;
+        Some(Duration::from_nanos(deadline.saturating_sub(self.now())))
+    }
+
+    #[allow(unused_variables)]
+    fn window_counts(&self, epoch: u32) -> Counts {
+        #[cfg(feature = "alloc")]
+        match &self.window {
+            Window::None => {}
+            Window::Count(w) => return w.counts(epoch),
+            Window::Time(w) => return w.counts(epoch, self.tick(w, epoch)),
+        }
+        Counts::default()
+    }
+
+    // ----- operator controls --------------------------------------------------------------
+
+    fn force(&self, target: State, is_reset: bool) {
+        let mut w = Word(self.word.load(Ordering::Acquire));
+        loop {
+            if w.state() == target && !is_reset {
+                return;
+            }
+            let attempts = match target {
+                State::Open => w.attempts() + 1,
+                State::HalfOpen | State::ForcedOpen => w.attempts(),
+                _ => 0,
+            };
+            let next = w.next(target, attempts.min(MAX_ATTEMPTS), 0);
+            match self.cas(w, next) {
+                Ok(()) => {
+                    if is_reset {
+                        self.observer.on_event(&Event::Reset);
+                    }
+                    return self.after_transition(w, next, None, None);
+                }
+                Err(actual) => {
+                    w = actual;
+                    spin_hint();
+                }
+            }
+        }
+    }
+
+    /// Isolates the dependency: every call is rejected ([`RejectReason::ForcedOpen`]) until
+    /// [`reset`](Self::reset). Calls in flight are dropped as late when they finish.
+    pub fn force_open(&self) {
+        self.force(State::ForcedOpen, false)
+    }
+
+    /// Bypasses the breaker: every call is admitted and nothing is recorded, until
+    /// [`reset`](Self::reset).
+    pub fn disable(&self) {
+        self.force(State::Disabled, false)
+    }
+
+    /// Records and reports (threshold events) but never trips, until
+    /// [`reset`](Self::reset). Starts with an empty window.
+    pub fn metrics_only(&self) {
+        self.force(State::MetricsOnly, false)
+    }
+
+    /// Opens the breaker now, as if a rule had tripped (the open period and backoff apply).
+    pub fn trip(&self) {
+        self.force(State::Open, false)
+    }
+
+    /// Back to closed with empty counts and backoff; permits issued before are late.
+    /// Also ends forced-open, disabled and metrics-only modes.
+    pub fn reset(&self) {
+        self.force(State::Closed, true)
+    }
+
+    /// Applies a new configuration to the live breaker, keeping its state and counts.
+    ///
+    /// Thresholds, rates, minimum calls, slow-call duration, half-open probes and limit,
+    /// and fixed / exponential open durations change; the new values apply from the next
+    /// call (a lowered threshold trips on the next recorded call, not at once; an open
+    /// period already running keeps its deadline). A concurrent call may see some of the
+    /// new values and some of the old during the switch. The window (policy kind, size,
+    /// duration, buckets) and closures (`trip_when`, `open_duration_fn`, `jitter`) are fixed
+    /// at build time: a config that changes them is refused and nothing changes. A custom
+    /// open-duration function of the live breaker keeps precedence over the new open
+    /// duration.
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, Config, ManualClock, Outcome, State};
+    /// use std::time::Duration;
+    ///
+    /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
+    ///     .consecutive_failures(5)
+    ///     .build()?;
+    /// breaker.try_acquire().unwrap().record(Outcome::Failure, Duration::ZERO);
+    /// breaker.reconfigure(Config::builder().consecutive_failures(2).build_config()?).unwrap();
+    /// breaker.try_acquire().unwrap().record(Outcome::Failure, Duration::ZERO);
+    /// assert_eq!(breaker.state(), State::Open);
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn reconfigure(&self, config: Config) -> Result<(), ReconfigureError> {
+        if !config.policy.same_shape(&self.policy) {
+            return Err(ReconfigureError::WindowShapeChanged);
+        }
+        if config.has_closures() {
+            return Err(ReconfigureError::ClosureChanged);
+        }
+        self.tunables.store(&config);
+        Ok(())
+    }
+}
+
+#[inline]
+fn to_micros_up(nanos: u64) -> u64 {
+    nanos.div_ceil(1000).min(NO_TIME - 1)
+}
+
+#[cfg(feature = "std")]
+impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
+    /// Runs `f` if the breaker admits it; every `Err` counts as a failure.
+    ///
+    /// A panic in `f` is recorded as a failure and keeps unwinding (as gobreaker does).
+    ///
+    /// ```
+    /// use breaker_core::{CallError, CircuitBreaker, ManualClock};
+    ///
+    /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
+    ///     .consecutive_failures(1)
+    ///     .build()?;
+    /// let r: Result<u32, CallError<&str>> = breaker.call(|| Err("connection refused"));
+    /// assert_eq!(r, Err(CallError::Inner("connection refused")));
+    /// let r: Result<u32, CallError<&str>> = breaker.call(|| Ok(1));
+    /// assert!(matches!(r, Err(CallError::Rejected(_)))); // open: not called
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn call<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, crate::CallError<E>> {
+        self.call_with(
+            |r: &Result<T, E>| {
+                if r.is_ok() {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                }
+            },
+            f,
+        )
+    }
+
+    /// Runs `f` if the breaker admits it, and lets `classify` decide how its result counts:
+    /// a caller's bad request need not count as an outage.
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, ManualClock, Outcome, State};
+    ///
+    /// #[derive(Debug)]
+    /// enum DbError { NotFound, ConnectionLost }
+    ///
+    /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
+    ///     .consecutive_failures(1)
+    ///     .build()?;
+    /// let classify = |r: &Result<(), DbError>| match r {
+    ///     Ok(()) | Err(DbError::NotFound) => Outcome::Success,
+    ///     Err(DbError::ConnectionLost) => Outcome::Failure,
+    /// };
+    /// let _ = breaker.call_with(classify, || Err(DbError::NotFound));
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// let _ = breaker.call_with(classify, || Err(DbError::ConnectionLost));
+    /// assert_eq!(breaker.state(), State::Open);
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn call_with<T, E>(
+        &self,
+        classify: impl FnOnce(&Result<T, E>) -> Outcome,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, crate::CallError<E>> {
+        let permit = self.try_acquire().map_err(crate::CallError::Rejected)?;
+        let guard = PanicGuard {
+            permit: Some(permit),
+            started: self.measures_duration().then(|| self.clock.now_nanos()),
+        };
+        let result = f();
+        let outcome = classify(&result);
+        guard.finish(outcome);
+        result.map_err(crate::CallError::Inner)
+    }
+}
+
+/// Records a failure if dropped while unwinding from a panic in the guarded call.
+#[cfg(feature = "std")]
+struct PanicGuard<'a, C: Clock, O: Observer> {
+    permit: Option<Permit<'a, C, O>>,
+    started: Option<u64>,
+}
+
+#[cfg(feature = "std")]
+impl<C: Clock, O: Observer> PanicGuard<'_, C, O> {
+    fn elapsed(&self, breaker: &CircuitBreaker<C, O>) -> Duration {
+        self.started.map_or(Duration::ZERO, |s| {
+            Duration::from_nanos(breaker.clock.now_nanos().saturating_sub(s))
+        })
+    }
+
+    fn finish(mut self, outcome: Outcome) {
+        if let Some(permit) = self.permit.take() {
+            let elapsed = self.elapsed(permit.breaker);
+            permit.record(outcome, elapsed);
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl<C: Clock, O: Observer> Drop for PanicGuard<'_, C, O> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            if std::thread::panicking() {
+                let elapsed = self.elapsed(permit.breaker);
+                permit.record(Outcome::Failure, elapsed);
+            }
+        }
+    }
+}
+
+/// Permission to make one call, from [`CircuitBreaker::try_acquire`].
+///
+/// Record the call's outcome with [`record`](Self::record). Dropping the permit without
+/// recording (a cancelled future, an early return) is neutral: nothing is counted and a
+/// half-open probe slot is given back. A result recorded after the breaker's state changed
+/// is dropped as late.
+#[must_use = "record the call's outcome, or drop the permit to cancel"]
+pub struct Permit<'a, C: Clock, O: Observer = NoopObserver> {
+    breaker: &'a CircuitBreaker<C, O>,
+    ticket: Option<Ticket>,
+}
+
+impl<C: Clock, O: Observer> Permit<'_, C, O> {
+    /// Records the outcome of the call and how long it took (`Duration::ZERO` is fine when
+    /// [`measures_duration`](CircuitBreaker::measures_duration) is false).
+    #[inline]
+    pub fn record(mut self, outcome: Outcome, elapsed: Duration) {
+        if let Some(ticket) = self.ticket.take() {
+            self.breaker.complete(ticket, outcome, elapsed);
+        }
+    }
+
+    /// Whether this permit is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.ticket.is_some_and(|t| t.kind == Kind::Probe)
+    }
+
+    /// The generation the permit was issued in.
+    pub fn generation(&self) -> u32 {
+        self.ticket.map_or(0, |t| t.epoch)
+    }
+}
+
+impl<C: Clock, O: Observer> Drop for Permit<'_, C, O> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.breaker.abandon(ticket);
+        }
+    }
+}
+
+impl<C: Clock, O: Observer> fmt::Debug for Permit<'_, C, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit").field("ticket", &self.ticket).finish()
+    }
+}
+
+/// A [`Permit`] that owns an `Arc` of its breaker, from
+/// [`CircuitBreaker::try_acquire_owned`]. Same rules: record, or drop to cancel.
+#[cfg(feature = "alloc")]
+#[must_use = "record the call's outcome, or drop the permit to cancel"]
+pub struct OwnedPermit<C: Clock, O: Observer = NoopObserver> {
+    breaker: alloc::sync::Arc<CircuitBreaker<C, O>>,
+    ticket: Option<Ticket>,
+}
+
+#[cfg(feature = "alloc")]
+impl<C: Clock, O: Observer> OwnedPermit<C, O> {
+    /// Records the outcome of the call and how long it took.
+    #[inline]
+    pub fn record(mut self, outcome: Outcome, elapsed: Duration) {
+        if let Some(ticket) = self.ticket.take() {
+            self.breaker.complete(ticket, outcome, elapsed);
+        }
+    }
+
+    /// Whether this permit is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.ticket.is_some_and(|t| t.kind == Kind::Probe)
+    }
+
+    /// The breaker this permit belongs to.
+    pub fn breaker(&self) -> &alloc::sync::Arc<CircuitBreaker<C, O>> {
+        &self.breaker
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<C: Clock, O: Observer> Drop for OwnedPermit<C, O> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.breaker.abandon(ticket);
+        }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<C: Clock, O: Observer> fmt::Debug for OwnedPermit<C, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedPermit").field("ticket", &self.ticket).finish()
+    }
+}

@@ -1,0 +1,154 @@
+//! Where the breaker gets its time from.
+//!
+//! The breaker reads time through the [`Clock`] trait, in nanoseconds since an arbitrary,
+//! fixed origin. [`MonotonicClock`] (with `std`) reads [`std::time::Instant`];
+//! [`ManualClock`] (with `alloc`) only moves when told to, so breaker behaviour can be tested
+//! deterministically, by this crate and by its users.
+
+use core::time::Duration;
+
+/// A source of monotonic time.
+///
+/// `now_nanos` returns nanoseconds since an origin of the clock's choosing. It must never go
+/// backwards. The breaker reads it at most once per call, and not at all on paths whose
+/// policy does not need time.
+///
+/// ```
+/// use breaker_core::Clock;
+///
+/// /// A clock driven by a hardware tick counter, 1 tick = 1 µs.
+/// struct Ticks(fn() -> u64);
+///
+/// impl Clock for Ticks {
+///     fn now_nanos(&self) -> u64 {
+///         (self.0)().saturating_mul(1_000)
+///     }
+/// }
+/// # let _ = Ticks(|| 0).now_nanos();
+/// ```
+pub trait Clock {
+    /// Nanoseconds since this clock's origin; never decreasing.
+    fn now_nanos(&self) -> u64;
+}
+
+impl<C: Clock + ?Sized> Clock for &C {
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        (**self).now_nanos()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<C: Clock + ?Sized> Clock for alloc::sync::Arc<C> {
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        (**self).now_nanos()
+    }
+}
+
+/// Converts a duration to whole nanoseconds, saturating at `u64::MAX` (584 years).
+#[inline]
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A clock that moves only when told to: for deterministic tests.
+///
+/// Clones share one time, so a test keeps a clone and advances the breaker's clock from the
+/// outside. It starts at zero.
+///
+/// ```
+/// use breaker_core::{Clock, ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let shared = clock.clone();
+/// clock.advance(Duration::from_millis(1500));
+/// assert_eq!(shared.now_nanos(), 1_500_000_000);
+/// assert_eq!(shared.elapsed(), Duration::from_millis(1500));
+/// ```
+#[cfg(feature = "alloc")]
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock {
+    nanos: crate::sync::Arc<crate::sync::AtomicU64>,
+}
+
+#[cfg(feature = "alloc")]
+impl ManualClock {
+    /// A clock at time zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves time forward by `by` (saturating at `u64::MAX` nanoseconds).
+    pub fn advance(&self, by: Duration) {
+        let by = nanos(by);
+        let mut cur = self.nanos.load(crate::sync::Ordering::Acquire);
+        loop {
+            let next = cur.saturating_add(by);
+            match self.nanos.compare_exchange_weak(
+                cur,
+                next,
+                crate::sync::Ordering::AcqRel,
+                crate::sync::Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Time since the origin, as a duration.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.now_nanos())
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Clock for ManualClock {
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        self.nanos.load(crate::sync::Ordering::Acquire)
+    }
+}
+
+/// The system's monotonic clock ([`std::time::Instant`]), measured from when the clock was
+/// made. The default clock of [`crate::CircuitBreaker::builder`]'s `build`.
+///
+/// ```
+/// use breaker_core::{Clock, MonotonicClock};
+///
+/// let clock = MonotonicClock::new();
+/// let a = clock.now_nanos();
+/// assert!(clock.now_nanos() >= a);
+/// ```
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug)]
+pub struct MonotonicClock {
+    origin: std::time::Instant,
+}
+
+#[cfg(feature = "std")]
+impl MonotonicClock {
+    /// A clock whose origin is now.
+    pub fn new() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "std")]
+impl Clock for MonotonicClock {
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        nanos(self.origin.elapsed())
+    }
+}

@@ -1,0 +1,695 @@
+//! Building and validating a breaker's configuration.
+//!
+//! Everything is checked when the configuration is built: a bad value is a [`ConfigError`]
+//! naming the field and the allowed range, never a panic later.
+
+use core::fmt;
+use core::time::Duration;
+
+#[cfg(feature = "alloc")]
+use alloc::boxed::Box;
+
+use crate::clock::nanos;
+use crate::error::{ConfigError, ConfigValue};
+use crate::observer::{NoopObserver, Observer};
+#[cfg(feature = "alloc")]
+use crate::snapshot::Counts;
+use crate::{CircuitBreaker, Clock};
+
+/// Largest consecutive-failure threshold (the count lives in 23 bits of the state word).
+pub const MAX_CONSECUTIVE_FAILURES: u32 = (1 << 23) - 1;
+/// Largest count-window size.
+pub const MAX_COUNT_WINDOW: u32 = u16::MAX as u32;
+/// Largest number of buckets in a time window.
+pub const MAX_BUCKETS: u32 = 1024;
+/// Largest number of probe calls admitted per half-open period.
+pub const MAX_HALF_OPEN_PROBES: u32 = (1 << 11) - 1;
+
+/// How the closed state decides to trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyKind {
+    /// Trip when `threshold` consecutive failures are reached.
+    ConsecutiveFailures {
+        /// Failures in a row that trip the breaker.
+        threshold: u32,
+    },
+    /// A sliding window over the last `size` calls.
+    CountWindow {
+        /// Calls in the window.
+        size: u32,
+    },
+    /// A sliding window over the last `duration`, split into `buckets` buckets
+    /// (one bucket: a tumbling window).
+    TimeWindow {
+        /// Window length.
+        duration: Duration,
+        /// Buckets the window is split into.
+        buckets: u32,
+    },
+    /// Every call since the breaker last entered the closed state (gobreaker with
+    /// `Interval = 0`).
+    Cumulative,
+}
+
+impl PolicyKind {
+    pub(crate) fn uses_window(&self) -> bool {
+        !matches!(self, PolicyKind::ConsecutiveFailures { .. })
+    }
+
+    /// Same window shape, ignoring the consecutive threshold (a tunable).
+    pub(crate) fn same_shape(&self, other: &PolicyKind) -> bool {
+        match (self, other) {
+            (PolicyKind::ConsecutiveFailures { .. }, PolicyKind::ConsecutiveFailures { .. }) => {
+                true
+            }
+            _ => self == other,
+        }
+    }
+}
+
+/// How long the breaker stays open before it admits probes.
+pub enum OpenDuration {
+    /// Always the same.
+    Fixed(Duration),
+    /// `initial * multiplier^(attempt - 1)`, capped at `max`. The attempt count grows each
+    /// time the breaker re-opens from half-open and resets when it closes.
+    Exponential {
+        /// Duration of the first open period.
+        initial: Duration,
+        /// Growth factor per re-open, `>= 1`.
+        multiplier: f64,
+        /// Upper bound.
+        max: Duration,
+    },
+    /// A user function of the attempt number (1 for the first open period since closed).
+    #[cfg(feature = "alloc")]
+    Custom(Box<dyn Fn(u32) -> Duration + Send + Sync>),
+}
+
+impl fmt::Debug for OpenDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenDuration::Fixed(d) => f.debug_tuple("Fixed").field(d).finish(),
+            OpenDuration::Exponential {
+                initial,
+                multiplier,
+                max,
+            } => f
+                .debug_struct("Exponential")
+                .field("initial", initial)
+                .field("multiplier", multiplier)
+                .field("max", max)
+                .finish(),
+            #[cfg(feature = "alloc")]
+            OpenDuration::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+impl OpenDuration {
+    /// The open duration for the given attempt (1-based), before jitter.
+    pub fn for_attempt(&self, attempt: u32) -> Duration {
+        match self {
+            OpenDuration::Fixed(d) => *d,
+            OpenDuration::Exponential {
+                initial,
+                multiplier,
+                max,
+            } => {
+                let cap = nanos(*max) as f64;
+                let mut d = nanos(*initial) as f64;
+                for _ in 1..attempt {
+                    d *= *multiplier;
+                    if d >= cap {
+                        return *max;
+                    }
+                }
+                Duration::from_nanos(d as u64).min(*max)
+            }
+            #[cfg(feature = "alloc")]
+            OpenDuration::Custom(f) => f(attempt.max(1)),
+        }
+    }
+}
+
+/// Random spread added to each open duration, so many breakers that tripped together do not
+/// probe together.
+#[cfg(feature = "alloc")]
+pub(crate) struct Jitter {
+    pub(crate) factor: f64,
+    pub(crate) source: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+#[cfg(feature = "alloc")]
+impl Jitter {
+    /// `d * (1 + factor * (2u - 1))`, u uniform in [0, 1) from the source.
+    pub(crate) fn apply(&self, d: Duration) -> Duration {
+        let u = ((self.source)() >> 11) as f64 / (1u64 << 53) as f64;
+        let scale = 1.0 + self.factor * (2.0 * u - 1.0);
+        let n = (nanos(d) as f64 * scale) as u64;
+        Duration::from_nanos(n.max(1))
+    }
+}
+
+/// A custom trip predicate over the window's counts (gobreaker's `ReadyToTrip`).
+#[cfg(feature = "alloc")]
+pub(crate) type TripPredicate = Box<dyn Fn(&Counts) -> bool + Send + Sync>;
+
+/// A validated breaker configuration. Made by [`Builder::build_config`]; used by
+/// [`CircuitBreaker::reconfigure`] and kept by every breaker.
+pub struct Config {
+    pub(crate) policy: PolicyKind,
+    pub(crate) minimum_calls: u32,
+    /// Failure-rate threshold in parts per million (0: no rule).
+    pub(crate) failure_rate_ppm: u32,
+    /// Slow-call-rate threshold in parts per million (0: no rule).
+    pub(crate) slow_rate_ppm: u32,
+    /// Slow-call threshold in nanoseconds (`u64::MAX`: slow calls not detected).
+    pub(crate) slow_nanos: u64,
+    pub(crate) half_open_probes: u32,
+    /// Longest half-open period in nanoseconds (0: unlimited).
+    pub(crate) max_half_open_nanos: u64,
+    pub(crate) open: OpenDuration,
+    #[cfg(feature = "alloc")]
+    pub(crate) jitter: Option<Jitter>,
+    #[cfg(feature = "alloc")]
+    pub(crate) trip_when: Option<TripPredicate>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Config");
+        s.field("policy", &self.policy)
+            .field("minimum_calls", &self.minimum_calls)
+            .field("failure_rate", &(self.failure_rate_ppm as f64 / 10_000.0))
+            .field("slow_call_rate", &(self.slow_rate_ppm as f64 / 10_000.0))
+            .field("slow_call_nanos", &self.slow_nanos)
+            .field("half_open_probes", &self.half_open_probes)
+            .field("max_half_open_nanos", &self.max_half_open_nanos)
+            .field("open", &self.open);
+        #[cfg(feature = "alloc")]
+        s.field("jitter", &self.jitter.as_ref().map(|j| j.factor))
+            .field("trip_when", &self.trip_when.as_ref().map(|_| ".."));
+        s.finish()
+    }
+}
+
+impl Config {
+    /// A builder with the defaults (see [`Builder`]). Use it for
+    /// [`CircuitBreaker::reconfigure`]; to build a breaker, start from
+    /// [`CircuitBreaker::builder`].
+    pub fn builder() -> Builder<(), NoopObserver> {
+        Builder::with_clock(())
+    }
+
+    /// The failure policy.
+    pub fn policy(&self) -> PolicyKind {
+        self.policy
+    }
+
+    /// Whether calls' durations matter (slow-call detection is on).
+    pub fn detects_slow_calls(&self) -> bool {
+        self.slow_nanos != u64::MAX
+    }
+
+    #[cfg(feature = "alloc")]
+    pub(crate) fn has_closures(&self) -> bool {
+        self.jitter.is_some()
+            || self.trip_when.is_some()
+            || matches!(self.open, OpenDuration::Custom(_))
+    }
+    #[cfg(not(feature = "alloc"))]
+    pub(crate) fn has_closures(&self) -> bool {
+        false
+    }
+}
+
+/// Builds a [`CircuitBreaker`] (or a [`Config`] to [reconfigure](CircuitBreaker::reconfigure)
+/// one), checking every value.
+///
+/// Defaults: trip on 5 consecutive failures, stay open 30 s, then admit 1 probe; one
+/// successful probe closes the breaker, a failed one re-opens it. No slow-call detection.
+///
+/// Choosing a window ([`count_window`](Self::count_window),
+/// [`time_window`](Self::time_window), [`cumulative_window`](Self::cumulative_window))
+/// switches to rate-based tripping: by default at a 50 % failure rate once 100 calls (at most
+/// the window size) are in the window.
+///
+/// ```
+/// use breaker_core::CircuitBreaker;
+/// use std::time::Duration;
+///
+/// let breaker = CircuitBreaker::builder()
+///     .count_window(100)
+///     .minimum_calls(20)
+///     .failure_rate(50.0)
+///     .slow_calls(Duration::from_secs(2), 80.0)
+///     .exponential_open_duration(Duration::from_secs(5), 2.0, Duration::from_secs(120))
+///     .half_open_probes(3)
+///     .build()?;
+/// assert!(breaker.try_acquire().is_ok());
+/// # Ok::<(), breaker_core::ConfigError>(())
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder<C, O> {
+    clock: C,
+    observer: O,
+    policy: Option<PolicyKind>,
+    minimum_calls: Option<u32>,
+    failure_rate: Option<f64>,
+    slow_duration: Option<Duration>,
+    slow_rate: Option<f64>,
+    half_open_probes: u32,
+    max_half_open: Option<Duration>,
+    open: OpenDuration,
+    #[cfg(feature = "alloc")]
+    jitter: Option<Jitter>,
+    #[cfg(feature = "alloc")]
+    trip_when: Option<TripPredicate>,
+}
+
+impl<C: fmt::Debug, O: fmt::Debug> fmt::Debug for Builder<C, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("clock", &self.clock)
+            .field("observer", &self.observer)
+            .field("policy", &self.policy)
+            .field("minimum_calls", &self.minimum_calls)
+            .field("failure_rate", &self.failure_rate)
+            .field("slow_duration", &self.slow_duration)
+            .field("slow_rate", &self.slow_rate)
+            .field("half_open_probes", &self.half_open_probes)
+            .field("max_half_open", &self.max_half_open)
+            .field("open", &self.open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> Builder<C, NoopObserver> {
+    pub(crate) fn with_clock(clock: C) -> Self {
+        Builder {
+            clock,
+            observer: NoopObserver,
+            policy: None,
+            minimum_calls: None,
+            failure_rate: None,
+            slow_duration: None,
+            slow_rate: None,
+            half_open_probes: 1,
+            max_half_open: None,
+            open: OpenDuration::Fixed(Duration::from_secs(30)),
+            #[cfg(feature = "alloc")]
+            jitter: None,
+            #[cfg(feature = "alloc")]
+            trip_when: None,
+        }
+    }
+}
+
+impl<C, O> Builder<C, O> {
+    /// Trip when `threshold` failures in a row are reached (`failures >= threshold`).
+    /// gobreaker's default `ConsecutiveFailures > 5` is `consecutive_failures(6)`.
+    /// Allowed: `1..=8_388_607`.
+    pub fn consecutive_failures(mut self, threshold: u32) -> Self {
+        self.policy = Some(PolicyKind::ConsecutiveFailures { threshold });
+        self
+    }
+
+    /// Rate-based tripping over the last `size` calls. Allowed: `1..=65_535`.
+    #[cfg(feature = "alloc")]
+    pub fn count_window(mut self, size: u32) -> Self {
+        self.policy = Some(PolicyKind::CountWindow { size });
+        self
+    }
+
+    /// Rate-based tripping over the calls of the last `duration`, counted in `buckets`
+    /// buckets of `duration / buckets` each; the oldest bucket is dropped as time moves on.
+    /// One bucket is a tumbling window: all counts clear every `duration` (gobreaker's
+    /// `Interval`). Buckets are aligned to the clock's origin.
+    /// Allowed: `duration > 0`, `buckets` in `1..=1024`, `duration` a whole multiple of
+    /// `buckets` nanoseconds.
+    #[cfg(feature = "alloc")]
+    pub fn time_window(mut self, duration: Duration, buckets: u32) -> Self {
+        self.policy = Some(PolicyKind::TimeWindow { duration, buckets });
+        self
+    }
+
+    /// Rate-based tripping over every call since the breaker last closed (gobreaker with
+    /// `Interval = 0`).
+    #[cfg(feature = "alloc")]
+    pub fn cumulative_window(mut self) -> Self {
+        self.policy = Some(PolicyKind::Cumulative);
+        self
+    }
+
+    /// Calls the window must hold before rates are evaluated. Default: 100, or the window
+    /// size if smaller. Allowed: `1..=size` (count window), `>= 1` otherwise.
+    pub fn minimum_calls(mut self, calls: u32) -> Self {
+        self.minimum_calls = Some(calls);
+        self
+    }
+
+    /// Trip when the failure rate in the window reaches `percent` (`rate >= percent`).
+    /// Default: 50. Allowed: `(0, 100]`. Needs a window.
+    pub fn failure_rate(mut self, percent: f64) -> Self {
+        self.failure_rate = Some(percent);
+        self
+    }
+
+    /// A call is slow when its duration exceeds `duration`; trip when the slow-call rate in
+    /// the window reaches `percent`. In half-open, a slow probe counts as a failed probe.
+    /// Allowed: `duration > 0`, `percent` in `(0, 100]`. Needs a window.
+    pub fn slow_calls(mut self, duration: Duration, percent: f64) -> Self {
+        self.slow_duration = Some(duration);
+        self.slow_rate = Some(percent);
+        self
+    }
+
+    /// Detect slow calls (duration exceeding `duration`) for events and snapshots only,
+    /// without a slow-call-rate rule. Works with any policy. Allowed: `duration > 0`.
+    pub fn slow_call_duration(mut self, duration: Duration) -> Self {
+        self.slow_duration = Some(duration);
+        self
+    }
+
+    /// Probe calls admitted per half-open period; that many successes close the breaker,
+    /// any failure re-opens it. Default: 1. Allowed: `1..=2047`.
+    pub fn half_open_probes(mut self, probes: u32) -> Self {
+        self.half_open_probes = probes;
+        self
+    }
+
+    /// Re-open if the half-open period lasts longer than `limit` (a lost probe can then never
+    /// leave the breaker stuck half-open). Default: unlimited. Allowed: `> 0`.
+    pub fn max_half_open(mut self, limit: Duration) -> Self {
+        self.max_half_open = Some(limit);
+        self
+    }
+
+    /// Stay open for `duration` each time. Default: 30 s. Allowed: `> 0`.
+    pub fn open_duration(mut self, duration: Duration) -> Self {
+        self.open = OpenDuration::Fixed(duration);
+        self
+    }
+
+    /// Stay open `initial * multiplier^(n - 1)` for the n-th open period since the breaker
+    /// last closed, capped at `max`. Allowed: `initial > 0`, `multiplier` finite and `>= 1`,
+    /// `max >= initial`.
+    pub fn exponential_open_duration(
+        mut self,
+        initial: Duration,
+        multiplier: f64,
+        max: Duration,
+    ) -> Self {
+        self.open = OpenDuration::Exponential {
+            initial,
+            multiplier,
+            max,
+        };
+        self
+    }
+
+    /// Stay open for `f(n)` for the n-th open period since the breaker last closed (n >= 1).
+    /// A zero result is treated as 1 ns.
+    #[cfg(feature = "alloc")]
+    pub fn open_duration_fn(mut self, f: impl Fn(u32) -> Duration + Send + Sync + 'static) -> Self {
+        self.open = OpenDuration::Custom(Box::new(f));
+        self
+    }
+
+    /// Spread each open duration by up to `± factor` of itself, with randomness from
+    /// `source` (any uniform `u64` generator: a seeded PRNG in tests, `rand` in services).
+    /// Allowed: `factor` in `(0, 1)`.
+    #[cfg(feature = "alloc")]
+    pub fn jitter(mut self, factor: f64, source: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.jitter = Some(Jitter {
+            factor,
+            source: Box::new(source),
+        });
+        self
+    }
+
+    /// Decide tripping with a predicate over the window's counts instead of the rate rules
+    /// (gobreaker's `ReadyToTrip`). It is called after every recorded call in the closed
+    /// state, and `minimum_calls` does not apply. Needs a window.
+    ///
+    /// ```
+    /// use breaker_core::CircuitBreaker;
+    ///
+    /// // gobreaker's tutorial: trip at a 60 % failure ratio once there are 3 requests.
+    /// let breaker = CircuitBreaker::builder()
+    ///     .cumulative_window()
+    ///     .trip_when(|c| c.calls >= 3 && c.failures * 10 >= c.calls * 6)
+    ///     .build()?;
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    #[cfg(feature = "alloc")]
+    pub fn trip_when(mut self, predicate: impl Fn(&Counts) -> bool + Send + Sync + 'static) -> Self {
+        self.trip_when = Some(Box::new(predicate));
+        self
+    }
+
+    /// Send events to `observer` (state transitions, rejections, outcomes, ...).
+    pub fn observer<O2: Observer>(self, observer: O2) -> Builder<C, O2> {
+        Builder {
+            clock: self.clock,
+            observer,
+            policy: self.policy,
+            minimum_calls: self.minimum_calls,
+            failure_rate: self.failure_rate,
+            slow_duration: self.slow_duration,
+            slow_rate: self.slow_rate,
+            half_open_probes: self.half_open_probes,
+            max_half_open: self.max_half_open,
+            open: self.open,
+            #[cfg(feature = "alloc")]
+            jitter: self.jitter,
+            #[cfg(feature = "alloc")]
+            trip_when: self.trip_when,
+        }
+    }
+
+    /// Read time from `clock` (for example a [`ManualClock`](crate::ManualClock) in tests).
+    pub fn clock<C2: Clock>(self, clock: C2) -> Builder<C2, O> {
+        Builder {
+            clock,
+            observer: self.observer,
+            policy: self.policy,
+            minimum_calls: self.minimum_calls,
+            failure_rate: self.failure_rate,
+            slow_duration: self.slow_duration,
+            slow_rate: self.slow_rate,
+            half_open_probes: self.half_open_probes,
+            max_half_open: self.max_half_open,
+            open: self.open,
+            #[cfg(feature = "alloc")]
+            jitter: self.jitter,
+            #[cfg(feature = "alloc")]
+            trip_when: self.trip_when,
+        }
+    }
+
+    /// Validates the settings into a [`Config`], dropping the clock and observer.
+    pub fn build_config(self) -> Result<Config, ConfigError> {
+        self.split().map(|(config, _, _)| config)
+    }
+
+    fn split(self) -> Result<(Config, C, O), ConfigError> {
+        use ConfigValue::{Conflict, Count, Duration as Dur, Number};
+        let policy = self
+            .policy
+            .unwrap_or(PolicyKind::ConsecutiveFailures { threshold: 5 });
+        match policy {
+            PolicyKind::ConsecutiveFailures { threshold } => {
+                if !(1..=MAX_CONSECUTIVE_FAILURES).contains(&threshold) {
+                    return Err(ConfigError::new(
+                        "consecutive_failures",
+                        Count(threshold.into()),
+                        "1..=8_388_607",
+                    ));
+                }
+            }
+            PolicyKind::CountWindow { size } => {
+                if !(1..=MAX_COUNT_WINDOW).contains(&size) {
+                    return Err(ConfigError::new(
+                        "count_window",
+                        Count(size.into()),
+                        "a window size in 1..=65_535",
+                    ));
+                }
+            }
+            PolicyKind::TimeWindow { duration, buckets } => {
+                if !(1..=MAX_BUCKETS).contains(&buckets) {
+                    return Err(ConfigError::new(
+                        "time_window.buckets",
+                        Count(buckets.into()),
+                        "1..=1024",
+                    ));
+                }
+                let n = nanos(duration);
+                if n == 0 || n % u64::from(buckets) != 0 {
+                    return Err(ConfigError::new(
+                        "time_window.duration",
+                        Dur(duration),
+                        "a duration > 0 that is a whole multiple of `buckets` nanoseconds",
+                    ));
+                }
+            }
+            PolicyKind::Cumulative => {}
+        }
+        let windowed = policy.uses_window();
+        #[cfg(feature = "alloc")]
+        let has_predicate = self.trip_when.is_some();
+        #[cfg(not(feature = "alloc"))]
+        let has_predicate = false;
+        if !windowed {
+            let conflict = |field| {
+                Err(ConfigError::new(
+                    field,
+                    Conflict,
+                    "only with a window: call count_window, time_window or cumulative_window",
+                ))
+            };
+            if self.minimum_calls.is_some() {
+                return conflict("minimum_calls");
+            }
+            if self.failure_rate.is_some() {
+                return conflict("failure_rate");
+            }
+            if self.slow_rate.is_some() {
+                return conflict("slow_calls");
+            }
+            if has_predicate {
+                return conflict("trip_when");
+            }
+        }
+        let minimum_calls = match (self.minimum_calls, policy) {
+            (Some(m), PolicyKind::CountWindow { size }) if m == 0 || m > size => {
+                return Err(ConfigError::new(
+                    "minimum_calls",
+                    Count(m.into()),
+                    "1..=the count window size",
+                ));
+            }
+            (Some(0), _) => {
+                return Err(ConfigError::new("minimum_calls", Count(0), ">= 1"));
+            }
+            (Some(m), _) => m,
+            (None, PolicyKind::CountWindow { size }) => size.min(100),
+            (None, _) => 100,
+        };
+        let percent = |field, value: Option<f64>, default: f64| {
+            let v = value.unwrap_or(default);
+            if v.is_finite() && v > 0.0 && v <= 100.0 {
+                Ok((v * 10_000.0 + 0.5) as u32)
+            } else {
+                Err(ConfigError::new(
+                    field,
+                    Number(v),
+                    "a percentage in (0, 100]",
+                ))
+            }
+        };
+        let failure_rate_ppm = if windowed {
+            percent("failure_rate", self.failure_rate, 50.0)?
+        } else {
+            0
+        };
+        let slow_rate_ppm = match self.slow_rate {
+            Some(r) => percent("slow_calls.percent", Some(r), 100.0)?,
+            None => 0,
+        };
+        let slow_nanos = match self.slow_duration {
+            Some(d) if d.is_zero() => {
+                return Err(ConfigError::new(
+                    "slow_calls.duration",
+                    Dur(d),
+                    "a duration > 0",
+                ));
+            }
+            Some(d) => nanos(d).min(u64::MAX - 1),
+            None => u64::MAX,
+        };
+        if !(1..=MAX_HALF_OPEN_PROBES).contains(&self.half_open_probes) {
+            return Err(ConfigError::new(
+                "half_open_probes",
+                Count(self.half_open_probes.into()),
+                "1..=2047",
+            ));
+        }
+        let max_half_open_nanos = match self.max_half_open {
+            Some(d) if d.is_zero() => {
+                return Err(ConfigError::new("max_half_open", Dur(d), "a duration > 0"));
+            }
+            Some(d) => nanos(d),
+            None => 0,
+        };
+        match &self.open {
+            OpenDuration::Fixed(d) if d.is_zero() => {
+                return Err(ConfigError::new("open_duration", Dur(*d), "a duration > 0"));
+            }
+            OpenDuration::Exponential {
+                initial,
+                multiplier,
+                max,
+            } => {
+                if initial.is_zero() {
+                    return Err(ConfigError::new(
+                        "exponential_open_duration.initial",
+                        Dur(*initial),
+                        "a duration > 0",
+                    ));
+                }
+                if !(multiplier.is_finite() && *multiplier >= 1.0) {
+                    return Err(ConfigError::new(
+                        "exponential_open_duration.multiplier",
+                        Number(*multiplier),
+                        "a finite number >= 1",
+                    ));
+                }
+                if max < initial {
+                    return Err(ConfigError::new(
+                        "exponential_open_duration.max",
+                        Dur(*max),
+                        "a duration >= initial",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        #[cfg(feature = "alloc")]
+        if let Some(j) = &self.jitter {
+            if !(j.factor.is_finite() && j.factor > 0.0 && j.factor < 1.0) {
+                return Err(ConfigError::new(
+                    "jitter.factor",
+                    Number(j.factor),
+                    "a fraction in (0, 1)",
+                ));
+            }
+        }
+        let config = Config {
+            policy,
+            minimum_calls,
+            failure_rate_ppm: if has_predicate { 0 } else { failure_rate_ppm },
+            slow_rate_ppm: if has_predicate { 0 } else { slow_rate_ppm },
+            slow_nanos,
+            half_open_probes: self.half_open_probes,
+            max_half_open_nanos,
+            open: self.open,
+            #[cfg(feature = "alloc")]
+            jitter: self.jitter,
+            #[cfg(feature = "alloc")]
+            trip_when: self.trip_when,
+        };
+        Ok((config, self.clock, self.observer))
+    }
+}
+
+impl<C: Clock, O: Observer> Builder<C, O> {
+    /// Validates the settings and builds the breaker.
+    pub fn build(self) -> Result<CircuitBreaker<C, O>, ConfigError> {
+        let (config, clock, observer) = self.split()?;
+        Ok(CircuitBreaker::from_parts(config, clock, observer))
+    }
+}

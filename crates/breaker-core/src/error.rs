@@ -1,0 +1,245 @@
+//! Errors: why a call was rejected, and why a configuration is invalid.
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::State;
+
+/// Why the breaker refused a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The breaker is open: the dependency is failing and calls are shed until the open
+    /// period ends.
+    Open,
+    /// The breaker is half-open and all of its probe slots are taken by calls in flight.
+    HalfOpenFull,
+    /// An operator forced the breaker open (isolation); it stays so until reset.
+    ForcedOpen,
+}
+
+/// A call the breaker refused. Nothing of the call was executed.
+///
+/// `retry_after` says how long until the breaker will admit a probe, when that is known
+/// (open state). Callers should fail fast, serve a fallback, or retry after that time.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, ManualClock, RejectReason};
+///
+/// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new()).build().unwrap();
+/// breaker.force_open();
+/// let rejected = breaker.try_acquire().unwrap_err();
+/// assert_eq!(rejected.reason(), RejectReason::ForcedOpen);
+/// assert!(rejected.to_string().contains("forced open"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub(crate) reason: RejectReason,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl Rejected {
+    /// Why the call was refused.
+    pub fn reason(&self) -> RejectReason {
+        self.reason
+    }
+
+    /// How long until the breaker admits a probe call, if known. Exact for the open state;
+    /// `None` while half-open (try again when a probe finishes) or forced open.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The state the breaker was in when it refused the call.
+    pub fn state(&self) -> State {
+        match self.reason {
+            RejectReason::Open => State::Open,
+            RejectReason::HalfOpenFull => State::HalfOpen,
+            RejectReason::ForcedOpen => State::ForcedOpen,
+        }
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.reason, self.retry_after) {
+            (RejectReason::Open, Some(after)) => write!(
+                f,
+                "circuit breaker is open: the call was not attempted; retry in {after:?} \
+                 or serve a fallback"
+            ),
+            (RejectReason::Open, None) => f.write_str(
+                "circuit breaker is open: the call was not attempted; retry later or serve a fallback",
+            ),
+            (RejectReason::HalfOpenFull, _) => f.write_str(
+                "circuit breaker is half-open and its probe calls are all in flight: the call \
+                 was not attempted; retry once the probes finish or serve a fallback",
+            ),
+            (RejectReason::ForcedOpen, _) => f.write_str(
+                "circuit breaker was forced open by an operator: the call was not attempted; \
+                 serve a fallback until the breaker is reset",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for Rejected {}
+
+/// The error of [`CircuitBreaker::call`](crate::CircuitBreaker::call): either the breaker
+/// refused the call (it did not run), or the call ran and failed with its own error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CallError<E> {
+    /// The breaker refused the call; the closure was not run.
+    Rejected(Rejected),
+    /// The closure ran and returned this error.
+    Inner(E),
+}
+
+impl<E> CallError<E> {
+    /// The inner error, if the call ran.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            CallError::Inner(e) => Some(e),
+            CallError::Rejected(_) => None,
+        }
+    }
+
+    /// The rejection, if the breaker refused the call.
+    pub fn rejected(&self) -> Option<&Rejected> {
+        match self {
+            CallError::Rejected(r) => Some(r),
+            CallError::Inner(_) => None,
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for CallError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Rejected(r) => fmt::Display::fmt(r, f),
+            CallError::Inner(e) => write!(f, "call failed: {e}"),
+        }
+    }
+}
+
+impl<E: core::error::Error + 'static> core::error::Error for CallError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            CallError::Rejected(r) => Some(r),
+            CallError::Inner(e) => Some(e),
+        }
+    }
+}
+
+/// The value a [`ConfigError`] complains about.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigValue {
+    /// A count or size.
+    Count(u64),
+    /// A rate, factor or multiplier.
+    Number(f64),
+    /// A duration.
+    Duration(Duration),
+    /// An option that does not go with the rest of the configuration.
+    Conflict,
+}
+
+impl fmt::Display for ConfigValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigValue::Count(n) => write!(f, "{n}"),
+            ConfigValue::Number(x) => write!(f, "{x}"),
+            ConfigValue::Duration(d) => write!(f, "{d:?}"),
+            ConfigValue::Conflict => f.write_str("set"),
+        }
+    }
+}
+
+/// An invalid breaker configuration, found when the configuration is built.
+///
+/// The message names the field, the value given and what is allowed.
+///
+/// ```
+/// use breaker_core::CircuitBreaker;
+///
+/// let err = CircuitBreaker::builder().count_window(100).failure_rate(120.0).build().unwrap_err();
+/// assert_eq!(err.field(), "failure_rate");
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid circuit breaker config: `failure_rate` is 120, allowed: a percentage in (0, 100]"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConfigError {
+    pub(crate) field: &'static str,
+    pub(crate) value: ConfigValue,
+    pub(crate) allowed: &'static str,
+}
+
+impl ConfigError {
+    pub(crate) const fn new(field: &'static str, value: ConfigValue, allowed: &'static str) -> Self {
+        Self {
+            field,
+            value,
+            allowed,
+        }
+    }
+
+    /// The name of the builder method / field at fault.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The rejected value.
+    pub fn value(&self) -> ConfigValue {
+        self.value
+    }
+
+    /// What the field accepts.
+    pub fn allowed(&self) -> &'static str {
+        self.allowed
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid circuit breaker config: `{}` is {}, allowed: {}",
+            self.field, self.value, self.allowed
+        )
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// Why [`CircuitBreaker::reconfigure`](crate::CircuitBreaker::reconfigure) refused a new
+/// configuration. The breaker keeps running with its old configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReconfigureError {
+    /// The new configuration uses another failure policy or window shape (kind, size,
+    /// duration or bucket count). Build a new breaker to change the window.
+    WindowShapeChanged,
+    /// The new configuration carries a closure (custom predicate, custom open duration or
+    /// jitter source). Closures are fixed when a breaker is built; build a new breaker.
+    ClosureChanged,
+}
+
+impl fmt::Display for ReconfigureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReconfigureError::WindowShapeChanged => f.write_str(
+                "cannot reconfigure: the failure policy or window shape differs from the live \
+                 breaker's; build a new breaker to change the window",
+            ),
+            ReconfigureError::ClosureChanged => f.write_str(
+                "cannot reconfigure: the new config carries a closure (trip_when, custom open \
+                 duration or jitter), which is fixed at build time; build a new breaker",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ReconfigureError {}

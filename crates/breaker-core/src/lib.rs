@@ -1,0 +1,110 @@
+//! A lock-free circuit-breaker state machine: exact, `no_std`-friendly, verified with loom.
+//!
+//! When a dependency slows down or fails, a circuit breaker stops calling it for a while,
+//! so the caller fails fast instead of waiting itself to death, then lets a few probe calls
+//! through and closes again once the dependency has recovered.
+//!
+//! ```text
+//!            failures reach a rule's threshold
+//!   Closed ───────────────────────────────────▶ Open ◀──────────────┐
+//!     ▲                                          │ open period over  │ a probe fails
+//!     │      `half_open_probes` successes        ▼                   │ (or half-open too long)
+//!     └────────────────────────────────────── HalfOpen ─────────────┘
+//! ```
+//!
+//! Operator modes sit beside this cycle: [`force_open`](CircuitBreaker::force_open)
+//! (isolate), [`disable`](CircuitBreaker::disable) (permit all, record nothing),
+//! [`metrics_only`](CircuitBreaker::metrics_only) (record, never trip) and
+//! [`reset`](CircuitBreaker::reset).
+//!
+//! # The two-step protocol
+//!
+//! Everything else (closures, futures, tower services, gRPC, database pools) is a thin use
+//! of [`CircuitBreaker::try_acquire`] and [`Permit::record`]:
+//!
+//! ```
+//! use breaker_core::{CircuitBreaker, Outcome};
+//! use std::time::{Duration, Instant};
+//!
+//! let breaker = CircuitBreaker::builder()
+//!     .count_window(100)
+//!     .minimum_calls(10)
+//!     .failure_rate(50.0)
+//!     .open_duration(Duration::from_secs(30))
+//!     .build()?;
+//!
+//! match breaker.try_acquire() {
+//!     Ok(permit) => {
+//!         let started = Instant::now();
+//!         let result: Result<&str, &str> = Ok("response"); // call the dependency here
+//!         let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
+//!         permit.record(outcome, started.elapsed());
+//!     }
+//!     Err(rejected) => {
+//!         // Not called: serve a fallback; `rejected.retry_after()` says when to try again.
+//!         eprintln!("{rejected}");
+//!     }
+//! }
+//! # Ok::<(), breaker_core::ConfigError>(())
+//! ```
+//!
+//! A permit carries the generation it was issued in: a result that arrives after the state
+//! changed is dropped, never counted against the new state. A permit dropped without a
+//! result is neutral and gives back its half-open slot.
+//!
+//! # Failure policies
+//!
+//! | builder call | trips when |
+//! |---|---|
+//! | [`consecutive_failures(n)`](Builder::consecutive_failures) (default, n = 5) | `n` failures in a row are reached |
+//! | [`count_window(n)`](Builder::count_window) | over the last `n` calls, once `minimum_calls` are in: failure rate `>= failure_rate`, or slow-call rate `>= slow_calls` percent |
+//! | [`time_window(d, b)`](Builder::time_window) | the same over the calls of the last `d`, in `b` buckets (`b = 1`: tumbling) |
+//! | [`cumulative_window()`](Builder::cumulative_window) | the same over every call since the breaker closed |
+//! | [`trip_when(f)`](Builder::trip_when) with a window | `f(&counts)` returns true |
+//!
+//! # Time
+//!
+//! Time comes from a [`Clock`]. [`ManualClock`] is public so you can test your own
+//! breaker settings deterministically; transitions are evaluated lazily on acquire,
+//! record and queries, and open becomes half-open only strictly after the open period.
+//!
+//! # Features
+//!
+//! - `std` (default): [`MonotonicClock`], [`CircuitBreaker::call`], per-thread counters.
+//! - `alloc`: windows, closures in the configuration, [`ManualClock`], [`OwnedPermit`].
+//! - neither: the consecutive-failures policy on any [`Clock`] you provide.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod breaker;
+mod clock;
+mod config;
+mod error;
+mod observer;
+mod snapshot;
+mod state;
+mod stats;
+mod sync;
+#[cfg(feature = "alloc")]
+mod window;
+
+#[cfg(feature = "alloc")]
+pub use breaker::OwnedPermit;
+pub use breaker::{CircuitBreaker, Outcome, Permit};
+pub use clock::Clock;
+#[cfg(feature = "alloc")]
+pub use clock::ManualClock;
+#[cfg(feature = "std")]
+pub use clock::MonotonicClock;
+pub use config::{
+    Builder, Config, MAX_BUCKETS, MAX_CONSECUTIVE_FAILURES, MAX_COUNT_WINDOW,
+    MAX_HALF_OPEN_PROBES, OpenDuration, PolicyKind,
+};
+pub use error::{CallError, ConfigError, ConfigValue, ReconfigureError, RejectReason, Rejected};
+pub use observer::{Event, NoopObserver, Observer, Threshold};
+pub use snapshot::{Counts, Snapshot, Totals};
+pub use state::State;

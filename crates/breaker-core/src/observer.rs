@@ -1,0 +1,149 @@
+//! Events the breaker reports, and the [`Observer`] that receives them.
+
+use core::time::Duration;
+
+use crate::{Outcome, RejectReason, State};
+
+/// A rule whose threshold was reached in the closed (or metrics-only) state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Threshold {
+    /// `consecutive_failures(n)` reached `n`.
+    ConsecutiveFailures {
+        /// Failures in a row.
+        count: u32,
+    },
+    /// The failure rate reached the `failure_rate` threshold.
+    FailureRate {
+        /// The rate, in percent.
+        percent: f64,
+    },
+    /// The slow-call rate reached the `slow_calls` threshold.
+    SlowCallRate {
+        /// The rate, in percent.
+        percent: f64,
+    },
+    /// The `trip_when` predicate returned true.
+    Predicate,
+}
+
+/// Something that happened in a breaker.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The state changed. Reported exactly once per transition, by the thread that made it.
+    StateTransition {
+        /// The state before.
+        from: State,
+        /// The state after.
+        to: State,
+    },
+    /// A call was refused; it did not run.
+    Rejected {
+        /// Why.
+        reason: RejectReason,
+    },
+    /// A successful call was recorded.
+    Success {
+        /// Its duration, as given to `record`.
+        elapsed: Duration,
+    },
+    /// A failed call was recorded.
+    Failure {
+        /// Its duration, as given to `record`.
+        elapsed: Duration,
+    },
+    /// A call was recorded as neutral: counted nowhere, its half-open slot given back.
+    Ignored,
+    /// A recorded call was slower than the slow-call duration (reported after its
+    /// `Success` or `Failure` event).
+    SlowCall {
+        /// Its duration.
+        elapsed: Duration,
+        /// Whether it succeeded or failed.
+        outcome: Outcome,
+    },
+    /// A trip rule's threshold was reached (followed by the transition to open, except in
+    /// metrics-only mode).
+    ThresholdExceeded(Threshold),
+    /// The breaker was reset to closed, its counts cleared.
+    Reset,
+    /// A result arrived after the state had changed since its permit was issued; it was
+    /// dropped and counts nowhere.
+    LateResult {
+        /// The dropped outcome.
+        outcome: Outcome,
+    },
+}
+
+/// Receives a breaker's [`Event`]s.
+///
+/// Called synchronously on the thread that caused the event, with no lock held (the breaker
+/// has none); an observer may call back into the breaker. Keep it cheap: it sits on the
+/// call path. The default [`NoopObserver`] compiles to nothing.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, Event, ManualClock, Observer, Outcome, State};
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::time::Duration;
+///
+/// #[derive(Default)]
+/// struct CountTrips(AtomicU32);
+///
+/// impl Observer for CountTrips {
+///     fn on_event(&self, event: &Event) {
+///         if let Event::StateTransition { to: State::Open, .. } = event {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+///
+/// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
+///     .consecutive_failures(1)
+///     .observer(CountTrips::default())
+///     .build()
+///     .unwrap();
+/// breaker.try_acquire().unwrap().record(Outcome::Failure, Duration::ZERO);
+/// assert_eq!(breaker.observer().0.load(Ordering::Relaxed), 1);
+/// ```
+pub trait Observer {
+    /// Called for every event.
+    fn on_event(&self, event: &Event);
+}
+
+/// The default observer: ignores everything, costs nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopObserver;
+
+impl Observer for NoopObserver {
+    #[inline(always)]
+    fn on_event(&self, _event: &Event) {}
+}
+
+impl<T: Observer + ?Sized> Observer for &T {
+    fn on_event(&self, event: &Event) {
+        (**self).on_event(event)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<T: Observer + ?Sized> Observer for alloc::sync::Arc<T> {
+    fn on_event(&self, event: &Event) {
+        (**self).on_event(event)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<T: Observer + ?Sized> Observer for alloc::boxed::Box<T> {
+    fn on_event(&self, event: &Event) {
+        (**self).on_event(event)
+    }
+}
+
+/// Two observers, both called (first `.0`, then `.1`).
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn on_event(&self, event: &Event) {
+        self.0.on_event(event);
+        self.1.on_event(event);
+    }
+}

@@ -1,0 +1,98 @@
+//! Point-in-time views of a breaker's counts.
+
+use core::time::Duration;
+
+use crate::State;
+
+/// Counts of the calls in the current window (closed or metrics-only state), as seen by the
+/// trip rules and a [`trip_when`](crate::Builder::trip_when) predicate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Calls recorded in the window (successes + failures; ignored calls are not counted).
+    pub calls: u64,
+    /// Failed calls in the window.
+    pub failures: u64,
+    /// Slow calls in the window (successful or failed).
+    pub slow_calls: u64,
+    /// Failures in a row, most recent last.
+    pub consecutive_failures: u32,
+}
+
+impl Counts {
+    /// Successful calls in the window.
+    pub fn successes(&self) -> u64 {
+        self.calls - self.failures
+    }
+
+    /// Failure rate in percent, `None` for an empty window.
+    pub fn failure_rate(&self) -> Option<f64> {
+        (self.calls > 0).then(|| self.failures as f64 * 100.0 / self.calls as f64)
+    }
+
+    /// Slow-call rate in percent, `None` for an empty window.
+    pub fn slow_call_rate(&self) -> Option<f64> {
+        (self.calls > 0).then(|| self.slow_calls as f64 * 100.0 / self.calls as f64)
+    }
+}
+
+/// Totals since the breaker was built (never reset; made for monotonic metrics counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Calls recorded as successful.
+    pub successes: u64,
+    /// Calls recorded as failed.
+    pub failures: u64,
+    /// Calls recorded as ignored (neutral).
+    pub ignored: u64,
+    /// Recorded calls that were slow.
+    pub slow: u64,
+    /// Calls refused by the breaker.
+    pub rejected: u64,
+    /// Results dropped because they arrived after a state change.
+    pub late: u64,
+    /// Permits dropped without a result (cancelled calls).
+    pub cancelled: u64,
+}
+
+impl Totals {
+    /// Calls that were admitted and have finished (recorded, late or cancelled).
+    pub fn requests(&self) -> u64 {
+        self.successes + self.failures + self.ignored + self.late + self.cancelled
+    }
+}
+
+/// A breaker's state and counts at one moment. Exact once concurrent calls have finished.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The state.
+    pub state: State,
+    /// Changes with every state transition and reset; permits of older generations are late.
+    pub generation: u32,
+    /// Counts in the current window (closed and metrics-only states; zero otherwise).
+    pub window: Counts,
+    /// Successes in a row since the last failure or state change.
+    pub consecutive_successes: u64,
+    /// Probe calls admitted in the current half-open period (in flight or succeeded).
+    pub half_open_admitted: u32,
+    /// Probe calls that succeeded in the current half-open period.
+    pub half_open_successes: u32,
+    /// Open periods since the breaker last closed (drives exponential open durations).
+    pub open_attempts: u32,
+    /// Time until the breaker admits a probe (open state), if known.
+    pub retry_after: Option<Duration>,
+    /// Totals since the breaker was built.
+    pub totals: Totals,
+}
+
+impl Snapshot {
+    /// Failure rate in the current window, in percent.
+    pub fn failure_rate(&self) -> Option<f64> {
+        self.window.failure_rate()
+    }
+
+    /// Slow-call rate in the current window, in percent.
+    pub fn slow_call_rate(&self) -> Option<f64> {
+        self.window.slow_call_rate()
+    }
+}
