@@ -320,7 +320,17 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                         continue;
                     }
                     if w.state() == State::Open {
-                        let retry_after = self.deadline(w.epoch()).map(|d| Duration::from_nanos(d - now));
+                        let deadline = self.deadline(w.epoch());
+                        if deadline.is_none() {
+                            // The phase belongs to another generation: either ours is not
+                            // published yet (we just tripped), or the word moved on.
+                            let fresh = Word(self.word.load(Ordering::Acquire));
+                            if fresh != w {
+                                w = fresh;
+                                continue;
+                            }
+                        }
+                        let retry_after = deadline.map(|d| Duration::from_nanos(d - now));
                         return Err(self.reject(RejectReason::Open, retry_after));
                     }
                     let probes = Tunables::get(&self.tunables.half_open_probes) as u32;
