@@ -30,11 +30,15 @@ pub enum Outcome {
     Ignored,
 }
 
-/// Phase word: `[generation:16 | value:48]`, the value in microseconds since the breaker's
-/// origin. Open: the deadline after which a probe is admitted (rounded up). Half-open: the
-/// deadline after which it re-opens. Closed / metrics-only: when the period began (rounded
-/// down). `NO_TIME`: no deadline.
-const NO_TIME: u64 = (1 << 48) - 1;
+/// The phase of the current generation lives in two words, `phase_epoch` and
+/// `phase_time`, published by the transition's winner like a sequence lock: the epoch word
+/// is first claimed with `WRITING` set, then the time is stored, then the plain epoch is
+/// stored. Readers check the epoch word before and after reading the time. The time, in
+/// nanoseconds since the breaker's origin, is: open, the deadline after which a probe is
+/// admitted; half-open, the deadline after which it re-opens; closed / metrics-only, when
+/// the period began. `NO_TIME`: no deadline.
+const NO_TIME: u64 = u64::MAX;
+const WRITING: u64 = 1 << 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -155,7 +159,8 @@ impl Tunables {
 /// ```
 pub struct CircuitBreaker<C, O = NoopObserver> {
     word: AtomicU64,
-    phase: AtomicU64,
+    phase_epoch: AtomicU64,
+    phase_time: AtomicU64,
     tunables: Tunables,
     stats: Stats,
     /// Total successes when the current run of successes began.
@@ -214,7 +219,8 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         let tunables = Tunables::new(&config);
         CircuitBreaker {
             word: AtomicU64::new(Word::new(State::Closed, 0, 0, 0).0),
-            phase: AtomicU64::new(0),
+            phase_epoch: AtomicU64::new(0),
+            phase_time: AtomicU64::new(0),
             tunables,
             stats: Stats::new(),
             success_mark: AtomicU64::new(0),
@@ -549,7 +555,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         }
         let now = self.now();
         // An unpublished period start means the period began an instant ago: tick 0.
-        let start = self.phase_value(epoch).map_or(now, |us| us.saturating_mul(1000));
+        let start = self.phase_value(epoch).unwrap_or(now);
         window.tick(now.saturating_sub(start))
     }
 
@@ -652,11 +658,11 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         let value = if needs_time {
             let now = now.unwrap_or_else(|| self.now());
             match to.state() {
-                State::Open => to_micros_up(now.saturating_add(self.open_nanos(to.attempts()))),
-                State::HalfOpen => to_micros_up(
-                    now.saturating_add(Tunables::get(&self.tunables.max_half_open_nanos)),
-                ),
-                _ => (now / 1000).min(NO_TIME - 1),
+                State::Open => now.saturating_add(self.open_nanos(to.attempts())),
+                State::HalfOpen => {
+                    now.saturating_add(Tunables::get(&self.tunables.max_half_open_nanos))
+                }
+                _ => now,
             }
         } else {
             NO_TIME
@@ -682,42 +688,46 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
 
     /// Publishes the phase of generation `epoch`, unless a newer one is already there (the
     /// publisher of an older transition may run late).
-    fn publish_phase(&self, epoch: u32, value: u64) {
-        let tag = epoch as u16;
-        let next = (u64::from(tag) << 48) | value;
-        let mut cur = self.phase.load(Ordering::Acquire);
+    fn publish_phase(&self, epoch: u32, time: u64) {
+        let mut cur = self.phase_epoch.load(Ordering::Acquire);
         loop {
-            let cur_tag = (cur >> 48) as u16;
-            if cur_tag != tag && (cur_tag.wrapping_sub(tag) as i16) > 0 {
+            let cur_epoch = cur as u32;
+            if cur_epoch != epoch && (cur_epoch.wrapping_sub(epoch) as i32) > 0 {
                 return;
             }
-            match self
-                .phase
-                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return,
+            match self.phase_epoch.compare_exchange_weak(
+                cur,
+                u64::from(epoch) | WRITING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
                 Err(actual) => {
                     cur = actual;
                     spin_hint();
                 }
             }
         }
+        self.phase_time.store(time, Ordering::Release);
+        self.phase_epoch.store(u64::from(epoch), Ordering::Release);
     }
 
-    /// The phase value of generation `epoch`, if published.
+    /// The phase time of generation `epoch`, if published.
     #[inline]
     fn phase_value(&self, epoch: u32) -> Option<u64> {
-        let p = self.phase.load(Ordering::Acquire);
-        ((p >> 48) as u16 == epoch as u16).then_some(p & NO_TIME)
+        let before = self.phase_epoch.load(Ordering::Acquire);
+        if before != u64::from(epoch) {
+            return None;
+        }
+        let time = self.phase_time.load(Ordering::Acquire);
+        (self.phase_epoch.load(Ordering::Acquire) == before).then_some(time)
     }
 
     /// The deadline of generation `epoch` in nanoseconds since the origin, if published and
     /// finite.
     #[inline]
     fn deadline(&self, epoch: u32) -> Option<u64> {
-        self.phase_value(epoch)
-            .filter(|&us| us != NO_TIME)
-            .map(|us| us * 1000)
+        self.phase_value(epoch).filter(|&t| t != NO_TIME)
     }
 
     /// How long the `attempt`-th open period lasts, jitter included.
@@ -940,11 +950,6 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         self.tunables.store(&config);
         Ok(())
     }
-}
-
-#[inline]
-fn to_micros_up(nanos: u64) -> u64 {
-    nanos.div_ceil(1000).min(NO_TIME - 1)
 }
 
 #[cfg(feature = "std")]
