@@ -165,9 +165,6 @@ pub struct CircuitBreaker<C, O = NoopObserver> {
     stats: Stats,
     /// Total successes when the current run of successes began.
     success_mark: AtomicU64,
-    /// Time window: the rate rules held but the window had too few calls; successes must
-    /// re-evaluate too.
-    armed: AtomicU64,
     origin: u64,
     policy: PolicyKind,
     #[cfg(feature = "alloc")]
@@ -224,7 +221,6 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             tunables,
             stats: Stats::new(),
             success_mark: AtomicU64::new(0),
-            armed: AtomicU64::new(0),
             origin,
             policy: config.policy,
             #[cfg(feature = "alloc")]
@@ -426,7 +422,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         };
         self.stats.add(stat);
         self.observer.on_event(&event);
-        if slow {
+        if slow && outcome != Outcome::Ignored {
             self.stats.add(Stat::Slow);
             self.observer.on_event(&Event::SlowCall { elapsed, outcome });
         }
@@ -525,7 +521,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     }
 
     /// Records into the window. `None`: the window refused the result as late.
-    /// `Some(None)`: recorded, no rule needs evaluating. `Some(Some(counts))`: evaluate.
+    /// `Some(None)`: no window. `Some(Some(counts))`: the window's counts after the record.
     #[inline]
     #[allow(unused_variables)]
     fn record_window(&self, epoch: u32, failed: bool, slow: bool) -> Option<Option<Counts>> {
@@ -538,11 +534,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 if !window.record(epoch, tick, failed, slow) {
                     return None;
                 }
-                let evaluate = failed
-                    || slow
-                    || self.trip_when.is_some()
-                    || self.armed.load(Ordering::Relaxed) != 0;
-                return Some(evaluate.then(|| window.counts(epoch, tick)));
+                return Some(Some(window.counts(epoch, tick)));
             }
         }
         Some(None)
@@ -580,12 +572,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         } else {
             None
         };
-        let enough = calls >= Tunables::get(&self.tunables.minimum_calls);
-        let armed = u64::from(why.is_some() && !enough);
-        if self.armed.load(Ordering::Relaxed) != armed {
-            self.armed.store(armed, Ordering::Relaxed);
-        }
-        why.filter(|_| enough)
+        why.filter(|_| calls >= Tunables::get(&self.tunables.minimum_calls))
     }
 
     fn record_probe(&self, mut w: Word, outcome: Outcome, slow: bool, elapsed: Duration) {
@@ -670,7 +657,6 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         self.publish_phase(to.epoch(), value);
         self.success_mark
             .store(self.stats.sum(Stat::Successes), Ordering::Relaxed);
-        self.armed.store(0, Ordering::Relaxed);
         if let Some(why) = why {
             self.observer.on_event(&Event::ThresholdExceeded(why));
         }
