@@ -424,7 +424,8 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         self.observer.on_event(&event);
         if slow && outcome != Outcome::Ignored {
             self.stats.add(Stat::Slow);
-            self.observer.on_event(&Event::SlowCall { elapsed, outcome });
+            self.observer
+                .on_event(&Event::SlowCall { elapsed, outcome });
         }
     }
 
@@ -454,7 +455,10 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 if w.epoch() != epoch {
                     return;
                 }
-                let n = w.failures().saturating_add(1).min(crate::config::MAX_CONSECUTIVE_FAILURES);
+                let n = w
+                    .failures()
+                    .saturating_add(1)
+                    .min(crate::config::MAX_CONSECUTIVE_FAILURES);
                 let next = if n >= consecutive && w.state() == State::Closed {
                     w.next(State::Open, w.attempts() + 1, 0)
                 } else {
@@ -521,14 +525,15 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     }
 
     /// Records into the window. `None`: the window refused the result as late.
-    /// `Some(None)`: no window. `Some(Some(counts))`: the window's counts after the record.
+    /// `Some(None)`: nothing to evaluate (no window, or its counts are in flux).
+    /// `Some(Some(counts))`: the window's counts after the record.
     #[inline]
     #[allow(unused_variables)]
     fn record_window(&self, epoch: u32, failed: bool, slow: bool) -> Option<Option<Counts>> {
         #[cfg(feature = "alloc")]
         match &self.window {
             Window::None => {}
-            Window::Count(window) => return window.record(epoch, failed, slow).map(Some),
+            Window::Count(window) => return window.record(epoch, failed, slow),
             Window::Time(window) => {
                 let tick = self.tick(window, epoch);
                 if !window.record(epoch, tick, failed, slow) {
@@ -1087,7 +1092,9 @@ impl<C: Clock, O: Observer> Drop for Permit<'_, C, O> {
 
 impl<C: Clock, O: Observer> fmt::Debug for Permit<'_, C, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit").field("ticket", &self.ticket).finish()
+        f.debug_struct("Permit")
+            .field("ticket", &self.ticket)
+            .finish()
     }
 }
 
@@ -1134,6 +1141,8 @@ impl<C: Clock, O: Observer> Drop for OwnedPermit<C, O> {
 #[cfg(feature = "alloc")]
 impl<C: Clock, O: Observer> fmt::Debug for OwnedPermit<C, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedPermit").field("ticket", &self.ticket).finish()
+        f.debug_struct("OwnedPermit")
+            .field("ticket", &self.ticket)
+            .finish()
     }
 }

@@ -19,7 +19,7 @@ use crate::{CircuitBreaker, Clock};
 /// Largest consecutive-failure threshold (the count lives in 23 bits of the state word).
 pub const MAX_CONSECUTIVE_FAILURES: u32 = (1 << 23) - 1;
 /// Largest count-window size.
-pub const MAX_COUNT_WINDOW: u32 = u16::MAX as u32;
+pub const MAX_COUNT_WINDOW: u32 = (u16::MAX / 2) as u32;
 /// Largest number of buckets in a time window.
 pub const MAX_BUCKETS: u32 = 1024;
 /// Largest number of probe calls admitted per half-open period.
@@ -316,7 +316,7 @@ impl<C, O> Builder<C, O> {
         self
     }
 
-    /// Rate-based tripping over the last `size` calls. Allowed: `1..=65_535`.
+    /// Rate-based tripping over the last `size` calls. Allowed: `1..=32_767`.
     #[cfg(feature = "alloc")]
     pub fn count_window(mut self, size: u32) -> Self {
         self.policy = Some(PolicyKind::CountWindow { size });
@@ -445,7 +445,10 @@ impl<C, O> Builder<C, O> {
     /// # Ok::<(), breaker_core::ConfigError>(())
     /// ```
     #[cfg(feature = "alloc")]
-    pub fn trip_when(mut self, predicate: impl Fn(&Counts) -> bool + Send + Sync + 'static) -> Self {
+    pub fn trip_when(
+        mut self,
+        predicate: impl Fn(&Counts) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.trip_when = Some(Box::new(predicate));
         self
     }
@@ -515,7 +518,7 @@ impl<C, O> Builder<C, O> {
                     return Err(ConfigError::new(
                         "count_window",
                         Count(size.into()),
-                        "a window size in 1..=65_535",
+                        "a window size in 1..=32_767",
                     ));
                 }
             }

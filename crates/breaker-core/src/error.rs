@@ -178,7 +178,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) const fn new(field: &'static str, value: ConfigValue, allowed: &'static str) -> Self {
+    pub(crate) const fn new(
+        field: &'static str,
+        value: ConfigValue,
+        allowed: &'static str,
+    ) -> Self {
         Self {
             field,
             value,

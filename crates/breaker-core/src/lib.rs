@@ -101,10 +101,15 @@ pub use clock::ManualClock;
 #[cfg(feature = "std")]
 pub use clock::MonotonicClock;
 pub use config::{
-    Builder, Config, MAX_BUCKETS, MAX_CONSECUTIVE_FAILURES, MAX_COUNT_WINDOW,
-    MAX_HALF_OPEN_PROBES, OpenDuration, PolicyKind,
+    Builder, Config, MAX_BUCKETS, MAX_CONSECUTIVE_FAILURES, MAX_COUNT_WINDOW, MAX_HALF_OPEN_PROBES,
+    OpenDuration, PolicyKind,
 };
 pub use error::{CallError, ConfigError, ConfigValue, ReconfigureError, RejectReason, Rejected};
 pub use observer::{Event, NoopObserver, Observer, Threshold};
 pub use snapshot::{Counts, Snapshot, Totals};
 pub use state::State;
+
+/// The README's quickstart, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeQuickstart;

@@ -65,12 +65,20 @@ pub(crate) struct CountWindow {
 
 #[inline]
 fn agg_pack(tag: u16, calls: u16, failures: u16, slow: u16) -> u64 {
-    (u64::from(tag) << 48) | (u64::from(calls) << 32) | (u64::from(failures) << 16) | u64::from(slow)
+    (u64::from(tag) << 48)
+        | (u64::from(calls) << 32)
+        | (u64::from(failures) << 16)
+        | u64::from(slow)
 }
 
 #[inline]
 fn agg_fields(a: u64) -> (u16, u16, u16, u16) {
-    ((a >> 48) as u16, (a >> 32) as u16, (a >> 16) as u16, a as u16)
+    (
+        (a >> 48) as u16,
+        (a >> 32) as u16,
+        (a >> 16) as u16,
+        a as u16,
+    )
 }
 
 impl CountWindow {
@@ -85,8 +93,9 @@ impl CountWindow {
     }
 
     /// Records one call of generation `epoch`. `None` when the window already belongs to a
-    /// newer generation (the result is late).
-    pub(crate) fn record(&self, epoch: u32, failed: bool, slow: bool) -> Option<Counts> {
+    /// newer generation (the result is late); `Some(None)` when recorded but the aggregate is
+    /// in flux; `Some(Some(counts))` otherwise.
+    pub(crate) fn record(&self, epoch: u32, failed: bool, slow: bool) -> Option<Option<Counts>> {
         let index = self.cursor.fetch_add(1, Ordering::Relaxed) % self.size;
         let slot = &self.slots[index];
         let new = (u64::from(epoch) << 32)
@@ -128,11 +137,13 @@ impl CountWindow {
             } else {
                 agg_pack(tag, d_calls, d_fail, d_slow)
             };
-            match self
-                .aggregate
-                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Some(self.counts_of(next)),
+            match self.aggregate.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(self.settled(next)),
                 Err(actual) => {
                     cur = actual;
                     spin_hint();
@@ -141,9 +152,18 @@ impl CountWindow {
         }
     }
 
-    /// Counts of a (possibly transient) aggregate. While insertions and evictions of one
-    /// slot race, a field can be briefly out of range; such a reading is clamped so rules
-    /// never see more failures than calls.
+    /// The counts to evaluate the rules on, or `None` while the aggregate is in flux: when an
+    /// eviction has overtaken the insertion it undoes, a field is briefly "negative" (wrapped
+    /// past the window size). Skipping such a reading never trips on garbage; the next
+    /// record evaluates again. Outside that case, a reading differs from a settled one only
+    /// by the records still in flight.
+    fn settled(&self, a: u64) -> Option<Counts> {
+        let (_, c, f, s) = agg_fields(a);
+        let size = self.size as u16;
+        (c <= size && f <= c && s <= c).then(|| self.counts_of(a))
+    }
+
+    /// Counts of an aggregate, clamped into range (see [`settled`](Self::settled)).
     fn counts_of(&self, a: u64) -> Counts {
         let (_, c, f, s) = agg_fields(a);
         let calls = u64::from(c).min(self.size as u64);
@@ -270,7 +290,9 @@ impl TimeWindow {
         }
         if slow {
             // Cannot fail for a reason the main count did not: the stamp was still ours.
-            add_tagged(&bucket.slow, &bucket.stamp, mine, tag, |v| (v + 1).min(TICK_MASK));
+            add_tagged(&bucket.slow, &bucket.stamp, mine, tag, |v| {
+                (v + 1).min(TICK_MASK)
+            });
         }
         true
     }
@@ -308,7 +330,13 @@ impl TimeWindow {
 /// Adds to a tagged count word: same tag, update the value; another tag, start from zero,
 /// provided the bucket's stamp is still `mine` (otherwise the bucket moved on: `false`).
 #[inline]
-fn add_tagged(word: &AtomicU64, stamp: &AtomicU64, mine: u64, tag: u64, add: impl Fn(u64) -> u64) -> bool {
+fn add_tagged(
+    word: &AtomicU64,
+    stamp: &AtomicU64,
+    mine: u64,
+    tag: u64,
+    add: impl Fn(u64) -> u64,
+) -> bool {
     let mut cur = word.load(Ordering::Acquire);
     loop {
         let next = if cur >> 48 == tag {

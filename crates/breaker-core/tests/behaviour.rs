@@ -64,7 +64,10 @@ fn open_rejects_with_exact_retry_after_and_half_opens_strictly_after_the_period(
     assert_eq!(b.try_acquire().unwrap_err().retry_after(), Some(6 * SEC));
     clock.advance(6 * SEC); // exactly at the deadline: still open
     assert_eq!(b.state(), State::Open);
-    assert_eq!(b.try_acquire().unwrap_err().retry_after(), Some(Duration::ZERO));
+    assert_eq!(
+        b.try_acquire().unwrap_err().retry_after(),
+        Some(Duration::ZERO)
+    );
     clock.advance(NS);
     assert_eq!(b.state(), State::HalfOpen);
     assert_eq!(b.snapshot().totals.rejected, 3);
@@ -85,7 +88,10 @@ fn half_open_admits_n_probes_closes_after_n_successes() {
     clock.advance(SEC + NS);
     let probes: Vec<_> = (0..3).map(|_| b.try_acquire().unwrap()).collect();
     assert!(probes.iter().all(|p| p.is_probe()));
-    assert_eq!(b.try_acquire().unwrap_err().reason(), RejectReason::HalfOpenFull);
+    assert_eq!(
+        b.try_acquire().unwrap_err().reason(),
+        RejectReason::HalfOpenFull
+    );
     let mut probes = probes.into_iter();
     probes.next().unwrap().record(Outcome::Success, MS);
     probes.next().unwrap().record(Outcome::Success, MS);
@@ -139,7 +145,10 @@ fn ignored_and_dropped_probes_give_their_slot_back() {
     let p = b.try_acquire().unwrap();
     drop(p);
     let s = b.snapshot();
-    assert_eq!((s.half_open_admitted, s.totals.ignored, s.totals.cancelled), (0, 1, 1));
+    assert_eq!(
+        (s.half_open_admitted, s.totals.ignored, s.totals.cancelled),
+        (0, 1, 1)
+    );
     call(&b, Outcome::Success);
     assert_eq!(b.state(), State::Closed);
 }
@@ -159,7 +168,10 @@ fn max_half_open_reopens_when_a_probe_is_lost() {
     std::mem::forget(lost); // a probe that never reports back
     clock.advance(5 * SEC);
     assert_eq!(b.state(), State::HalfOpen);
-    assert_eq!(b.try_acquire().unwrap_err().reason(), RejectReason::HalfOpenFull);
+    assert_eq!(
+        b.try_acquire().unwrap_err().reason(),
+        RejectReason::HalfOpenFull
+    );
     clock.advance(NS);
     assert_eq!(b.state(), State::Open);
     assert_eq!(b.retry_after(), Some(SEC));
@@ -239,7 +251,11 @@ fn custom_open_duration_and_jitter_come_from_injected_sources() {
     assert!(d > 11_999 * MS && d <= 12 * SEC, "{d:?}");
 }
 
-fn count_window(size: u32, min: u32, rate: f64) -> (CircuitBreaker<ManualClock, Recorder>, Recorder) {
+fn count_window(
+    size: u32,
+    min: u32,
+    rate: f64,
+) -> (CircuitBreaker<ManualClock, Recorder>, Recorder) {
     let rec = Recorder::default();
     let b = CircuitBreaker::builder_with_clock(ManualClock::new())
         .count_window(size)
@@ -258,9 +274,12 @@ fn count_window_waits_for_minimum_calls_then_trips_at_the_rate() {
     assert_eq!(b.state(), State::Closed, "3 calls < minimum 4");
     call(&b, Outcome::Success); // 3/4 = 75 % >= 50 %, even on a success
     assert_eq!(b.state(), State::Open);
-    assert!(rec.events().contains(&Event::ThresholdExceeded(Threshold::FailureRate {
-        percent: 75.0
-    })));
+    assert!(
+        rec.events()
+            .contains(&Event::ThresholdExceeded(Threshold::FailureRate {
+                percent: 75.0
+            }))
+    );
 }
 
 #[test]
@@ -350,7 +369,11 @@ fn tumbling_window_clears_every_interval_from_period_start() {
     clock.advance(10 * SEC - NS);
     assert_eq!(b.snapshot().window.failures, 2);
     clock.advance(NS);
-    assert_eq!(b.snapshot().window.calls, 0, "a new interval starts 10 s after build");
+    assert_eq!(
+        b.snapshot().window.calls,
+        0,
+        "a new interval starts 10 s after build"
+    );
     fail(&b, 2);
     assert_eq!(b.state(), State::Closed);
 }
@@ -374,20 +397,30 @@ fn operator_modes() {
     let (b, _clock, rec) = consecutive(1);
     b.force_open();
     let r = b.try_acquire().unwrap_err();
-    assert_eq!((r.reason(), r.retry_after()), (RejectReason::ForcedOpen, None));
+    assert_eq!(
+        (r.reason(), r.retry_after()),
+        (RejectReason::ForcedOpen, None)
+    );
     b.disable();
     for _ in 0..10 {
         call(&b, Outcome::Failure);
     }
     let s = b.snapshot();
-    assert_eq!((s.state, s.totals.failures), (State::Disabled, 0), "disabled records nothing");
+    assert_eq!(
+        (s.state, s.totals.failures),
+        (State::Disabled, 0),
+        "disabled records nothing"
+    );
     b.metrics_only();
     fail(&b, 5);
     let s = b.snapshot();
     assert_eq!((s.state, s.totals.failures), (State::MetricsOnly, 5));
-    assert!(rec
-        .events()
-        .contains(&Event::ThresholdExceeded(Threshold::ConsecutiveFailures { count: 5 })));
+    assert!(
+        rec.events()
+            .contains(&Event::ThresholdExceeded(Threshold::ConsecutiveFailures {
+                count: 5
+            }))
+    );
     b.reset();
     assert_eq!(b.state(), State::Closed);
     assert_eq!(b.snapshot().window.consecutive_failures, 0);
@@ -410,8 +443,12 @@ fn observer_may_call_back_into_the_breaker() {
     struct Reentrant(std::sync::OnceLock<std::sync::Weak<CircuitBreaker<ManualClock, Self>>>);
     impl breaker_core::Observer for Reentrant {
         fn on_event(&self, event: &Event) {
-            if let (Event::StateTransition { to: State::Open, .. }, Some(b)) =
-                (event, self.0.get().and_then(|w| w.upgrade()))
+            if let (
+                Event::StateTransition {
+                    to: State::Open, ..
+                },
+                Some(b),
+            ) = (event, self.0.get().and_then(|w| w.upgrade()))
             {
                 // Reading state and snapshot from inside the callback must not deadlock.
                 assert_eq!(b.state(), State::Open);
@@ -444,7 +481,10 @@ fn call_helper_counts_errors_and_records_panics_as_failures() {
     }));
     assert!(r.is_err(), "the panic keeps unwinding");
     assert_eq!(b.snapshot().totals.failures, 1);
-    assert_eq!(b.call(|| Err::<(), _>("down")), Err(CallError::Inner("down")));
+    assert_eq!(
+        b.call(|| Err::<(), _>("down")),
+        Err(CallError::Inner("down"))
+    );
     assert_eq!(b.state(), State::Open);
     let mut ran = false;
     let r = b.call(|| {
@@ -524,27 +564,45 @@ fn reconfigure_keeps_counts_and_refuses_shape_changes() {
 fn invalid_config_names_the_field_and_the_allowed_range() {
     let cases: Vec<(breaker_core::ConfigError, &str, &str)> = vec![
         (
-            Config::builder().consecutive_failures(0).build_config().unwrap_err(),
+            Config::builder()
+                .consecutive_failures(0)
+                .build_config()
+                .unwrap_err(),
             "consecutive_failures",
             "1..=8_388_607",
         ),
         (
-            Config::builder().count_window(0).build_config().unwrap_err(),
+            Config::builder()
+                .count_window(0)
+                .build_config()
+                .unwrap_err(),
             "count_window",
-            "a window size in 1..=65_535",
+            "a window size in 1..=32_767",
         ),
         (
-            Config::builder().count_window(10).minimum_calls(11).build_config().unwrap_err(),
+            Config::builder()
+                .count_window(10)
+                .minimum_calls(11)
+                .build_config()
+                .unwrap_err(),
             "minimum_calls",
             "1..=the count window size",
         ),
         (
-            Config::builder().count_window(10).failure_rate(0.0).build_config().unwrap_err(),
+            Config::builder()
+                .count_window(10)
+                .failure_rate(0.0)
+                .build_config()
+                .unwrap_err(),
             "failure_rate",
             "a percentage in (0, 100]",
         ),
         (
-            Config::builder().count_window(10).failure_rate(f64::NAN).build_config().unwrap_err(),
+            Config::builder()
+                .count_window(10)
+                .failure_rate(f64::NAN)
+                .build_config()
+                .unwrap_err(),
             "failure_rate",
             "a percentage in (0, 100]",
         ),
@@ -558,22 +616,34 @@ fn invalid_config_names_the_field_and_the_allowed_range() {
             "a duration > 0",
         ),
         (
-            Config::builder().time_window(Duration::ZERO, 1).build_config().unwrap_err(),
+            Config::builder()
+                .time_window(Duration::ZERO, 1)
+                .build_config()
+                .unwrap_err(),
             "time_window.duration",
             "a duration > 0 that is a whole multiple of `buckets` nanoseconds",
         ),
         (
-            Config::builder().time_window(SEC, 0).build_config().unwrap_err(),
+            Config::builder()
+                .time_window(SEC, 0)
+                .build_config()
+                .unwrap_err(),
             "time_window.buckets",
             "1..=1024",
         ),
         (
-            Config::builder().half_open_probes(0).build_config().unwrap_err(),
+            Config::builder()
+                .half_open_probes(0)
+                .build_config()
+                .unwrap_err(),
             "half_open_probes",
             "1..=2047",
         ),
         (
-            Config::builder().open_duration(Duration::ZERO).build_config().unwrap_err(),
+            Config::builder()
+                .open_duration(Duration::ZERO)
+                .build_config()
+                .unwrap_err(),
             "open_duration",
             "a duration > 0",
         ),
@@ -594,17 +664,26 @@ fn invalid_config_names_the_field_and_the_allowed_range() {
             "a duration >= initial",
         ),
         (
-            Config::builder().max_half_open(Duration::ZERO).build_config().unwrap_err(),
+            Config::builder()
+                .max_half_open(Duration::ZERO)
+                .build_config()
+                .unwrap_err(),
             "max_half_open",
             "a duration > 0",
         ),
         (
-            Config::builder().failure_rate(50.0).build_config().unwrap_err(),
+            Config::builder()
+                .failure_rate(50.0)
+                .build_config()
+                .unwrap_err(),
             "failure_rate",
             "only with a window: call count_window, time_window or cumulative_window",
         ),
         (
-            Config::builder().jitter(1.5, || 0).build_config().unwrap_err(),
+            Config::builder()
+                .jitter(1.5, || 0)
+                .build_config()
+                .unwrap_err(),
             "jitter.factor",
             "a fraction in (0, 1)",
         ),
@@ -615,7 +694,10 @@ fn invalid_config_names_the_field_and_the_allowed_range() {
         assert!(msg.contains(field) && msg.contains(allowed), "{msg}");
         let _: &dyn std::error::Error = &err;
     }
-    let err = Config::builder().count_window(70_000).build_config().unwrap_err();
+    let err = Config::builder()
+        .count_window(70_000)
+        .build_config()
+        .unwrap_err();
     assert_eq!(err.value(), ConfigValue::Count(70_000));
 }
 

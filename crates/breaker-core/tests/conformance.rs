@@ -52,7 +52,10 @@ mod gobreaker {
         assert_eq!(b.state(), State::HalfOpen);
         let probe = b.try_acquire().unwrap();
         // ErrTooManyRequests while MaxRequests (1) probes are in flight.
-        assert_eq!(b.try_acquire().unwrap_err().reason(), RejectReason::HalfOpenFull);
+        assert_eq!(
+            b.try_acquire().unwrap_err().reason(),
+            RejectReason::HalfOpenFull
+        );
         probe.record(Outcome::Success, MS);
         assert_eq!(b.state(), State::Closed); // ConsecutiveSuccesses >= MaxRequests
     }
@@ -124,7 +127,11 @@ mod gobreaker {
             .unwrap();
         fail(&b, 1);
         call(&b, Outcome::Ignored);
-        assert_eq!(b.snapshot().window.consecutive_failures, 1, "the run is not broken");
+        assert_eq!(
+            b.snapshot().window.consecutive_failures,
+            1,
+            "the run is not broken"
+        );
         fail(&b, 1);
         assert_eq!(b.state(), State::Open);
     }
@@ -167,7 +174,11 @@ mod resilience4j {
         let clock = ManualClock::new();
         let b = defaults(&clock);
         fail(&b, 99);
-        assert_eq!(b.state(), State::Closed, "99 failures < minimumNumberOfCalls");
+        assert_eq!(
+            b.state(),
+            State::Closed,
+            "99 failures < minimumNumberOfCalls"
+        );
         fail(&b, 1);
         assert_eq!(b.state(), State::Open);
     }
@@ -214,7 +225,10 @@ mod resilience4j {
         fail(&b, 100);
         clock.advance(60 * SEC + NS);
         let probes: Vec<_> = (0..10).map(|_| b.try_acquire().unwrap()).collect();
-        assert_eq!(b.try_acquire().unwrap_err().reason(), RejectReason::HalfOpenFull); // CallNotPermitted
+        assert_eq!(
+            b.try_acquire().unwrap_err().reason(),
+            RejectReason::HalfOpenFull
+        ); // CallNotPermitted
         for p in probes {
             p.record(Outcome::Success, MS);
         }
@@ -229,7 +243,10 @@ mod resilience4j {
         let b = defaults(&clock);
         b.force_open(); // FORCED_OPEN: every call rejected
         for _ in 0..3 {
-            assert_eq!(b.try_acquire().unwrap_err().reason(), RejectReason::ForcedOpen);
+            assert_eq!(
+                b.try_acquire().unwrap_err().reason(),
+                RejectReason::ForcedOpen
+            );
         }
         clock.advance(3600 * SEC);
         assert_eq!(b.state(), State::ForcedOpen, "no automatic transition");
@@ -238,7 +255,10 @@ mod resilience4j {
         assert_eq!(b.snapshot().window.calls, 0);
         b.reset(); // back to CLOSED with empty metrics
         let s = b.snapshot();
-        assert_eq!((s.state, s.window.calls, s.open_attempts), (State::Closed, 0, 0));
+        assert_eq!(
+            (s.state, s.window.calls, s.open_attempts),
+            (State::Closed, 0, 0)
+        );
         fail(&b, 99);
         assert_eq!(b.state(), State::Closed);
     }

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use breaker_core::{CircuitBreaker, Event, ManualClock, Observer, Outcome, RejectReason, State};
-use std::sync::Arc;
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::thread;
+use std::sync::Arc;
 
 /// Counts transitions into each state (loom atomics, so the counting is modelled too).
 #[derive(Default)]
@@ -23,11 +23,14 @@ struct Transitions {
 impl Observer for Transitions {
     fn on_event(&self, event: &Event) {
         match event {
-            Event::StateTransition { to: State::Open, .. } => {
+            Event::StateTransition {
+                to: State::Open, ..
+            } => {
                 self.to_open.fetch_add(1, Ordering::Relaxed);
             }
             Event::StateTransition {
-                to: State::HalfOpen, ..
+                to: State::HalfOpen,
+                ..
             } => {
                 self.to_half_open.fetch_add(1, Ordering::Relaxed);
             }
@@ -78,7 +81,10 @@ fn half_open_never_admits_more_than_n() {
             })
             .collect();
         // Every permit is still held here, so no slot was given back in between.
-        let held: Vec<_> = handles.into_iter().filter_map(|h| h.join().unwrap()).collect();
+        let held: Vec<_> = handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect();
         assert_eq!(held.len(), 2, "exactly N probes while none finished");
         assert!(held.iter().all(|p| p.is_probe()));
         let s = breaker.snapshot();
@@ -93,7 +99,9 @@ fn half_open_never_admits_more_than_n() {
 fn concurrent_failures_trip_exactly_once() {
     loom::model(|| {
         let (breaker, _clock) = consecutive(2, 1);
-        let permits: Vec<_> = (0..3).map(|_| breaker.try_acquire_owned().unwrap()).collect();
+        let permits: Vec<_> = (0..3)
+            .map(|_| breaker.try_acquire_owned().unwrap())
+            .collect();
         let handles: Vec<_> = permits
             .into_iter()
             .map(|p| thread::spawn(move || p.record(Outcome::Failure, Duration::ZERO)))
@@ -103,7 +111,11 @@ fn concurrent_failures_trip_exactly_once() {
         }
         let s = breaker.snapshot();
         assert_eq!(s.state, State::Open);
-        assert_eq!(breaker.observer().to_open.load(Ordering::Relaxed), 1, "one transition event");
+        assert_eq!(
+            breaker.observer().to_open.load(Ordering::Relaxed),
+            1,
+            "one transition event"
+        );
         assert_eq!(breaker.observer().thresholds.load(Ordering::Relaxed), 1);
         // The failure that finished after the trip is late (or, if it was counted before
         // the trip's compare-and-swap, it belongs to the generation that tripped); it never
@@ -146,7 +158,10 @@ fn late_results_of_an_older_generation_are_dropped() {
         assert_eq!(s.state, State::Closed);
         // The window is still exact: two more successes fill it with exactly two calls.
         for _ in 0..2 {
-            breaker.try_acquire().unwrap().record(Outcome::Success, Duration::ZERO);
+            breaker
+                .try_acquire()
+                .unwrap()
+                .record(Outcome::Success, Duration::ZERO);
         }
         let s = breaker.snapshot();
         assert_eq!((s.window.calls, s.window.failures), (2, 0));
@@ -179,7 +194,10 @@ fn dropped_permits_give_their_slot_back() {
             None => {}
         }
         // Every slot is back: a probe is admitted and closes the breaker.
-        breaker.try_acquire().unwrap().record(Outcome::Success, Duration::ZERO);
+        breaker
+            .try_acquire()
+            .unwrap()
+            .record(Outcome::Success, Duration::ZERO);
         assert_eq!(breaker.state(), State::Closed);
     });
 }
@@ -218,7 +236,11 @@ fn force_open_races_with_records_and_acquires() {
         let rejected = caller.join().unwrap();
         operator.join().unwrap();
         let s = breaker.snapshot();
-        assert_eq!(s.state, State::ForcedOpen, "the operator's decision always stands");
+        assert_eq!(
+            s.state,
+            State::ForcedOpen,
+            "the operator's decision always stands"
+        );
         match rejected {
             Some(reason) => assert_eq!(reason, RejectReason::ForcedOpen),
             None => assert_eq!(s.totals.failures + s.totals.late, 1),
@@ -270,7 +292,10 @@ fn count_window_stays_exact_under_eviction_races() {
         t2.join().unwrap();
         let s = breaker.snapshot();
         assert_eq!((s.window.calls, s.window.failures), (1, 0));
-        breaker.try_acquire().unwrap().record(Outcome::Failure, Duration::ZERO);
+        breaker
+            .try_acquire()
+            .unwrap()
+            .record(Outcome::Failure, Duration::ZERO);
         assert_eq!(breaker.state(), State::Open);
     });
 }

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use breaker_core::{CircuitBreaker, ManualClock, OwnedPermit, Outcome, RejectReason, State};
+use breaker_core::{CircuitBreaker, ManualClock, Outcome, OwnedPermit, RejectReason, State};
 use proptest::prelude::*;
 
 const MS: u64 = 1_000_000;
@@ -14,8 +14,15 @@ const MS: u64 = 1_000_000;
 #[derive(Clone, Copy, Debug)]
 enum Policy {
     Consecutive(u32),
-    Count { size: u32, min: u32 },
-    Time { width_ms: u64, buckets: u32, min: u32 },
+    Count {
+        size: u32,
+        min: u32,
+    },
+    Time {
+        width_ms: u64,
+        buckets: u32,
+        min: u32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -32,9 +39,17 @@ struct Settings {
 #[derive(Clone, Debug)]
 enum Op {
     Acquire,
-    Record { which: usize, outcome: Outcome, elapsed_ms: u64 },
-    Drop { which: usize },
-    Advance { ms: u64 },
+    Record {
+        which: usize,
+        outcome: Outcome,
+        elapsed_ms: u64,
+    },
+    Drop {
+        which: usize,
+    },
+    Advance {
+        ms: u64,
+    },
     AdvanceNs,
     ForceOpen,
     Disable,
@@ -49,25 +64,41 @@ fn settings() -> impl Strategy<Value = Settings> {
         (1u32..8)
             .prop_flat_map(|size| (Just(size), 1..=size))
             .prop_map(|(size, min)| Policy::Count { size, min }),
-        (1u64..4, 1u32..4, 1u32..6)
-            .prop_map(|(width_ms, buckets, min)| Policy::Time { width_ms: width_ms * 10, buckets, min }),
+        (1u64..4, 1u32..4, 1u32..6).prop_map(|(width_ms, buckets, min)| Policy::Time {
+            width_ms: width_ms * 10,
+            buckets,
+            min
+        }),
     ];
     (
         policy,
         prop_oneof![Just(20u32), Just(50), Just(100)],
-        proptest::option::of((5u64..20, proptest::option::of(prop_oneof![Just(50u32), Just(100)]))),
+        proptest::option::of((
+            5u64..20,
+            proptest::option::of(prop_oneof![Just(50u32), Just(100)]),
+        )),
         1u32..4,
         10u64..50,
         proptest::option::of(50u64..200),
         proptest::option::of(5u64..60),
     )
-        .prop_map(|(policy, failure_pct, slow, probes, open_ms, exponential, max_half_open_ms)| {
-            let slow = match policy {
-                Policy::Consecutive(_) => slow.map(|(t, _)| (t, None)),
-                _ => slow,
-            };
-            Settings { policy, failure_pct, slow, probes, open_ms, exponential, max_half_open_ms }
-        })
+        .prop_map(
+            |(policy, failure_pct, slow, probes, open_ms, exponential, max_half_open_ms)| {
+                let slow = match policy {
+                    Policy::Consecutive(_) => slow.map(|(t, _)| (t, None)),
+                    _ => slow,
+                };
+                Settings {
+                    policy,
+                    failure_pct,
+                    slow,
+                    probes,
+                    open_ms,
+                    exponential,
+                    max_half_open_ms,
+                }
+            },
+        )
 }
 
 fn outcome() -> impl Strategy<Value = Outcome> {
@@ -94,11 +125,19 @@ fn build(s: &Settings, clock: &ManualClock) -> CircuitBreaker<ManualClock> {
     let mut b = CircuitBreaker::builder_with_clock(clock.clone());
     b = match s.policy {
         Policy::Consecutive(n) => b.consecutive_failures(n),
-        Policy::Count { size, min } => {
-            b.count_window(size).minimum_calls(min).failure_rate(s.failure_pct.into())
-        }
-        Policy::Time { width_ms, buckets, min } => b
-            .time_window(Duration::from_millis(width_ms * u64::from(buckets)), buckets)
+        Policy::Count { size, min } => b
+            .count_window(size)
+            .minimum_calls(min)
+            .failure_rate(s.failure_pct.into()),
+        Policy::Time {
+            width_ms,
+            buckets,
+            min,
+        } => b
+            .time_window(
+                Duration::from_millis(width_ms * u64::from(buckets)),
+                buckets,
+            )
             .minimum_calls(min)
             .failure_rate(s.failure_pct.into()),
     };
@@ -209,7 +248,10 @@ impl Model {
         self.time_window.clear();
         self.phase_time = match to {
             State::Open => self.now + self.open_duration(self.attempts),
-            State::HalfOpen => self.s.max_half_open_ms.map_or(u64::MAX, |m| self.now + m * MS),
+            State::HalfOpen => self
+                .s
+                .max_half_open_ms
+                .map_or(u64::MAX, |m| self.now + m * MS),
             State::Closed | State::MetricsOnly => self.now,
             _ => u64::MAX,
         };
@@ -242,7 +284,9 @@ impl Model {
             return (0, 0, 0);
         }
         let fold = |it: &mut dyn Iterator<Item = (bool, bool)>| {
-            it.fold((0, 0, 0), |(c, f, s), (fa, sl)| (c + 1, f + u64::from(fa), s + u64::from(sl)))
+            it.fold((0, 0, 0), |(c, f, s), (fa, sl)| {
+                (c + 1, f + u64::from(fa), s + u64::from(sl))
+            })
         };
         match self.s.policy {
             Policy::Consecutive(_) => (0, 0, 0),
@@ -262,7 +306,11 @@ impl Model {
 
     fn acquire(&mut self) -> Result<ModelPermit, (RejectReason, Option<u64>)> {
         self.tick_time();
-        let permit = |m: &Model, probe, passthrough| ModelPermit { epoch: m.epoch, probe, passthrough };
+        let permit = |m: &Model, probe, passthrough| ModelPermit {
+            epoch: m.epoch,
+            probe,
+            passthrough,
+        };
         match self.state {
             State::Closed | State::MetricsOnly => Ok(permit(self, false, false)),
             State::Disabled => Ok(permit(self, false, true)),
@@ -413,7 +461,12 @@ fn check(s: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                     (Err(r), Err((reason, retry))) => {
                         prop_assert_eq!(r.reason(), reason, "step {}", step);
-                        prop_assert_eq!(r.retry_after(), retry.map(Duration::from_nanos), "step {}", step);
+                        prop_assert_eq!(
+                            r.retry_after(),
+                            retry.map(Duration::from_nanos),
+                            "step {}",
+                            step
+                        );
                     }
                     (real, expected) => prop_assert!(
                         false,
@@ -424,7 +477,11 @@ fn check(s: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     ),
                 }
             }
-            Op::Record { which, outcome, elapsed_ms } => {
+            Op::Record {
+                which,
+                outcome,
+                elapsed_ms,
+            } => {
                 if !held.is_empty() {
                     let (p, m) = held.swap_remove(which % held.len());
                     p.record(outcome, Duration::from_millis(elapsed_ms));
@@ -473,7 +530,11 @@ fn check(s: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let ctx = format!("step {step}, {snap:?}");
         prop_assert_eq!(snap.state, model.state, "{}", ctx);
         prop_assert_eq!(
-            (snap.window.calls, snap.window.failures, snap.window.slow_calls),
+            (
+                snap.window.calls,
+                snap.window.failures,
+                snap.window.slow_calls
+            ),
             (calls, failures, slow),
             "window, {}",
             ctx
@@ -484,15 +545,26 @@ fn check(s: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
             0
         };
         prop_assert_eq!(snap.window.consecutive_failures, cf, "{}", ctx);
-        prop_assert_eq!(snap.consecutive_successes, model.consecutive_successes, "{}", ctx);
+        prop_assert_eq!(
+            snap.consecutive_successes,
+            model.consecutive_successes,
+            "{}",
+            ctx
+        );
         let (admitted, successes) = if model.state == State::HalfOpen {
             (model.admitted, model.probe_successes)
         } else {
             (0, 0)
         };
-        prop_assert_eq!((snap.half_open_admitted, snap.half_open_successes), (admitted, successes), "{}", ctx);
+        prop_assert_eq!(
+            (snap.half_open_admitted, snap.half_open_successes),
+            (admitted, successes),
+            "{}",
+            ctx
+        );
         prop_assert_eq!(snap.open_attempts, model.attempts, "{}", ctx);
-        let retry = (model.state == State::Open).then(|| Duration::from_nanos(model.phase_time - model.now));
+        let retry = (model.state == State::Open)
+            .then(|| Duration::from_nanos(model.phase_time - model.now));
         prop_assert_eq!(snap.retry_after, retry, "{}", ctx);
         let t = snap.totals;
         prop_assert_eq!(

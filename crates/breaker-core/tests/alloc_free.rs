@@ -1,0 +1,129 @@
+//! The hot paths allocate nothing: closed-state calls under every policy, rejections while
+//! open, half-open probes, the `call` helper and snapshots.
+#![cfg(not(loom))]
+// A global allocator is unsafe to implement; this test-only one just counts and forwards.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use breaker_core::{CircuitBreaker, Clock, ManualClock, Observer, Outcome, State};
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations(f: impl FnOnce()) -> u64 {
+    ALLOCATIONS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.with(Cell::get)
+}
+
+const CALLS: usize = 10_000;
+
+fn closed_calls<C: Clock, O: Observer>(b: &CircuitBreaker<C, O>) {
+    for i in 0..CALLS {
+        let outcome = if i % 10 == 0 {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        b.try_acquire()
+            .unwrap_or_else(|r| panic!("{:?} call {i}: {r}; {:?}", b.policy(), b.snapshot()))
+            .record(outcome, Duration::from_micros(i as u64 % 300));
+    }
+}
+
+#[test]
+fn closed_state_calls_allocate_nothing_under_every_policy() {
+    let clock = ManualClock::new();
+    let builders = [
+        CircuitBreaker::builder_with_clock(clock.clone())
+            .consecutive_failures(5)
+            .build(),
+        CircuitBreaker::builder_with_clock(clock.clone())
+            .count_window(100)
+            .minimum_calls(10)
+            .slow_calls(Duration::from_micros(200), 100.0)
+            .build(),
+        CircuitBreaker::builder_with_clock(clock.clone())
+            .time_window(Duration::from_secs(10), 10)
+            .minimum_calls(10)
+            .build(),
+        CircuitBreaker::builder_with_clock(clock.clone())
+            .cumulative_window()
+            .trip_when(|c| c.failures > 10_000)
+            .build(),
+    ];
+    for b in builders {
+        let b = b.unwrap();
+        closed_calls(&b); // warm-up (thread-local stripe index)
+        let n = allocations(|| {
+            closed_calls(&b);
+            clock.advance(Duration::from_millis(1));
+        });
+        assert_eq!(n, 0, "{:?}", b.policy());
+        assert_eq!(b.state(), State::Closed);
+    }
+}
+
+#[test]
+fn rejections_probes_call_helper_and_snapshots_allocate_nothing() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder_with_clock(clock.clone())
+        .consecutive_failures(1)
+        .half_open_probes(2)
+        .open_duration(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let _ = b.call(|| Ok::<_, ()>(()));
+    let n = allocations(|| {
+        let _ = b.call(|| Err::<(), _>(()));
+        for _ in 0..CALLS {
+            assert!(b.try_acquire().is_err());
+        }
+        let _ = b.snapshot();
+        clock.advance(Duration::from_secs(2));
+        let p1 = b.try_acquire().unwrap();
+        let p2 = b.try_acquire().unwrap();
+        assert!(b.try_acquire().is_err());
+        p1.record(Outcome::Success, Duration::ZERO);
+        drop(p2);
+        b.try_acquire()
+            .unwrap()
+            .record(Outcome::Success, Duration::ZERO);
+        assert_eq!(b.state(), State::Closed);
+        for _ in 0..CALLS {
+            let _ = b.call(|| Ok::<_, ()>(()));
+        }
+    });
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn the_counting_allocator_sees_allocations() {
+    let n = allocations(|| drop(std::hint::black_box(Box::new(7u64))));
+    assert_eq!(n, 1);
+}
