@@ -327,3 +327,56 @@ fn time_window_bucket_rotation_is_exact() {
         assert_eq!(s.window.failures, s.window.calls - 1);
     });
 }
+
+#[test]
+fn window_trip_fires_exactly_once() {
+    loom::model(|| {
+        let breaker = Arc::new(
+            CircuitBreaker::builder_with_clock(ManualClock::new())
+                .count_window(4)
+                .minimum_calls(2)
+                .failure_rate(50.0)
+                .observer(Transitions::default())
+                .build()
+                .unwrap(),
+        );
+        let permits: Vec<_> = (0..2).map(|_| breaker.try_acquire_owned().unwrap()).collect();
+        let handles: Vec<_> = permits
+            .into_iter()
+            .map(|p| thread::spawn(move || p.record(Outcome::Failure, Duration::ZERO)))
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(breaker.state(), State::Open);
+        assert_eq!(breaker.observer().to_open.load(Ordering::Relaxed), 1);
+        assert_eq!(breaker.observer().thresholds.load(Ordering::Relaxed), 1);
+    });
+}
+
+#[test]
+fn a_trip_racing_an_acquire_publishes_its_deadline() {
+    loom::model(|| {
+        let (breaker, clock) = consecutive(1, 1);
+        let permit = breaker.try_acquire_owned().unwrap();
+        let tripper = thread::spawn(move || permit.record(Outcome::Failure, Duration::ZERO));
+        let b = breaker.clone();
+        let caller = thread::spawn(move || match b.try_acquire() {
+            Ok(p) => {
+                assert!(!p.is_probe());
+                None
+            }
+            Err(r) => Some(r),
+        });
+        tripper.join().unwrap();
+        if let Some(r) = caller.join().unwrap() {
+            assert_eq!(r.reason(), RejectReason::Open);
+            // Either the deadline was published (exactly the open duration: no time passed)
+            // or the caller saw the trip before its publication (unknown).
+            assert!(matches!(r.retry_after(), None | Some(OPEN)));
+        }
+        assert_eq!(breaker.retry_after(), Some(OPEN));
+        clock.advance(OPEN + Duration::from_nanos(1));
+        assert!(breaker.try_acquire().unwrap().is_probe());
+    });
+}
