@@ -111,13 +111,13 @@ fn lint() -> Result<(), String> {
         run(&args, &[])?;
     }
     run(
-        &["doc", "--workspace", "--no-deps"],
+        &["doc", "--workspace", "--no-deps", "--all-features"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )
 }
 
 fn test() -> Result<(), String> {
-    run(&["test", "--workspace"], &[])?;
+    run(&["test", "--workspace", "--all-features"], &[])?;
     nostd()?;
     loom()
 }

@@ -285,6 +285,43 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         })
     }
 
+    /// The permit protocol without a borrow, for adapters that keep the breaker behind their
+    /// own handle (a future holding an `Arc`, a tower service): the [`RawPermit`] must be
+    /// handed back to the same breaker with [`record_raw`](Self::record_raw) or
+    /// [`cancel_raw`](Self::cancel_raw). Forgetting it is like losing a probe: a half-open
+    /// slot stays taken until the half-open limit (if any). Prefer [`try_acquire`](Self::try_acquire).
+    #[inline]
+    pub fn try_acquire_raw(&self) -> Result<RawPermit, Rejected> {
+        self.acquire_ticket().map(|ticket| RawPermit { ticket })
+    }
+
+    /// Records the outcome of a call made under `permit` (see
+    /// [`try_acquire_raw`](Self::try_acquire_raw)).
+    #[inline]
+    pub fn record_raw(&self, permit: RawPermit, outcome: Outcome, elapsed: Duration) {
+        self.complete(permit.ticket, outcome, elapsed)
+    }
+
+    /// Gives back a permit whose call was cancelled: neutral, frees a half-open slot.
+    #[inline]
+    pub fn cancel_raw(&self, permit: RawPermit) {
+        self.abandon(permit.ticket)
+    }
+
+    /// Reports `event` to the observer: for adapters that add events of their own
+    /// ([`Event::FallbackUsed`]).
+    #[inline]
+    pub fn notify(&self, event: &Event) {
+        self.observer.on_event(event)
+    }
+
+    /// The current time of the breaker's clock, in nanoseconds since the clock's origin
+    /// (for measuring a call's duration with the same clock).
+    #[inline]
+    pub fn now_nanos(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+
     #[inline]
     fn acquire_ticket(&self) -> Result<Ticket, Rejected> {
         let mut w = Word(self.word.load(Ordering::Acquire));
@@ -1045,6 +1082,26 @@ impl<C: Clock, O: Observer> Drop for PanicGuard<'_, C, O> {
                 permit.record(Outcome::Failure, elapsed);
             }
         }
+    }
+}
+
+/// A permit without a borrow of its breaker, from [`CircuitBreaker::try_acquire_raw`].
+/// Give it back with [`CircuitBreaker::record_raw`] or [`CircuitBreaker::cancel_raw`].
+#[must_use = "give the permit back with record_raw or cancel_raw"]
+#[derive(Debug)]
+pub struct RawPermit {
+    ticket: Ticket,
+}
+
+impl RawPermit {
+    /// Whether this permit is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.ticket.kind == Kind::Probe
+    }
+
+    /// The generation the permit was issued in.
+    pub fn generation(&self) -> u32 {
+        self.ticket.epoch
     }
 }
 

@@ -178,11 +178,10 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) const fn new(
-        field: &'static str,
-        value: ConfigValue,
-        allowed: &'static str,
-    ) -> Self {
+    /// An error for `field`, which got `value` but accepts `allowed` (a short phrase such as
+    /// `"a duration > 0"`). For crates that build on this one and validate their own
+    /// settings the same way.
+    pub const fn new(field: &'static str, value: ConfigValue, allowed: &'static str) -> Self {
         Self {
             field,
             value,

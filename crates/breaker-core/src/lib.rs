@@ -94,7 +94,7 @@ mod window;
 
 #[cfg(feature = "alloc")]
 pub use breaker::OwnedPermit;
-pub use breaker::{CircuitBreaker, Outcome, Permit};
+pub use breaker::{CircuitBreaker, Outcome, Permit, RawPermit};
 pub use clock::Clock;
 #[cfg(feature = "alloc")]
 pub use clock::ManualClock;

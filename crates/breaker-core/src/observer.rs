@@ -74,6 +74,12 @@ pub enum Event {
         /// The dropped outcome.
         outcome: Outcome,
     },
+    /// A caller served a fallback instead of the dependency's answer (reported by adapters
+    /// such as `breaker-async`).
+    FallbackUsed {
+        /// Which kind of fallback: `"value"`, `"function"`, `"alternative"`, `"cache"`, ...
+        kind: &'static str,
+    },
 }
 
 /// Receives a breaker's [`Event`]s.

@@ -340,7 +340,9 @@ fn window_trip_fires_exactly_once() {
                 .build()
                 .unwrap(),
         );
-        let permits: Vec<_> = (0..2).map(|_| breaker.try_acquire_owned().unwrap()).collect();
+        let permits: Vec<_> = (0..2)
+            .map(|_| breaker.try_acquire_owned().unwrap())
+            .collect();
         let handles: Vec<_> = permits
             .into_iter()
             .map(|p| thread::spawn(move || p.record(Outcome::Failure, Duration::ZERO)))

@@ -1,0 +1,335 @@
+//! Guarding a future: acquire a permit on first poll, classify the output, record it.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use breaker_core::{CircuitBreaker, Clock, Observer, Outcome, RawPermit};
+use pin_project_lite::pin_project;
+
+use crate::Error;
+use crate::stream::GuardedStream;
+use crate::timer::{NoTimer, Timeout, Timer};
+
+/// A handle to a breaker that a guarded future can keep: `&CircuitBreaker` (the future
+/// borrows the breaker) or `Arc<CircuitBreaker>` (the future is `'static`, for spawning).
+pub trait BreakerRef: Clone {
+    /// The breaker's clock.
+    type Clock: Clock;
+    /// The breaker's observer.
+    type Observer: Observer;
+
+    /// The breaker.
+    fn breaker(&self) -> &CircuitBreaker<Self::Clock, Self::Observer>;
+}
+
+impl<C: Clock, O: Observer> BreakerRef for &CircuitBreaker<C, O> {
+    type Clock = C;
+    type Observer = O;
+
+    #[inline]
+    fn breaker(&self) -> &CircuitBreaker<C, O> {
+        self
+    }
+}
+
+impl<C: Clock, O: Observer> BreakerRef for Arc<CircuitBreaker<C, O>> {
+    type Clock = C;
+    type Observer = O;
+
+    #[inline]
+    fn breaker(&self) -> &CircuitBreaker<C, O> {
+        self
+    }
+}
+
+/// Decides how a call's result counts: a `404` or a validation error need not count as an
+/// outage. Implemented by closures `FnMut(&Result<T, E>) -> Outcome` and by
+/// [`ErrorsAreFailures`] (the default).
+pub trait Classify<T, E> {
+    /// The outcome of `result`.
+    fn classify(&mut self, result: &Result<T, E>) -> Outcome;
+}
+
+/// The default classifier: `Ok` is a success, every `Err` a failure.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ErrorsAreFailures;
+
+impl<T, E> Classify<T, E> for ErrorsAreFailures {
+    #[inline]
+    fn classify(&mut self, result: &Result<T, E>) -> Outcome {
+        if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }
+    }
+}
+
+impl<T, E, F: FnMut(&Result<T, E>) -> Outcome> Classify<T, E> for F {
+    #[inline]
+    fn classify(&mut self, result: &Result<T, E>) -> Outcome {
+        self(result)
+    }
+}
+
+/// Guards futures and streams with a breaker. Implemented for `&CircuitBreaker` and
+/// `Arc<CircuitBreaker>`.
+///
+/// ```
+/// use breaker_async::GuardExt;
+/// use breaker_core::{CircuitBreaker, ManualClock};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new()).build()?;
+/// # let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// # rt.block_on(async {
+/// let price = breaker.guard(async { Ok::<_, std::io::Error>(42) }).await?;
+/// assert_eq!(price, 42);
+/// # Ok::<(), breaker_async::Error<std::io::Error>>(())
+/// # })?;
+/// # Ok(())
+/// # }
+/// ```
+pub trait GuardExt: BreakerRef + Sized {
+    /// Guards `fut`: on first poll a permit is acquired (or the call is rejected without
+    /// polling `fut`), then `fut`'s result is classified (every `Err` is a failure unless
+    /// [`classify`](GuardedCall::classify) says otherwise) and recorded with its duration.
+    /// Dropping the future before it finishes records nothing and frees the permit's
+    /// half-open slot.
+    ///
+    /// Returns a [`GuardedCall`] to configure (`classify`, `timeout`, fallbacks) and
+    /// `.await`.
+    fn guard<F, T, E>(self, fut: F) -> GuardedCall<Self, F::IntoFuture, ErrorsAreFailures, NoTimer>
+    where
+        F: IntoFuture<Output = Result<T, E>>,
+    {
+        GuardedCall {
+            breaker: self,
+            fut: fut.into_future(),
+            classify: ErrorsAreFailures,
+            timeout: None,
+        }
+    }
+
+    /// Guards a stream of results: one call whose outcome is decided by the stream's first
+    /// failure (a failure) or its end (a success). See [`GuardedStream`].
+    fn guard_stream<S>(self, stream: S) -> GuardedStream<Self, S, ErrorsAreFailures> {
+        GuardedStream::new(self, stream, ErrorsAreFailures)
+    }
+
+    /// Like [`guard_stream`](Self::guard_stream), with a classifier for the items.
+    fn guard_stream_with<S, K>(self, stream: S, classify: K) -> GuardedStream<Self, S, K> {
+        GuardedStream::new(self, stream, classify)
+    }
+}
+
+impl<B: BreakerRef> GuardExt for B {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    NotStarted,
+    Running,
+    Done,
+}
+
+pin_project! {
+    /// A future guarded by a breaker, from [`GuardExt::guard`].
+    ///
+    /// Resolves to `Ok(value)`, or an [`Error`]: rejected (never polled the inner future),
+    /// timed out (counted as a failure), or the inner error. Costs no allocation.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Guarded<B, F, K, T>
+    where
+        B: BreakerRef,
+        T: Timer,
+    {
+        breaker: B,
+        #[pin]
+        fut: F,
+        classify: K,
+        timeout: Option<Timeout<T>>,
+        #[pin]
+        sleep: Option<T::Sleep>,
+        permit: Option<RawPermit>,
+        started: u64,
+        stage: Stage,
+    }
+
+    impl<B, F, K, T> PinnedDrop for Guarded<B, F, K, T>
+    where
+        B: BreakerRef,
+        T: Timer,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(permit) = this.permit.take() {
+                this.breaker.breaker().cancel_raw(permit);
+            }
+        }
+    }
+}
+
+impl<B: BreakerRef, F, K, T: Timer> std::fmt::Debug for Guarded<B, F, K, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guarded")
+            .field("stage", &self.stage)
+            .field("permit", &self.permit)
+            .field("timeout", &self.timeout.as_ref().map(|t| t.after))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A call to guard, from [`GuardExt::guard`]: configure it, then `.await` it (it turns
+/// into a [`Guarded`] future), or await it through a fallback.
+#[must_use = "a guarded call does nothing until awaited"]
+pub struct GuardedCall<B, F, K, T> {
+    pub(crate) breaker: B,
+    pub(crate) fut: F,
+    pub(crate) classify: K,
+    pub(crate) timeout: Option<Timeout<T>>,
+}
+
+impl<B, F, K, T> std::fmt::Debug for GuardedCall<B, F, K, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedCall")
+            .field("timeout", &self.timeout.as_ref().map(|t| t.after))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: BreakerRef, F, K, T: Timer> GuardedCall<B, F, K, T> {
+    /// Classifies results with `classify` instead of counting every `Err` as a failure.
+    ///
+    /// ```
+    /// use breaker_async::GuardExt;
+    /// use breaker_core::{CircuitBreaker, ManualClock, Outcome, State};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
+    ///     .consecutive_failures(1)
+    ///     .build()?;
+    /// # let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    /// # rt.block_on(async {
+    /// let not_found = breaker
+    ///     .guard(async { Err::<(), u16>(404) })
+    ///     .classify(|r: &Result<(), u16>| match r {
+    ///         Err(status) if *status >= 500 => Outcome::Failure,
+    ///         _ => Outcome::Success, // a 404 is the caller's problem, not an outage
+    ///     })
+    ///     .await;
+    /// assert!(not_found.is_err());
+    /// # });
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn classify<K2>(self, classify: K2) -> GuardedCall<B, F, K2, T> {
+        GuardedCall {
+            breaker: self.breaker,
+            fut: self.fut,
+            classify,
+            timeout: self.timeout,
+        }
+    }
+
+    /// Abandons the call, and counts a failure, if it has not finished within `timeout`.
+    pub fn timeout<T2: Timer>(self, timeout: Timeout<T2>) -> GuardedCall<B, F, K, T2> {
+        GuardedCall {
+            breaker: self.breaker,
+            fut: self.fut,
+            classify: self.classify,
+            timeout: Some(timeout),
+        }
+    }
+
+    /// The handle to the breaker.
+    pub fn breaker(&self) -> &B {
+        &self.breaker
+    }
+}
+
+impl<B, F, K, T, V, E> IntoFuture for GuardedCall<B, F, K, T>
+where
+    B: BreakerRef,
+    F: Future<Output = Result<V, E>>,
+    K: Classify<V, E>,
+    T: Timer,
+{
+    type Output = Result<V, Error<E>>;
+    type IntoFuture = Guarded<B, F, K, T>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Guarded {
+            breaker: self.breaker,
+            fut: self.fut,
+            classify: self.classify,
+            timeout: self.timeout,
+            sleep: None,
+            permit: None,
+            started: 0,
+            stage: Stage::NotStarted,
+        }
+    }
+}
+
+impl<B, F, K, T, V, E> Future for Guarded<B, F, K, T>
+where
+    B: BreakerRef,
+    F: Future<Output = Result<V, E>>,
+    K: Classify<V, E>,
+    T: Timer,
+{
+    type Output = Result<V, Error<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let breaker = this.breaker.breaker();
+        match *this.stage {
+            Stage::Running => {}
+            Stage::NotStarted => {
+                match breaker.try_acquire_raw() {
+                    Ok(permit) => *this.permit = Some(permit),
+                    Err(rejected) => {
+                        *this.stage = Stage::Done;
+                        return Poll::Ready(Err(Error::Rejected(rejected)));
+                    }
+                }
+                if breaker.measures_duration() {
+                    *this.started = breaker.now_nanos();
+                }
+                if let Some(t) = this.timeout.as_ref() {
+                    this.sleep.set(Some(t.timer.sleep(t.after)));
+                }
+                *this.stage = Stage::Running;
+            }
+            Stage::Done => panic!("`Guarded` future polled after it completed"),
+        }
+        if let Poll::Ready(result) = this.fut.poll(cx) {
+            *this.stage = Stage::Done;
+            let outcome = this.classify.classify(&result);
+            let elapsed = if breaker.measures_duration() {
+                Duration::from_nanos(breaker.now_nanos().saturating_sub(*this.started))
+            } else {
+                Duration::ZERO
+            };
+            if let Some(permit) = this.permit.take() {
+                breaker.record_raw(permit, outcome, elapsed);
+            }
+            return Poll::Ready(result.map_err(Error::Inner));
+        }
+        if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+            if sleep.poll(cx).is_ready() {
+                *this.stage = Stage::Done;
+                let after = this.timeout.as_ref().map_or(Duration::ZERO, |t| t.after);
+                if let Some(permit) = this.permit.take() {
+                    breaker.record_raw(permit, Outcome::Failure, after);
+                }
+                return Poll::Ready(Err(Error::Timeout { after }));
+            }
+        }
+        Poll::Pending
+    }
+}

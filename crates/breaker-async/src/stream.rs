@@ -1,0 +1,124 @@
+//! Guarding a stream: one call, decided by its first failure or its end.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use breaker_core::{Outcome, RawPermit};
+use futures_core::Stream;
+use pin_project_lite::pin_project;
+
+use crate::Error;
+use crate::guard::{BreakerRef, Classify, Stage};
+
+pin_project! {
+    /// A stream guarded by a breaker, from [`GuardExt::guard_stream`](crate::GuardExt::guard_stream).
+    ///
+    /// The whole stream is one call. On first poll a permit is acquired; if the breaker
+    /// refuses, the stream yields one `Err(Error::Rejected)` and ends without polling the
+    /// inner stream. Otherwise items pass through; the first item classified as a failure
+    /// records a failure (later items still pass), and the end of the stream records a
+    /// success if nothing failed. Dropping the stream early records nothing.
+    #[must_use = "streams do nothing unless polled"]
+    pub struct GuardedStream<B, S, K>
+    where
+        B: BreakerRef,
+    {
+        breaker: B,
+        #[pin]
+        stream: S,
+        classify: K,
+        permit: Option<RawPermit>,
+        started: u64,
+        stage: Stage,
+    }
+
+    impl<B, S, K> PinnedDrop for GuardedStream<B, S, K>
+    where
+        B: BreakerRef,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(permit) = this.permit.take() {
+                this.breaker.breaker().cancel_raw(permit);
+            }
+        }
+    }
+}
+
+impl<B: BreakerRef, S, K> GuardedStream<B, S, K> {
+    pub(crate) fn new(breaker: B, stream: S, classify: K) -> Self {
+        GuardedStream {
+            breaker,
+            stream,
+            classify,
+            permit: None,
+            started: 0,
+            stage: Stage::NotStarted,
+        }
+    }
+}
+
+impl<B: BreakerRef, S, K> std::fmt::Debug for GuardedStream<B, S, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedStream")
+            .field("stage", &self.stage)
+            .field("permit", &self.permit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B, S, K, T, E> Stream for GuardedStream<B, S, K>
+where
+    B: BreakerRef,
+    S: Stream<Item = Result<T, E>>,
+    K: Classify<T, E>,
+{
+    type Item = Result<T, Error<E>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        let breaker = this.breaker.breaker();
+        match *this.stage {
+            Stage::Done => return Poll::Ready(None),
+            Stage::Running => {}
+            Stage::NotStarted => match breaker.try_acquire_raw() {
+                Ok(permit) => {
+                    *this.permit = Some(permit);
+                    if breaker.measures_duration() {
+                        *this.started = breaker.now_nanos();
+                    }
+                    *this.stage = Stage::Running;
+                }
+                Err(rejected) => {
+                    *this.stage = Stage::Done;
+                    return Poll::Ready(Some(Err(Error::Rejected(rejected))));
+                }
+            },
+        }
+        let elapsed = |started: u64| {
+            if breaker.measures_duration() {
+                Duration::from_nanos(breaker.now_nanos().saturating_sub(started))
+            } else {
+                Duration::ZERO
+            }
+        };
+        match this.stream.poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(item)) => {
+                if this.permit.is_some() && this.classify.classify(&item) == Outcome::Failure {
+                    let permit = this.permit.take().expect("checked above");
+                    breaker.record_raw(permit, Outcome::Failure, elapsed(*this.started));
+                }
+                Poll::Ready(Some(item.map_err(Error::Inner)))
+            }
+            Poll::Ready(None) => {
+                *this.stage = Stage::Done;
+                if let Some(permit) = this.permit.take() {
+                    breaker.record_raw(permit, Outcome::Success, elapsed(*this.started));
+                }
+                Poll::Ready(None)
+            }
+        }
+    }
+}
