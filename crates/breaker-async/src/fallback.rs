@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use breaker_core::{Clock, ConfigError, ConfigValue, Event, MonotonicClock};
 
-use crate::guard::{BreakerRef, Classify, GuardedCall};
+use breaker_core::{BreakerRef, Classify};
+
+use crate::guard::GuardedCall;
 use crate::timer::Timer;
 use crate::{Cause, Error};
 

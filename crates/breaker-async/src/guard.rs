@@ -2,78 +2,16 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use breaker_core::{CircuitBreaker, Clock, Observer, Outcome, RawPermit};
+pub use breaker_core::{BreakerRef, Classify, ErrorsAreFailures};
+use breaker_core::{Outcome, RawPermit};
 use pin_project_lite::pin_project;
 
 use crate::Error;
 use crate::stream::GuardedStream;
 use crate::timer::{NoTimer, Timeout, Timer};
-
-/// A handle to a breaker that a guarded future can keep: `&CircuitBreaker` (the future
-/// borrows the breaker) or `Arc<CircuitBreaker>` (the future is `'static`, for spawning).
-pub trait BreakerRef: Clone {
-    /// The breaker's clock.
-    type Clock: Clock;
-    /// The breaker's observer.
-    type Observer: Observer;
-
-    /// The breaker.
-    fn breaker(&self) -> &CircuitBreaker<Self::Clock, Self::Observer>;
-}
-
-impl<C: Clock, O: Observer> BreakerRef for &CircuitBreaker<C, O> {
-    type Clock = C;
-    type Observer = O;
-
-    #[inline]
-    fn breaker(&self) -> &CircuitBreaker<C, O> {
-        self
-    }
-}
-
-impl<C: Clock, O: Observer> BreakerRef for Arc<CircuitBreaker<C, O>> {
-    type Clock = C;
-    type Observer = O;
-
-    #[inline]
-    fn breaker(&self) -> &CircuitBreaker<C, O> {
-        self
-    }
-}
-
-/// Decides how a call's result counts: a `404` or a validation error need not count as an
-/// outage. Implemented by closures `FnMut(&Result<T, E>) -> Outcome` and by
-/// [`ErrorsAreFailures`] (the default).
-pub trait Classify<T, E> {
-    /// The outcome of `result`.
-    fn classify(&mut self, result: &Result<T, E>) -> Outcome;
-}
-
-/// The default classifier: `Ok` is a success, every `Err` a failure.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ErrorsAreFailures;
-
-impl<T, E> Classify<T, E> for ErrorsAreFailures {
-    #[inline]
-    fn classify(&mut self, result: &Result<T, E>) -> Outcome {
-        if result.is_ok() {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        }
-    }
-}
-
-impl<T, E, F: FnMut(&Result<T, E>) -> Outcome> Classify<T, E> for F {
-    #[inline]
-    fn classify(&mut self, result: &Result<T, E>) -> Outcome {
-        self(result)
-    }
-}
 
 /// Guards futures and streams with a breaker. Implemented for `&CircuitBreaker` and
 /// `Arc<CircuitBreaker>`.

@@ -9,7 +9,9 @@ use futures_core::Stream;
 use pin_project_lite::pin_project;
 
 use crate::Error;
-use crate::guard::{BreakerRef, Classify, Stage};
+use breaker_core::{BreakerRef, Classify};
+
+use crate::guard::Stage;
 
 pin_project! {
     /// A stream guarded by a breaker, from [`GuardExt::guard_stream`](crate::GuardExt::guard_stream).

@@ -81,6 +81,7 @@
 extern crate alloc;
 
 mod breaker;
+mod classify;
 mod clock;
 mod config;
 mod error;
@@ -95,6 +96,7 @@ mod window;
 #[cfg(feature = "alloc")]
 pub use breaker::OwnedPermit;
 pub use breaker::{CircuitBreaker, Outcome, Permit, RawPermit};
+pub use classify::{BreakerRef, Classify, ErrorsAreFailures};
 pub use clock::Clock;
 #[cfg(feature = "alloc")]
 pub use clock::ManualClock;
