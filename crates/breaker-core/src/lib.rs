@@ -86,6 +86,8 @@ mod clock;
 mod config;
 mod error;
 mod observer;
+#[cfg(feature = "std")]
+mod registry;
 mod snapshot;
 mod state;
 mod stats;
@@ -108,6 +110,8 @@ pub use config::{
 };
 pub use error::{CallError, ConfigError, ConfigValue, ReconfigureError, RejectReason, Rejected};
 pub use observer::{Event, NoopObserver, Observer, Threshold};
+#[cfg(feature = "std")]
+pub use registry::{DuplicateName, Inspect, Registry, Report};
 pub use snapshot::{Counts, Snapshot, Totals};
 pub use state::State;
 

@@ -1,0 +1,86 @@
+//! `GET /health` and `GET /ready` over a [`Registry`] of named breakers.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use breaker_core::{Registry, Report};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+fn breaker_json(r: &Report) -> Value {
+    let s = &r.snapshot;
+    json!({
+        "name": r.name,
+        "critical": r.critical,
+        "state": s.state.as_str(),
+        "retry_after_ms": s.retry_after.map(|d| d.as_millis() as u64),
+        "window": {
+            "calls": s.window.calls,
+            "failures": s.window.failures,
+            "slow_calls": s.window.slow_calls,
+            "failure_rate": s.failure_rate(),
+            "slow_call_rate": s.slow_call_rate(),
+            "consecutive_failures": s.window.consecutive_failures,
+        },
+        "totals": {
+            "successes": s.totals.successes,
+            "failures": s.totals.failures,
+            "rejected": s.totals.rejected,
+            "slow": s.totals.slow,
+            "ignored": s.totals.ignored,
+        },
+    })
+}
+
+async fn health(State(registry): State<Arc<Registry>>) -> Json<Value> {
+    let reports = registry.report();
+    let ready = registry.is_ready();
+    Json(json!({
+        "status": if ready { "ok" } else { "degraded" },
+        "breakers": reports.iter().map(breaker_json).collect::<Vec<_>>(),
+    }))
+}
+
+async fn ready(State(registry): State<Arc<Registry>>) -> Response {
+    if registry.is_ready() {
+        return (StatusCode::OK, Json(json!({ "ready": true }))).into_response();
+    }
+    let open: Vec<String> = registry
+        .report()
+        .into_iter()
+        .filter(|r| r.critical && !r.snapshot.state.admits_calls() && r.snapshot.state != breaker_core::State::HalfOpen)
+        .map(|r| r.name)
+        .collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "ready": false, "open": open })),
+    )
+        .into_response()
+}
+
+/// Routes for Kubernetes probes over `registry`:
+///
+/// - `GET /health`: always `200`, JSON with every breaker's state and counts, and
+///   `"status": "degraded"` while a critical breaker is open;
+/// - `GET /ready`: `200 {"ready": true}`, or `503 {"ready": false, "open": [names]}` while a
+///   breaker marked critical is open (or forced open), so traffic is routed elsewhere.
+///
+/// ```
+/// use axum::Router;
+/// use breaker_core::{CircuitBreaker, Registry};
+/// use std::sync::Arc;
+///
+/// let registry = Arc::new(Registry::new());
+/// registry.register("payments", Arc::new(CircuitBreaker::builder().build()?), true)?;
+/// let app: Router = Router::new().merge(breaker_axum::health_routes(registry));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn health_routes(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(registry)
+}

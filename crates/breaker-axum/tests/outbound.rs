@@ -1,0 +1,84 @@
+//! Outbound protection: breaker_tower's keyed layer with the HTTP classifier around a real
+//! hyper-util client, one breaker per upstream host; outages from a real 5xx upstream and a
+//! real TCP proxy that cuts connections.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use breaker_axum::HttpClassifier;
+use breaker_core::{CircuitBreaker, ManualClock, RejectReason, State};
+use breaker_tower::{Error, KeyedBreakerLayer, KeyedRegistry};
+use common::{FaultProxy, Upstream, client};
+use http::{Request, StatusCode};
+use http_body_util::Empty;
+use hyper::body::Bytes;
+use tower::{Layer, ServiceExt};
+
+fn authority(req: &Request<Empty<Bytes>>) -> String {
+    req.uri().authority().map(|a| a.to_string()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_breaker_per_upstream_host() {
+    let (good, good_addr) = Upstream::start().await;
+    let (bad, bad_addr) = Upstream::start().await;
+    let (proxy, proxy_addr) = FaultProxy::start(good_addr).await;
+    bad.fail(true);
+
+    let clock = ManualClock::new();
+    let c = clock.clone();
+    let registry = Arc::new(
+        KeyedRegistry::new(64, move |_host: &String| {
+            CircuitBreaker::builder_with_clock(c.clone())
+                .consecutive_failures(2)
+                .open_duration(Duration::from_secs(5))
+                .build()
+                .expect("valid settings")
+        })
+        .unwrap(),
+    );
+    let service = KeyedBreakerLayer::new(authority as fn(&_) -> String, registry.clone())
+        .classify(HttpClassifier::new())
+        .layer(client());
+    let call = |addr: std::net::SocketAddr| {
+        let service = service.clone();
+        async move {
+            let req = Request::get(format!("http://{addr}/data")).body(Empty::new()).unwrap();
+            service.oneshot(req).await
+        }
+    };
+
+    // The failing upstream trips its own breaker...
+    for _ in 0..2 {
+        let r = call(bad_addr).await.unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    match call(bad_addr).await {
+        Err(Error::Rejected(r)) => assert_eq!(r.reason(), RejectReason::Open),
+        other => panic!("expected a rejection, got {:?}", other.map(|r| r.status())),
+    }
+    assert_eq!(bad.hits(), 2, "the rejected request never left the client");
+
+    // ...while the healthy one (through the proxy) keeps working.
+    for _ in 0..3 {
+        assert_eq!(call(proxy_addr).await.unwrap().status(), StatusCode::OK);
+    }
+    // A transport fault: the proxy cuts connections. Errors with no response are failures.
+    proxy.refuse(true);
+    for _ in 0..2 {
+        assert!(matches!(call(proxy_addr).await, Err(Error::Inner(_))));
+    }
+    assert!(matches!(call(proxy_addr).await, Err(Error::Rejected(_))));
+    assert_eq!(good.hits(), 3);
+
+    // Recovery, per host.
+    proxy.refuse(false);
+    clock.advance(Duration::from_secs(5) + Duration::from_nanos(1));
+    assert_eq!(call(proxy_addr).await.unwrap().status(), StatusCode::OK);
+    let breaker = registry.peek(&proxy_addr.to_string()).unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(registry.peek(&bad_addr.to_string()).unwrap().state(), State::HalfOpen);
+    assert_eq!(registry.len(), 2);
+}

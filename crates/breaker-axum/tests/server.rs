@@ -1,0 +1,188 @@
+//! The server middleware and the health routes, over real HTTP on loopback: service A calls
+//! a real flaky upstream B; A's handlers are protected by a breaker on the manual clock.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use breaker_axum::{ServerBreakerLayer, health_routes};
+use breaker_core::{CircuitBreaker, ManualClock, Registry};
+use common::{HttpClient, Upstream, client, get as http_get, serve};
+use http::StatusCode;
+use http_body_util::BodyExt;
+
+const OPEN: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+struct A {
+    client: HttpClient,
+    upstream: SocketAddr,
+}
+
+/// A's handler: calls B, answers 500 when B fails.
+async fn api(State(a): State<A>) -> (StatusCode, String) {
+    let url = format!("http://{}/data", a.upstream);
+    match a.client.get(url.parse().unwrap()).await {
+        Ok(r) if r.status().is_success() => {
+            let body = r.into_body().collect().await.unwrap().to_bytes();
+            (StatusCode::OK, String::from_utf8_lossy(&body).into_owned())
+        }
+        Ok(r) => (StatusCode::INTERNAL_SERVER_ERROR, format!("upstream said {}", r.status())),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("upstream unreachable: {e}")),
+    }
+}
+
+async fn start() -> (Upstream, SocketAddr, ManualClock, Arc<CircuitBreaker<ManualClock>>) {
+    let (upstream, upstream_addr) = Upstream::start().await;
+    let clock = ManualClock::new();
+    let breaker = Arc::new(
+        CircuitBreaker::builder_with_clock(clock.clone())
+            .consecutive_failures(3)
+            .open_duration(OPEN)
+            .half_open_probes(1)
+            .build()
+            .unwrap(),
+    );
+    let registry = Arc::new(Registry::new());
+    registry.register("upstream-b", breaker.clone(), true).unwrap();
+    let app = Router::new()
+        .route("/api", get(api))
+        .with_state(A {
+            client: client(),
+            upstream: upstream_addr,
+        })
+        .merge(health_routes(registry))
+        .layer(
+            ServerBreakerLayer::new(breaker.clone())
+                .state_header("x-circuit-breaker")
+                .exempt("/health")
+                .exempt("/ready"),
+        );
+    (upstream, serve(app).await, clock, breaker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trips_sheds_load_with_503_probes_and_recovers() {
+    let (upstream, a, clock, breaker) = start().await;
+    let http = client();
+    let api = || format!("http://{a}/api");
+
+    let ok = http_get(&http, api()).await;
+    assert_eq!((ok.status, ok.body.as_str()), (StatusCode::OK, "fresh data"));
+    assert_eq!(ok.header("x-circuit-breaker"), Some("closed"));
+
+    upstream.fail(true);
+    for _ in 0..3 {
+        assert_eq!(http_get(&http, api()).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    assert_eq!(upstream.hits(), 4);
+
+    // Open: fast 503s with Retry-After and a JSON body; B sees nothing.
+    for _ in 0..5 {
+        let shed = http_get(&http, api()).await;
+        assert_eq!(shed.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shed.header("retry-after"), Some("30"));
+        assert_eq!(shed.header("x-circuit-breaker"), Some("open"));
+        assert_eq!(shed.header("content-type"), Some("application/json"));
+        let body = shed.json();
+        assert_eq!(body["state"], "open");
+        assert_eq!(body["retry_after"], 30);
+        assert!(body["error"].as_str().unwrap().contains("circuit breaker is open"));
+    }
+    assert_eq!(upstream.hits(), 4, "no calls reach B while open");
+
+    // Retry-After is whole seconds, rounded up.
+    clock.advance(Duration::from_millis(10_500));
+    let shed = http_get(&http, api()).await;
+    assert_eq!(shed.header("retry-after"), Some("20"));
+
+    // Still failing when the probe goes through: open again.
+    clock.advance(Duration::from_millis(19_500) + Duration::from_nanos(1));
+    assert_eq!(http_get(&http, api()).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(upstream.hits(), 5, "exactly one probe");
+    assert_eq!(http_get(&http, api()).await.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // B recovers: the next probe closes the breaker.
+    upstream.fail(false);
+    clock.advance(OPEN + Duration::from_nanos(1));
+    let probe = http_get(&http, api()).await;
+    assert_eq!(probe.status, StatusCode::OK);
+    assert_eq!(probe.header("x-circuit-breaker"), Some("closed"));
+    assert_eq!(breaker.snapshot().totals.rejected, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_ready_report_each_state() {
+    let (upstream, a, clock, breaker) = start().await;
+    let http = client();
+    let health = || format!("http://{a}/health");
+    let ready = || format!("http://{a}/ready");
+
+    let h = http_get(&http, health()).await;
+    assert_eq!(h.status, StatusCode::OK);
+    assert_eq!(h.header("x-circuit-breaker"), None, "exempt paths are not guarded");
+    let body = h.json();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["breakers"][0]["name"], "upstream-b");
+    assert_eq!(body["breakers"][0]["state"], "closed");
+    assert_eq!(http_get(&http, ready()).await.status, StatusCode::OK);
+
+    upstream.fail(true);
+    for _ in 0..3 {
+        http_get(&http, format!("http://{a}/api")).await;
+    }
+    let h = http_get(&http, health()).await.json();
+    assert_eq!(h["status"], "degraded");
+    assert_eq!(h["breakers"][0]["state"], "open");
+    assert_eq!(h["breakers"][0]["retry_after_ms"], 30_000);
+    assert_eq!(h["breakers"][0]["totals"]["failures"], 3);
+    let r = http_get(&http, ready()).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "health checks still answer while open");
+    assert_eq!(r.json()["open"][0], "upstream-b");
+
+    clock.advance(OPEN + Duration::from_nanos(1));
+    let h = http_get(&http, health()).await.json();
+    assert_eq!(h["breakers"][0]["state"], "half_open");
+    assert_eq!(http_get(&http, ready()).await.status, StatusCode::OK, "half-open may take traffic");
+
+    breaker.force_open();
+    assert_eq!(http_get(&http, ready()).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    let shed = http_get(&http, format!("http://{a}/api")).await;
+    assert_eq!(shed.json()["state"], "forced_open");
+    assert_eq!(shed.header("retry-after"), None, "no retry time while forced open");
+    breaker.reset();
+    upstream.fail(false);
+    assert_eq!(http_get(&http, ready()).await.status, StatusCode::OK);
+    assert_eq!(http_get(&http, format!("http://{a}/api")).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_rejection_response_and_4xx_are_not_failures() {
+    let breaker = Arc::new(
+        CircuitBreaker::builder_with_clock(ManualClock::new())
+            .consecutive_failures(1)
+            .build()
+            .unwrap(),
+    );
+    let app = Router::new()
+        .route("/missing", get(|| async { (StatusCode::NOT_FOUND, "no such thing") }))
+        .route("/broken", get(|| async { (StatusCode::BAD_GATEWAY, "nope") }))
+        .layer(ServerBreakerLayer::new(breaker.clone()).on_reject(|r| {
+            use axum::response::IntoResponse;
+            (StatusCode::SERVICE_UNAVAILABLE, format!("try later ({})", r.state())).into_response()
+        }));
+    let a = serve(app).await;
+    let http = client();
+    for _ in 0..5 {
+        assert_eq!(http_get(&http, format!("http://{a}/missing")).await.status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(breaker.state(), breaker_core::State::Closed, "404s are the caller's problem");
+    assert_eq!(http_get(&http, format!("http://{a}/broken")).await.status, StatusCode::BAD_GATEWAY);
+    let shed = http_get(&http, format!("http://{a}/missing")).await;
+    assert_eq!((shed.status, shed.body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "try later (open)"));
+}

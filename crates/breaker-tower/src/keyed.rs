@@ -1,0 +1,214 @@
+//! One breaker per key (host, route, tenant), in a bounded registry.
+
+use std::convert::Infallible;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use breaker_core::{
+    CircuitBreaker, Classify, Clock, ConfigError, ConfigValue, ErrorsAreFailures, Observer,
+};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::Error;
+use crate::future::ResponseFuture;
+
+type Make<Key, C, O> = dyn Fn(&Key) -> CircuitBreaker<C, O> + Send + Sync;
+
+/// Breakers by key, made on first use by a factory, at most `capacity` of them.
+///
+/// When full, the least useful breakers are evicted (quick_cache's S3-FIFO: keys seen once
+/// go first, frequently used keys stay), so a client that invents keys cannot grow memory
+/// without limit; an evicted key starts again with a fresh, closed breaker.
+///
+/// ```
+/// use breaker_core::CircuitBreaker;
+/// use breaker_tower::KeyedRegistry;
+///
+/// let registry = KeyedRegistry::new(10_000, |_host: &String| {
+///     CircuitBreaker::builder().consecutive_failures(5).build().expect("valid settings")
+/// })?;
+/// let a = registry.get(&"api.example.com".to_string());
+/// let b = registry.get(&"api.example.com".to_string());
+/// assert!(std::sync::Arc::ptr_eq(&a, &b));
+/// # Ok::<(), breaker_core::ConfigError>(())
+/// ```
+pub struct KeyedRegistry<Key, C, O> {
+    breakers: quick_cache::sync::Cache<Key, Arc<CircuitBreaker<C, O>>>,
+    make: Box<Make<Key, C, O>>,
+    capacity: usize,
+}
+
+impl<Key, C, O> std::fmt::Debug for KeyedRegistry<Key, C, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedRegistry")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Key, C, O> KeyedRegistry<Key, C, O>
+where
+    Key: Hash + Eq + Clone,
+{
+    /// A registry of at most `capacity` breakers (allowed: `>= 1`), each made by `make`
+    /// on the first request for its key.
+    pub fn new(
+        capacity: usize,
+        make: impl Fn(&Key) -> CircuitBreaker<C, O> + Send + Sync + 'static,
+    ) -> Result<Self, ConfigError> {
+        if capacity == 0 {
+            return Err(ConfigError::new(
+                "keyed.capacity",
+                ConfigValue::Count(0),
+                "at least 1 breaker",
+            ));
+        }
+        Ok(KeyedRegistry {
+            breakers: quick_cache::sync::Cache::new(capacity),
+            make: Box::new(make),
+            capacity,
+        })
+    }
+
+    /// The breaker for `key`, made now if there is none.
+    pub fn get(&self, key: &Key) -> Arc<CircuitBreaker<C, O>> {
+        match self
+            .breakers
+            .get_or_insert_with(key, || Ok::<_, Infallible>(Arc::new((self.make)(key))))
+        {
+            Ok(breaker) => breaker,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The breaker for `key`, if one exists.
+    pub fn peek(&self, key: &Key) -> Option<Arc<CircuitBreaker<C, O>>> {
+        self.breakers.peek(key)
+    }
+
+    /// Breakers held.
+    pub fn len(&self) -> usize {
+        self.breakers.len()
+    }
+
+    /// Whether no breaker exists yet.
+    pub fn is_empty(&self) -> bool {
+        self.breakers.is_empty()
+    }
+
+    /// The bound on breakers held.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// Wraps services in a [`KeyedBreaker`]: requests are guarded by the breaker of their key.
+#[derive(Debug)]
+pub struct KeyedBreakerLayer<F, Key, C, O, K = ErrorsAreFailures> {
+    key: F,
+    registry: Arc<KeyedRegistry<Key, C, O>>,
+    classify: K,
+}
+
+impl<F: Clone, Key, C, O, K: Clone> Clone for KeyedBreakerLayer<F, Key, C, O, K> {
+    fn clone(&self) -> Self {
+        KeyedBreakerLayer {
+            key: self.key.clone(),
+            registry: Arc::clone(&self.registry),
+            classify: self.classify.clone(),
+        }
+    }
+}
+
+impl<F, Key, C, O> KeyedBreakerLayer<F, Key, C, O> {
+    /// Requests are keyed by `key(&request)` (e.g. the upstream host) and guarded by that
+    /// key's breaker from `registry`.
+    pub fn new(key: F, registry: Arc<KeyedRegistry<Key, C, O>>) -> Self {
+        KeyedBreakerLayer {
+            key,
+            registry,
+            classify: ErrorsAreFailures,
+        }
+    }
+}
+
+impl<F, Key, C, O, K> KeyedBreakerLayer<F, Key, C, O, K> {
+    /// Classifies results with `classify`.
+    pub fn classify<K2>(self, classify: K2) -> KeyedBreakerLayer<F, Key, C, O, K2> {
+        KeyedBreakerLayer {
+            key: self.key,
+            registry: self.registry,
+            classify,
+        }
+    }
+}
+
+impl<S, F: Clone, Key, C, O, K: Clone> Layer<S> for KeyedBreakerLayer<F, Key, C, O, K> {
+    type Service = KeyedBreaker<S, F, Key, C, O, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        KeyedBreaker {
+            inner,
+            key: self.key.clone(),
+            registry: Arc::clone(&self.registry),
+            classify: self.classify.clone(),
+        }
+    }
+}
+
+/// A service whose requests are guarded by one breaker per key. See [`KeyedBreakerLayer`].
+#[derive(Debug)]
+pub struct KeyedBreaker<S, F, Key, C, O, K = ErrorsAreFailures> {
+    inner: S,
+    key: F,
+    registry: Arc<KeyedRegistry<Key, C, O>>,
+    classify: K,
+}
+
+impl<S: Clone, F: Clone, Key, C, O, K: Clone> Clone for KeyedBreaker<S, F, Key, C, O, K> {
+    fn clone(&self) -> Self {
+        KeyedBreaker {
+            inner: self.inner.clone(),
+            key: self.key.clone(),
+            registry: Arc::clone(&self.registry),
+            classify: self.classify.clone(),
+        }
+    }
+}
+
+impl<S, F, Key, C, O, K> KeyedBreaker<S, F, Key, C, O, K> {
+    /// The registry of breakers.
+    pub fn registry(&self) -> &Arc<KeyedRegistry<Key, C, O>> {
+        &self.registry
+    }
+}
+
+impl<S, F, Key, C, O, K, Req> Service<Req> for KeyedBreaker<S, F, Key, C, O, K>
+where
+    S: Service<Req>,
+    F: Fn(&Req) -> Key,
+    Key: Hash + Eq + Clone,
+    C: Clock,
+    O: Observer,
+    K: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = Error<S::Error>;
+    type Future = ResponseFuture<S::Future, Arc<CircuitBreaker<C, O>>, K>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Error::Inner)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let breaker = self.registry.get(&(self.key)(&req));
+        match breaker.try_acquire_raw() {
+            Ok(permit) => {
+                ResponseFuture::called(self.inner.call(req), breaker, permit, self.classify.clone())
+            }
+            Err(rejected) => ResponseFuture::rejected(rejected),
+        }
+    }
+}

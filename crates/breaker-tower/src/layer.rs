@@ -1,0 +1,63 @@
+//! The layer.
+
+use breaker_core::ErrorsAreFailures;
+use tower_layer::Layer;
+
+use crate::Breaker;
+
+/// Wraps services in a [`Breaker`] sharing one circuit breaker.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, Outcome};
+/// use breaker_tower::BreakerLayer;
+/// use std::sync::Arc;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let breaker = Arc::new(CircuitBreaker::builder().consecutive_failures(3).build()?);
+/// let service = BreakerLayer::new(breaker)
+///     // 4xx-like errors are the caller's, not an outage:
+///     .classify(|r: &Result<u16, u16>| match r {
+///         Err(code) if *code >= 500 => Outcome::Failure,
+///         _ => Outcome::Success,
+///     })
+///     .layer(service_fn(|code: u16| async move { if code < 400 { Ok(code) } else { Err(code) } }));
+/// assert_eq!(service.oneshot(200).await, Ok(200));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct BreakerLayer<B, K = ErrorsAreFailures> {
+    breaker: B,
+    classify: K,
+}
+
+impl<B> BreakerLayer<B> {
+    /// A layer guarding services with `breaker` (an `Arc<CircuitBreaker>`, or a
+    /// `&'static CircuitBreaker`); every `Err` counts as a failure.
+    pub fn new(breaker: B) -> Self {
+        BreakerLayer {
+            breaker,
+            classify: ErrorsAreFailures,
+        }
+    }
+}
+
+impl<B, K> BreakerLayer<B, K> {
+    /// Classifies results with `classify` (a [`Classify`](breaker_core::Classify)).
+    pub fn classify<K2>(self, classify: K2) -> BreakerLayer<B, K2> {
+        BreakerLayer {
+            breaker: self.breaker,
+            classify,
+        }
+    }
+}
+
+impl<S, B: Clone, K: Clone> Layer<S> for BreakerLayer<B, K> {
+    type Service = Breaker<S, B, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Breaker::new(inner, self.breaker.clone(), self.classify.clone())
+    }
+}

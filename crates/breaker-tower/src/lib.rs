@@ -1,0 +1,27 @@
+//! A [tower] middleware that puts a [`breaker_core`] circuit breaker in front of any
+//! service: HTTP clients and servers (hyper, axum), gRPC (tonic), anything that is a
+//! `tower::Service`.
+//!
+//! Laid out like tower's own middlewares: [`BreakerLayer`] makes [`Breaker`] services whose
+//! [`future::ResponseFuture`] either drives the inner call and records its classified
+//! outcome, or returns the rejection without calling the inner service. Errors are
+//! [`error::Error`]. [`KeyedBreakerLayer`] keeps one breaker per key (host, route, tenant)
+//! in a bounded [`KeyedRegistry`].
+//!
+//! The happy path allocates nothing: the breaker handle is cloned into the future (use a
+//! `&'static CircuitBreaker` to avoid even the `Arc` reference count).
+//!
+//! [tower]: https://docs.rs/tower
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod error;
+pub mod future;
+mod keyed;
+mod layer;
+mod service;
+
+pub use error::Error;
+pub use keyed::{KeyedBreaker, KeyedBreakerLayer, KeyedRegistry};
+pub use layer::BreakerLayer;
+pub use service::Breaker;
