@@ -6,15 +6,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub use breaker_core::{BreakerRef, Classify, ErrorsAreFailures};
-use breaker_core::{Outcome, RawPermit};
+use breaker_core::{CircuitBreaker, Clock, Observer, Outcome, RawPermit};
 use pin_project_lite::pin_project;
+use std::sync::Arc;
 
 use crate::Error;
 use crate::stream::GuardedStream;
 use crate::timer::{NoTimer, Timeout, Timer};
 
-/// Guards futures and streams with a breaker. Implemented for `&CircuitBreaker` and
-/// `Arc<CircuitBreaker>`.
+/// Guards futures and streams with a [`CircuitBreaker`]. `guard` borrows the breaker (it
+/// works on `CircuitBreaker`, `&CircuitBreaker` and `Arc<CircuitBreaker>` alike);
+/// `guard_owned` takes an `Arc` so the future is `'static` (for `spawn`).
 ///
 /// ```
 /// use breaker_async::GuardExt;
@@ -31,7 +33,7 @@ use crate::timer::{NoTimer, Timeout, Timer};
 /// # Ok(())
 /// # }
 /// ```
-pub trait GuardExt: BreakerRef + Sized {
+pub trait GuardExt<C: Clock, O: Observer> {
     /// Guards `fut`: on first poll a permit is acquired (or the call is rejected without
     /// polling `fut`), then `fut`'s result is classified (every `Err` is a failure unless
     /// [`classify`](GuardedCall::classify) says otherwise) and recorded with its duration.
@@ -40,31 +42,73 @@ pub trait GuardExt: BreakerRef + Sized {
     ///
     /// Returns a [`GuardedCall`] to configure (`classify`, `timeout`, fallbacks) and
     /// `.await`.
-    fn guard<F, T, E>(self, fut: F) -> GuardedCall<Self, F::IntoFuture, ErrorsAreFailures, NoTimer>
+    fn guard<F, T, E>(
+        &self,
+        fut: F,
+    ) -> GuardedCall<&CircuitBreaker<C, O>, F::IntoFuture, ErrorsAreFailures, NoTimer>
     where
-        F: IntoFuture<Output = Result<T, E>>,
-    {
-        GuardedCall {
-            breaker: self,
-            fut: fut.into_future(),
-            classify: ErrorsAreFailures,
-            timeout: None,
-        }
-    }
+        F: IntoFuture<Output = Result<T, E>>;
+
+    /// Like [`guard`](Self::guard), owning an `Arc` of the breaker: the guarded future is
+    /// `'static` (and `Send` when `fut` is), so it can be spawned.
+    fn guard_owned<F, T, E>(
+        self: Arc<Self>,
+        fut: F,
+    ) -> GuardedCall<Arc<CircuitBreaker<C, O>>, F::IntoFuture, ErrorsAreFailures, NoTimer>
+    where
+        F: IntoFuture<Output = Result<T, E>>;
 
     /// Guards a stream of results: one call whose outcome is decided by the stream's first
     /// failure (a failure) or its end (a success). See [`GuardedStream`].
-    fn guard_stream<S>(self, stream: S) -> GuardedStream<Self, S, ErrorsAreFailures> {
+    fn guard_stream<S>(
+        &self,
+        stream: S,
+    ) -> GuardedStream<&CircuitBreaker<C, O>, S, ErrorsAreFailures>;
+
+    /// Like [`guard_stream`](Self::guard_stream), with a classifier for the items.
+    fn guard_stream_with<S, K>(
+        &self,
+        stream: S,
+        classify: K,
+    ) -> GuardedStream<&CircuitBreaker<C, O>, S, K>;
+}
+
+impl<C: Clock, O: Observer> GuardExt<C, O> for CircuitBreaker<C, O> {
+    fn guard<F, T, E>(
+        &self,
+        fut: F,
+    ) -> GuardedCall<&CircuitBreaker<C, O>, F::IntoFuture, ErrorsAreFailures, NoTimer>
+    where
+        F: IntoFuture<Output = Result<T, E>>,
+    {
+        GuardedCall::new(self, fut.into_future())
+    }
+
+    fn guard_owned<F, T, E>(
+        self: Arc<Self>,
+        fut: F,
+    ) -> GuardedCall<Arc<CircuitBreaker<C, O>>, F::IntoFuture, ErrorsAreFailures, NoTimer>
+    where
+        F: IntoFuture<Output = Result<T, E>>,
+    {
+        GuardedCall::new(self, fut.into_future())
+    }
+
+    fn guard_stream<S>(
+        &self,
+        stream: S,
+    ) -> GuardedStream<&CircuitBreaker<C, O>, S, ErrorsAreFailures> {
         GuardedStream::new(self, stream, ErrorsAreFailures)
     }
 
-    /// Like [`guard_stream`](Self::guard_stream), with a classifier for the items.
-    fn guard_stream_with<S, K>(self, stream: S, classify: K) -> GuardedStream<Self, S, K> {
+    fn guard_stream_with<S, K>(
+        &self,
+        stream: S,
+        classify: K,
+    ) -> GuardedStream<&CircuitBreaker<C, O>, S, K> {
         GuardedStream::new(self, stream, classify)
     }
 }
-
-impl<B: BreakerRef> GuardExt for B {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stage {
@@ -135,6 +179,20 @@ impl<B, F, K, T> std::fmt::Debug for GuardedCall<B, F, K, T> {
         f.debug_struct("GuardedCall")
             .field("timeout", &self.timeout.as_ref().map(|t| t.after))
             .finish_non_exhaustive()
+    }
+}
+
+impl<B: BreakerRef, F> GuardedCall<B, F, ErrorsAreFailures, NoTimer> {
+    /// A call of `fut` guarded by `breaker`, counting every `Err` as a failure and with no
+    /// timeout. Usually made by [`GuardExt::guard`]; this also works for any other
+    /// [`BreakerRef`] (such as a `&'static CircuitBreaker`).
+    pub fn new(breaker: B, fut: F) -> Self {
+        GuardedCall {
+            breaker,
+            fut,
+            classify: ErrorsAreFailures,
+            timeout: None,
+        }
     }
 }
 

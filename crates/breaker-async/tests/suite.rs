@@ -2,7 +2,7 @@
 //! The breaker runs on the manual clock; timeouts use the runtime's own timer.
 
 use std::cell::Cell;
-use std::future::{Future, poll_fn};
+use std::future::{Future, IntoFuture, poll_fn};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -444,7 +444,7 @@ fn arc_guarded_futures_can_be_spawned() {
         let tasks: Vec<_> = (0..8)
             .map(|i| {
                 let b = Arc::clone(&b);
-                tokio::spawn(async move { b.guard(async move { Ok::<_, ()>(i) }).await })
+                tokio::spawn(b.guard_owned(async move { Ok::<_, ()>(i) }).into_future())
             })
             .collect();
         for t in tasks {

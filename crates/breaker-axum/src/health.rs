@@ -51,7 +51,11 @@ async fn ready(State(registry): State<Arc<Registry>>) -> Response {
     let open: Vec<String> = registry
         .report()
         .into_iter()
-        .filter(|r| r.critical && !r.snapshot.state.admits_calls() && r.snapshot.state != breaker_core::State::HalfOpen)
+        .filter(|r| {
+            r.critical
+                && !r.snapshot.state.admits_calls()
+                && r.snapshot.state != breaker_core::State::HalfOpen
+        })
         .map(|r| r.name)
         .collect();
     (

@@ -131,7 +131,10 @@ impl<C, O> ServerBreakerLayer<C, O> {
     }
 
     /// Answers refused requests with `reject(&rejection)` instead of [`default_rejection`].
-    pub fn on_reject(mut self, reject: impl Fn(&Rejected) -> Response + Send + Sync + 'static) -> Self {
+    pub fn on_reject(
+        mut self,
+        reject: impl Fn(&Rejected) -> Response + Send + Sync + 'static,
+    ) -> Self {
         self.reject = Arc::new(reject);
         self
     }

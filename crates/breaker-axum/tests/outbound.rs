@@ -17,7 +17,10 @@ use hyper::body::Bytes;
 use tower::{Layer, ServiceExt};
 
 fn authority(req: &Request<Empty<Bytes>>) -> String {
-    req.uri().authority().map(|a| a.to_string()).unwrap_or_default()
+    req.uri()
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +48,9 @@ async fn one_breaker_per_upstream_host() {
     let call = |addr: std::net::SocketAddr| {
         let service = service.clone();
         async move {
-            let req = Request::get(format!("http://{addr}/data")).body(Empty::new()).unwrap();
+            let req = Request::get(format!("http://{addr}/data"))
+                .body(Empty::new())
+                .unwrap();
             service.oneshot(req).await
         }
     };
@@ -79,6 +84,9 @@ async fn one_breaker_per_upstream_host() {
     assert_eq!(call(proxy_addr).await.unwrap().status(), StatusCode::OK);
     let breaker = registry.peek(&proxy_addr.to_string()).unwrap();
     assert_eq!(breaker.state(), State::Closed);
-    assert_eq!(registry.peek(&bad_addr.to_string()).unwrap().state(), State::HalfOpen);
+    assert_eq!(
+        registry.peek(&bad_addr.to_string()).unwrap().state(),
+        State::HalfOpen
+    );
     assert_eq!(registry.len(), 2);
 }

@@ -32,12 +32,23 @@ async fn api(State(a): State<A>) -> (StatusCode, String) {
             let body = r.into_body().collect().await.unwrap().to_bytes();
             (StatusCode::OK, String::from_utf8_lossy(&body).into_owned())
         }
-        Ok(r) => (StatusCode::INTERNAL_SERVER_ERROR, format!("upstream said {}", r.status())),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("upstream unreachable: {e}")),
+        Ok(r) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("upstream said {}", r.status()),
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("upstream unreachable: {e}"),
+        ),
     }
 }
 
-async fn start() -> (Upstream, SocketAddr, ManualClock, Arc<CircuitBreaker<ManualClock>>) {
+async fn start() -> (
+    Upstream,
+    SocketAddr,
+    ManualClock,
+    Arc<CircuitBreaker<ManualClock>>,
+) {
     let (upstream, upstream_addr) = Upstream::start().await;
     let clock = ManualClock::new();
     let breaker = Arc::new(
@@ -49,7 +60,9 @@ async fn start() -> (Upstream, SocketAddr, ManualClock, Arc<CircuitBreaker<Manua
             .unwrap(),
     );
     let registry = Arc::new(Registry::new());
-    registry.register("upstream-b", breaker.clone(), true).unwrap();
+    registry
+        .register("upstream-b", breaker.clone(), true)
+        .unwrap();
     let app = Router::new()
         .route("/api", get(api))
         .with_state(A {
@@ -73,12 +86,18 @@ async fn trips_sheds_load_with_503_probes_and_recovers() {
     let api = || format!("http://{a}/api");
 
     let ok = http_get(&http, api()).await;
-    assert_eq!((ok.status, ok.body.as_str()), (StatusCode::OK, "fresh data"));
+    assert_eq!(
+        (ok.status, ok.body.as_str()),
+        (StatusCode::OK, "fresh data")
+    );
     assert_eq!(ok.header("x-circuit-breaker"), Some("closed"));
 
     upstream.fail(true);
     for _ in 0..3 {
-        assert_eq!(http_get(&http, api()).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            http_get(&http, api()).await.status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
     assert_eq!(upstream.hits(), 4);
 
@@ -92,7 +111,12 @@ async fn trips_sheds_load_with_503_probes_and_recovers() {
         let body = shed.json();
         assert_eq!(body["state"], "open");
         assert_eq!(body["retry_after"], 30);
-        assert!(body["error"].as_str().unwrap().contains("circuit breaker is open"));
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("circuit breaker is open")
+        );
     }
     assert_eq!(upstream.hits(), 4, "no calls reach B while open");
 
@@ -103,9 +127,15 @@ async fn trips_sheds_load_with_503_probes_and_recovers() {
 
     // Still failing when the probe goes through: open again.
     clock.advance(Duration::from_millis(19_500) + Duration::from_nanos(1));
-    assert_eq!(http_get(&http, api()).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        http_get(&http, api()).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
     assert_eq!(upstream.hits(), 5, "exactly one probe");
-    assert_eq!(http_get(&http, api()).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        http_get(&http, api()).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 
     // B recovers: the next probe closes the breaker.
     upstream.fail(false);
@@ -125,7 +155,11 @@ async fn health_and_ready_report_each_state() {
 
     let h = http_get(&http, health()).await;
     assert_eq!(h.status, StatusCode::OK);
-    assert_eq!(h.header("x-circuit-breaker"), None, "exempt paths are not guarded");
+    assert_eq!(
+        h.header("x-circuit-breaker"),
+        None,
+        "exempt paths are not guarded"
+    );
     let body = h.json();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["breakers"][0]["name"], "upstream-b");
@@ -142,23 +176,41 @@ async fn health_and_ready_report_each_state() {
     assert_eq!(h["breakers"][0]["retry_after_ms"], 30_000);
     assert_eq!(h["breakers"][0]["totals"]["failures"], 3);
     let r = http_get(&http, ready()).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "health checks still answer while open");
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "health checks still answer while open"
+    );
     assert_eq!(r.json()["open"][0], "upstream-b");
 
     clock.advance(OPEN + Duration::from_nanos(1));
     let h = http_get(&http, health()).await.json();
     assert_eq!(h["breakers"][0]["state"], "half_open");
-    assert_eq!(http_get(&http, ready()).await.status, StatusCode::OK, "half-open may take traffic");
+    assert_eq!(
+        http_get(&http, ready()).await.status,
+        StatusCode::OK,
+        "half-open may take traffic"
+    );
 
     breaker.force_open();
-    assert_eq!(http_get(&http, ready()).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        http_get(&http, ready()).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let shed = http_get(&http, format!("http://{a}/api")).await;
     assert_eq!(shed.json()["state"], "forced_open");
-    assert_eq!(shed.header("retry-after"), None, "no retry time while forced open");
+    assert_eq!(
+        shed.header("retry-after"),
+        None,
+        "no retry time while forced open"
+    );
     breaker.reset();
     upstream.fail(false);
     assert_eq!(http_get(&http, ready()).await.status, StatusCode::OK);
-    assert_eq!(http_get(&http, format!("http://{a}/api")).await.status, StatusCode::OK);
+    assert_eq!(
+        http_get(&http, format!("http://{a}/api")).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,19 +222,42 @@ async fn custom_rejection_response_and_4xx_are_not_failures() {
             .unwrap(),
     );
     let app = Router::new()
-        .route("/missing", get(|| async { (StatusCode::NOT_FOUND, "no such thing") }))
-        .route("/broken", get(|| async { (StatusCode::BAD_GATEWAY, "nope") }))
+        .route(
+            "/missing",
+            get(|| async { (StatusCode::NOT_FOUND, "no such thing") }),
+        )
+        .route(
+            "/broken",
+            get(|| async { (StatusCode::BAD_GATEWAY, "nope") }),
+        )
         .layer(ServerBreakerLayer::new(breaker.clone()).on_reject(|r| {
             use axum::response::IntoResponse;
-            (StatusCode::SERVICE_UNAVAILABLE, format!("try later ({})", r.state())).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("try later ({})", r.state()),
+            )
+                .into_response()
         }));
     let a = serve(app).await;
     let http = client();
     for _ in 0..5 {
-        assert_eq!(http_get(&http, format!("http://{a}/missing")).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            http_get(&http, format!("http://{a}/missing")).await.status,
+            StatusCode::NOT_FOUND
+        );
     }
-    assert_eq!(breaker.state(), breaker_core::State::Closed, "404s are the caller's problem");
-    assert_eq!(http_get(&http, format!("http://{a}/broken")).await.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        breaker.state(),
+        breaker_core::State::Closed,
+        "404s are the caller's problem"
+    );
+    assert_eq!(
+        http_get(&http, format!("http://{a}/broken")).await.status,
+        StatusCode::BAD_GATEWAY
+    );
     let shed = http_get(&http, format!("http://{a}/missing")).await;
-    assert_eq!((shed.status, shed.body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "try later (open)"));
+    assert_eq!(
+        (shed.status, shed.body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "try later (open)")
+    );
 }

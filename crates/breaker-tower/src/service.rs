@@ -5,8 +5,8 @@ use std::task::{Context, Poll};
 use breaker_core::{BreakerRef, Classify, ErrorsAreFailures};
 use tower_service::Service;
 
-use crate::future::ResponseFuture;
 use crate::Error;
+use crate::future::ResponseFuture;
 
 /// A service guarded by a circuit breaker.
 ///

@@ -23,7 +23,9 @@ fn breaker(clock: &ManualClock, threshold: u32) -> Arc<CircuitBreaker<ManualCloc
 }
 
 /// A service answering `Ok(n)` for even `n`, `Err(n)` for odd, counting its calls.
-fn parity(calls: Arc<AtomicU32>) -> impl Service<u32, Response = u32, Error = u32, Future = Ready<Result<u32, u32>>> + Clone {
+fn parity(
+    calls: Arc<AtomicU32>,
+) -> impl Service<u32, Response = u32, Error = u32, Future = Ready<Result<u32, u32>>> + Clone {
     service_fn(move |n: u32| {
         calls.fetch_add(1, Ordering::SeqCst);
         ready(if n % 2 == 0 { Ok(n) } else { Err(n) })
@@ -53,7 +55,13 @@ async fn classifier_decides_and_errors_box() {
     let clock = ManualClock::new();
     let b = breaker(&clock, 1);
     let svc = BreakerLayer::new(b.clone())
-        .classify(|r: &Result<u32, u32>| if r.is_err() { Outcome::Ignored } else { Outcome::Success })
+        .classify(|r: &Result<u32, u32>| {
+            if r.is_err() {
+                Outcome::Ignored
+            } else {
+                Outcome::Success
+            }
+        })
         .layer(parity(Default::default()));
     for n in [1, 3, 5] {
         assert!(svc.clone().oneshot(n).await.is_err());
@@ -72,7 +80,8 @@ async fn classifier_decides_and_errors_box() {
 fn a_dropped_response_future_frees_its_probe() {
     let clock = ManualClock::new();
     let b = breaker(&clock, 1);
-    let mut svc = BreakerLayer::new(b.clone()).layer(service_fn(|_: ()| std::future::pending::<Result<(), ()>>()));
+    let mut svc = BreakerLayer::new(b.clone())
+        .layer(service_fn(|_: ()| std::future::pending::<Result<(), ()>>()));
     b.trip();
     clock.advance(Duration::from_secs(1) + Duration::from_nanos(1));
     let mut cx = Context::from_waker(Waker::noop());
@@ -83,7 +92,10 @@ fn a_dropped_response_future_frees_its_probe() {
         assert_eq!(b.snapshot().half_open_admitted, 1);
     }
     let s = b.snapshot();
-    assert_eq!((s.state, s.half_open_admitted, s.totals.cancelled), (State::HalfOpen, 0, 1));
+    assert_eq!(
+        (s.state, s.half_open_admitted, s.totals.cancelled),
+        (State::HalfOpen, 0, 1)
+    );
 }
 
 #[test]
@@ -102,7 +114,10 @@ fn poll_ready_passes_through() {
     }
     let b = breaker(&ManualClock::new(), 1);
     let mut svc = BreakerLayer::new(b).layer(NotReady);
-    assert!(svc.poll_ready(&mut Context::from_waker(Waker::noop())).is_pending());
+    assert!(
+        svc.poll_ready(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
 }
 
 #[tokio::test]
@@ -111,17 +126,25 @@ async fn keyed_breakers_are_independent_and_bounded() {
     let c = clock.clone();
     let registry = Arc::new(
         KeyedRegistry::new(100, move |_: &u32| {
-            CircuitBreaker::builder_with_clock(c.clone()).consecutive_failures(1).build().unwrap()
+            CircuitBreaker::builder_with_clock(c.clone())
+                .consecutive_failures(1)
+                .build()
+                .unwrap()
         })
         .unwrap(),
     );
-    let svc = KeyedBreakerLayer::new(|n: &u32| n % 2, registry.clone()).layer(parity(Default::default()));
+    let svc =
+        KeyedBreakerLayer::new(|n: &u32| n % 2, registry.clone()).layer(parity(Default::default()));
     assert!(svc.clone().oneshot(1).await.is_err()); // key 1 trips
-    assert!(matches!(svc.clone().oneshot(3).await, Err(Error::Rejected(_))));
+    assert!(matches!(
+        svc.clone().oneshot(3).await,
+        Err(Error::Rejected(_))
+    ));
     assert_eq!(svc.clone().oneshot(2).await, Ok(2)); // key 0 unaffected
     assert_eq!(registry.len(), 2);
 
-    let many = KeyedBreakerLayer::new(|n: &u32| *n, registry.clone()).layer(parity(Default::default()));
+    let many =
+        KeyedBreakerLayer::new(|n: &u32| *n, registry.clone()).layer(parity(Default::default()));
     for n in 0..10_000u32 {
         let _ = many.clone().oneshot(n * 2).await;
     }

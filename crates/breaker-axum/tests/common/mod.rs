@@ -74,7 +74,9 @@ impl FaultProxy {
         let p = proxy.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
                 if p.refusing.load(Ordering::SeqCst) == 1 {
                     drop(client); // cut
                     continue;
