@@ -63,7 +63,10 @@ fn cascade_prints_the_side_by_side_table() {
             .lines()
             .find(|l| l.starts_with(&format!("| {name}")))
             .unwrap_or_else(|| panic!("row {name:?} missing:\n{out}"));
-        line.split('|').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+        line.split('|')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
     };
     for name in [
         "A latency p50",

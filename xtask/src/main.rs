@@ -8,12 +8,17 @@
 //!                     the no_std link check and the loom models
 //! cargo xtask loom    only the loom models (LOOM_MAX_PREEMPTIONS defaults to 3)
 //! cargo xtask nostd   only the no_std build-and-link check
+//! cargo xtask bench [--quick]
+//!                     criterion benchmarks side by side with the peer crates; writes
+//!                     docs/benchmarks.md (--quick: well under five minutes)
 //! ```
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
+
+mod bench;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -24,6 +29,7 @@ fn main() -> ExitCode {
         "test" => test(),
         "loom" => loom(),
         "nostd" => nostd(),
+        "bench" => bench::run(args.iter().any(|a| a == "--quick")),
         "help" | "-h" | "--help" => {
             println!("{}", HELP.trim());
             Ok(())
@@ -47,9 +53,10 @@ usage: cargo xtask <command>
   test    unit, integration, property and doc tests, no_std check, loom models
   loom    loom models only
   nostd   no_std build-and-link check only
+  bench   benchmarks vs. the peer crates, writes docs/benchmarks.md [--quick]
 ";
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives one level below the workspace root")
@@ -61,7 +68,7 @@ fn cargo() -> String {
 }
 
 /// Runs `cargo <args>` at the workspace root with extra environment variables.
-fn run(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
+pub(crate) fn run(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
     let shown: Vec<String> = envs
         .iter()
         .map(|(k, v)| format!("{k}={v:?}"))

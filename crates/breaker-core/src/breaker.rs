@@ -418,12 +418,31 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         }
     }
 
+    #[inline]
     fn complete(&self, ticket: Ticket, outcome: Outcome, elapsed: Duration) {
+        let slow = nanos(elapsed) > Tunables::get(&self.tunables.slow_nanos);
+        // The common case, kept small enough to inline: a fast success in the closed state
+        // of a consecutive-failures breaker with no failure run to reset.
+        if ticket.kind == Kind::Closed
+            && outcome == Outcome::Success
+            && !slow
+            && !self.policy.uses_window()
+        {
+            let w = Word(self.word.load(Ordering::Acquire));
+            if w.epoch() == ticket.epoch && w.failures() == 0 {
+                self.stats.add(Stat::Successes);
+                self.observer.on_event(&Event::Success { elapsed });
+                return;
+            }
+        }
+        self.complete_slow(ticket, outcome, slow, elapsed)
+    }
+
+    #[inline(never)]
+    fn complete_slow(&self, ticket: Ticket, outcome: Outcome, slow: bool, elapsed: Duration) {
         if ticket.kind == Kind::Passthrough {
             return;
         }
-        let elapsed_nanos = nanos(elapsed);
-        let slow = elapsed_nanos > Tunables::get(&self.tunables.slow_nanos);
         let w = Word(self.word.load(Ordering::Acquire));
         if w.epoch() != ticket.epoch {
             return self.late(outcome);
@@ -1039,13 +1058,22 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, crate::CallError<E>> {
         let permit = self.try_acquire().map_err(crate::CallError::Rejected)?;
-        let guard = PanicGuard {
+        let started = self.measures_duration().then(|| self.clock.now_nanos());
+        // Only unwinding drops the guard with its permit inside; the normal path takes the
+        // permit back out and records the classified outcome.
+        let mut guard = PanicGuard {
             permit: Some(permit),
-            started: self.measures_duration().then(|| self.clock.now_nanos()),
+            started,
         };
         let result = f();
         let outcome = classify(&result);
-        guard.finish(outcome);
+        if let Some(permit) = guard.permit.take() {
+            let elapsed = match started {
+                Some(s) => Duration::from_nanos(self.clock.now_nanos().saturating_sub(s)),
+                None => Duration::ZERO,
+            };
+            permit.record(outcome, elapsed);
+        }
         result.map_err(crate::CallError::Inner)
     }
 }
@@ -1058,27 +1086,13 @@ struct PanicGuard<'a, C: Clock, O: Observer> {
 }
 
 #[cfg(feature = "std")]
-impl<C: Clock, O: Observer> PanicGuard<'_, C, O> {
-    fn elapsed(&self, breaker: &CircuitBreaker<C, O>) -> Duration {
-        self.started.map_or(Duration::ZERO, |s| {
-            Duration::from_nanos(breaker.clock.now_nanos().saturating_sub(s))
-        })
-    }
-
-    fn finish(mut self, outcome: Outcome) {
-        if let Some(permit) = self.permit.take() {
-            let elapsed = self.elapsed(permit.breaker);
-            permit.record(outcome, elapsed);
-        }
-    }
-}
-
-#[cfg(feature = "std")]
 impl<C: Clock, O: Observer> Drop for PanicGuard<'_, C, O> {
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
             if std::thread::panicking() {
-                let elapsed = self.elapsed(permit.breaker);
+                let elapsed = self.started.map_or(Duration::ZERO, |s| {
+                    Duration::from_nanos(permit.breaker.clock.now_nanos().saturating_sub(s))
+                });
                 permit.record(Outcome::Failure, elapsed);
             }
         }

@@ -152,3 +152,61 @@ impl Clock for MonotonicClock {
         nanos(self.origin.elapsed())
     }
 }
+
+/// A clock as cheap to read as one atomic load: a background thread refreshes a shared
+/// timestamp every `resolution` (from [`std::time::Instant`]), and reads return the latest
+/// one. For time windows on very hot paths, where reading `Instant` on every call costs more
+/// than the rest of the breaker; open durations and bucket edges are then accurate to about
+/// `resolution`.
+///
+/// Clones share one timestamp and one refresher thread, which stops when the last clone is
+/// dropped.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, Clock, CoarseClock};
+/// use std::time::Duration;
+///
+/// let clock = CoarseClock::new(Duration::from_millis(1));
+/// let breaker = CircuitBreaker::builder_with_clock(clock.clone())
+///     .time_window(Duration::from_secs(10), 10)
+///     .build()?;
+/// # let _ = breaker;
+/// # Ok::<(), breaker_core::ConfigError>(())
+/// ```
+#[cfg(feature = "std")]
+#[derive(Clone, Debug)]
+pub struct CoarseClock {
+    nanos: std::sync::Arc<core::sync::atomic::AtomicU64>,
+}
+
+#[cfg(feature = "std")]
+impl CoarseClock {
+    /// A clock refreshed every `resolution` (at least 1 µs) by a background thread.
+    pub fn new(resolution: Duration) -> Self {
+        use core::sync::atomic::Ordering;
+        let nanos = std::sync::Arc::new(core::sync::atomic::AtomicU64::new(0));
+        let weak = std::sync::Arc::downgrade(&nanos);
+        let origin = std::time::Instant::now();
+        let resolution = resolution.max(Duration::from_micros(1));
+        std::thread::Builder::new()
+            .name("breaker-coarse-clock".into())
+            .spawn(move || {
+                while let Some(nanos) = weak.upgrade() {
+                    nanos.store(self::nanos(origin.elapsed()), Ordering::Release);
+                    drop(nanos);
+                    std::thread::sleep(resolution);
+                }
+            })
+            .map(drop)
+            .unwrap_or_else(|e| panic!("cannot start the CoarseClock refresher thread: {e}"));
+        CoarseClock { nanos }
+    }
+}
+
+#[cfg(feature = "std")]
+impl Clock for CoarseClock {
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        self.nanos.load(core::sync::atomic::Ordering::Acquire)
+    }
+}

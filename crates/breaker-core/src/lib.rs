@@ -103,7 +103,7 @@ pub use clock::Clock;
 #[cfg(feature = "alloc")]
 pub use clock::ManualClock;
 #[cfg(feature = "std")]
-pub use clock::MonotonicClock;
+pub use clock::{CoarseClock, MonotonicClock};
 pub use config::{
     Builder, Config, MAX_BUCKETS, MAX_CONSECUTIVE_FAILURES, MAX_COUNT_WINDOW, MAX_HALF_OPEN_PROBES,
     OpenDuration, PolicyKind,

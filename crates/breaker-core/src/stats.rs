@@ -4,10 +4,15 @@
 use crate::snapshot::Totals;
 use crate::sync::{AtomicU64, Ordering};
 
+/// Under `std`, each thread gets a stripe of its own (while it lives, up to `STRIPES - 1`
+/// threads at once), so counting is a plain load and store on a cache line no other thread
+/// writes; further threads share the last stripe with atomic read-modify-writes.
 #[cfg(all(feature = "std", not(loom)))]
-const STRIPES: usize = 4;
+const STRIPES: usize = 16;
 #[cfg(not(all(feature = "std", not(loom))))]
 const STRIPES: usize = 1;
+
+const SHARED: usize = STRIPES - 1;
 
 #[derive(Clone, Copy)]
 pub(crate) enum Stat {
@@ -38,7 +43,17 @@ impl Stats {
 
     #[inline]
     pub(crate) fn add(&self, stat: Stat) {
-        self.stripes[stripe()].0[stat as usize].fetch_add(1, Ordering::Relaxed);
+        let stripe = stripe();
+        let counter = &self.stripes[stripe].0[stat as usize];
+        if stripe == SHARED {
+            counter.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // This thread is the only writer of its stripe.
+            counter.store(
+                counter.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
+        }
     }
 
     pub(crate) fn sum(&self, stat: Stat) -> u64 {
@@ -61,24 +76,57 @@ impl Stats {
     }
 }
 
-/// This thread's stripe: handed out round-robin the first time a thread counts something.
+/// This thread's stripe: a free exclusive one the first time the thread counts something
+/// (given back when the thread exits), or the shared one when all are taken.
 #[cfg(all(feature = "std", not(loom)))]
 #[inline]
 fn stripe() -> usize {
-    use core::cell::Cell;
-    use core::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    std::thread_local!(static INDEX: Cell<usize> = const { Cell::new(usize::MAX) });
-    INDEX.with(|i| {
-        let v = i.get();
-        if v < STRIPES {
-            v
-        } else {
-            let v = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-            i.set(v);
-            v
+    let v = INDEX.with(std::cell::Cell::get);
+    if v != usize::MAX { v } else { claim_stripe() }
+}
+
+#[cfg(all(feature = "std", not(loom)))]
+std::thread_local! {
+    /// This thread's stripe (no destructor, so reading it is a plain thread-local load).
+    static INDEX: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    /// Gives the stripe back when the thread exits (touched once, when it is claimed).
+    static RELEASE: Release = const { Release };
+}
+
+/// Exclusive stripes not owned by a live thread.
+#[cfg(all(feature = "std", not(loom)))]
+static FREE: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+#[cfg(all(feature = "std", not(loom)))]
+struct Release;
+
+#[cfg(all(feature = "std", not(loom)))]
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Ok(i) = INDEX.try_with(|i| i.replace(SHARED)) {
+            if i < SHARED {
+                // The lock orders this thread's last counts before the next owner's first.
+                FREE.lock().unwrap_or_else(|e| e.into_inner()).push(i);
+            }
         }
-    })
+    }
+}
+
+#[cfg(all(feature = "std", not(loom)))]
+#[cold]
+fn claim_stripe() -> usize {
+    static NEXT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    // Register the release first: if this thread is already exiting, stay on the shared one.
+    if RELEASE.try_with(|_| ()).is_err() {
+        return SHARED;
+    }
+    let v = FREE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop()
+        .unwrap_or_else(|| NEXT.fetch_add(1, Ordering::Relaxed).min(SHARED));
+    INDEX.with(|i| i.set(v));
+    v
 }
 
 #[cfg(not(all(feature = "std", not(loom))))]

@@ -96,8 +96,20 @@ impl CountWindow {
     /// newer generation (the result is late); `Some(None)` when recorded but the aggregate is
     /// in flux; `Some(Some(counts))` otherwise.
     pub(crate) fn record(&self, epoch: u32, failed: bool, slow: bool) -> Option<Option<Counts>> {
-        let index = self.cursor.fetch_add(1, Ordering::Relaxed) % self.size;
-        let slot = &self.slots[index];
+        let mut index = self.cursor.load(Ordering::Relaxed);
+        loop {
+            let next = if index + 1 >= self.size { 0 } else { index + 1 };
+            match self.cursor.compare_exchange_weak(
+                index,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => index = actual,
+            }
+        }
+        let slot = &self.slots[index.min(self.size - 1)];
         let new = (u64::from(epoch) << 32)
             | VALID
             | if failed { FAILED } else { 0 }

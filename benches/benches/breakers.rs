@@ -1,0 +1,557 @@
+//! Our breaker side by side with the Rust circuit breakers people use today, on the same
+//! scenarios, in one run. `cargo xtask bench [--quick]` runs this and writes
+//! docs/benchmarks.md.
+//!
+//! Scenarios: (1) closed, every call succeeds, one thread; (2) the same with two threads on
+//! one shared breaker (time per call per thread); (3) open, rejected calls; (4) closed with
+//! 10 % failures that do not trip; (5) through a tower service around a ready inner service.
+//! Every benchmark asserts the breaker's state before and after. Allocations per call are
+//! counted for every subject and scenario and written to target/bench-allocations.tsv.
+
+use std::future::{Ready, ready};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use breaker_benches::{CountingAllocator, count_allocations, poll_once};
+use breaker_core::{CircuitBreaker, Clock, CoarseClock, MonotonicClock, Observer, State};
+use breaker_tower::BreakerLayer;
+use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
+use tower::{Layer, Service};
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+const LONG: Duration = Duration::from_secs(3600);
+
+/// The guarded call: as cheap as possible, so that what is measured is the breaker.
+#[inline]
+fn work(i: u64) -> Result<u64, u64> {
+    Ok(black_box(i))
+}
+
+/// 10 % failures.
+#[inline]
+fn flaky(i: u64) -> Result<u64, u64> {
+    if i.is_multiple_of(10) {
+        Err(i)
+    } else {
+        Ok(black_box(i))
+    }
+}
+
+// ----- subjects ----------------------------------------------------------------------------
+
+type Ours = CircuitBreaker<MonotonicClock>;
+
+fn ours_consecutive() -> Ours {
+    CircuitBreaker::builder()
+        .consecutive_failures(5)
+        .open_duration(LONG)
+        .build()
+        .unwrap()
+}
+
+fn ours_count_window() -> Ours {
+    CircuitBreaker::builder()
+        .count_window(100)
+        .minimum_calls(10)
+        .failure_rate(50.0)
+        .open_duration(LONG)
+        .build()
+        .unwrap()
+}
+
+/// Time windows read the clock on every call: on the hot path, the coarse clock.
+fn ours_time_window() -> CircuitBreaker<CoarseClock> {
+    CircuitBreaker::builder_with_clock(CoarseClock::new(Duration::from_millis(1)))
+        .time_window(Duration::from_secs(10), 10)
+        .minimum_calls(10)
+        .failure_rate(50.0)
+        .open_duration(LONG)
+        .build()
+        .unwrap()
+}
+
+/// The same on `Instant::now` for every call.
+fn ours_time_window_instant() -> Ours {
+    CircuitBreaker::builder()
+        .time_window(Duration::from_secs(10), 10)
+        .minimum_calls(10)
+        .failure_rate(50.0)
+        .open_duration(LONG)
+        .build()
+        .unwrap()
+}
+
+fn recloser() -> recloser::Recloser {
+    recloser::Recloser::custom()
+        .error_rate(0.5)
+        .closed_len(100)
+        .open_wait(LONG)
+        .build()
+}
+
+type FailsafeDefault = failsafe::StateMachine<
+    failsafe::failure_policy::OrElse<
+        failsafe::failure_policy::SuccessRateOverTimeWindow<failsafe::backoff::EqualJittered>,
+        failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::EqualJittered>,
+    >,
+    (),
+>;
+
+fn failsafe_default() -> FailsafeDefault {
+    failsafe::Config::new().build()
+}
+
+type FailsafeConsecutive = failsafe::StateMachine<
+    failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>,
+    (),
+>;
+
+fn failsafe_consecutive() -> FailsafeConsecutive {
+    failsafe::Config::new()
+        .failure_policy(failsafe::failure_policy::consecutive_failures(
+            5,
+            failsafe::backoff::constant(LONG),
+        ))
+        .build()
+}
+
+/// One way to make a guarded call, plus how to check the subject's state.
+trait Subject: Sync {
+    fn call(&self, i: u64, f: fn(u64) -> Result<u64, u64>) -> bool;
+    fn is_open(&self) -> bool;
+    fn trip(&self) {
+        for i in 0..1_000_000 {
+            if self.is_open() {
+                return;
+            }
+            let _ = self.call(i, Err);
+        }
+        panic!("could not trip the subject");
+    }
+}
+
+impl<C: Clock + Sync, O: Observer + Sync> Subject for CircuitBreaker<C, O> {
+    #[inline]
+    fn call(&self, i: u64, f: fn(u64) -> Result<u64, u64>) -> bool {
+        CircuitBreaker::call(self, || f(i)).is_ok()
+    }
+    fn is_open(&self) -> bool {
+        self.state() == State::Open
+    }
+}
+
+impl Subject for recloser::Recloser {
+    #[inline]
+    fn call(&self, i: u64, f: fn(u64) -> Result<u64, u64>) -> bool {
+        recloser::Recloser::call(self, || f(i)).is_ok()
+    }
+    fn is_open(&self) -> bool {
+        matches!(
+            recloser::Recloser::call(self, || Ok::<_, ()>(())),
+            Err(recloser::Error::Rejected)
+        )
+    }
+}
+
+/// Our breaker used through the two-step protocol instead of the `call` helper.
+struct TwoStep(Ours);
+
+impl Subject for TwoStep {
+    #[inline]
+    fn call(&self, i: u64, f: fn(u64) -> Result<u64, u64>) -> bool {
+        match self.0.try_acquire() {
+            Ok(permit) => {
+                let ok = f(i).is_ok();
+                let outcome = if ok {
+                    breaker_core::Outcome::Success
+                } else {
+                    breaker_core::Outcome::Failure
+                };
+                permit.record(outcome, Duration::ZERO);
+                ok
+            }
+            Err(_) => false,
+        }
+    }
+    fn is_open(&self) -> bool {
+        self.0.state() == State::Open
+    }
+}
+
+struct AsyncRecloser(recloser::AsyncRecloser);
+
+impl Subject for AsyncRecloser {
+    #[inline]
+    fn call(&self, i: u64, f: fn(u64) -> Result<u64, u64>) -> bool {
+        poll_once(self.0.call(ready(f(i)))).is_ok()
+    }
+    fn is_open(&self) -> bool {
+        matches!(
+            poll_once(self.0.call(ready(Ok::<_, ()>(())))),
+            Err(recloser::Error::Rejected)
+        )
+    }
+}
+
+impl Subject for FailsafeDefault {
+    #[inline]
+    fn call(&self, i: u64, f: fn(u64) -> Result<u64, u64>) -> bool {
+        failsafe::CircuitBreaker::call(self, || f(i)).is_ok()
+    }
+    fn is_open(&self) -> bool {
+        !self.is_call_permitted()
+    }
+}
+
+impl Subject for FailsafeConsecutive {
+    #[inline]
+    fn call(&self, i: u64, f: fn(u64) -> Result<u64, u64>) -> bool {
+        failsafe::CircuitBreaker::call(self, || f(i)).is_ok()
+    }
+    fn is_open(&self) -> bool {
+        !self.is_call_permitted()
+    }
+}
+
+/// A named way to make a fresh subject.
+type MakeSubject = (&'static str, Box<dyn Fn() -> Box<dyn Subject>>);
+
+fn subjects() -> Vec<MakeSubject> {
+    vec![
+        (
+            "ours_consecutive",
+            Box::new(|| Box::new(ours_consecutive())),
+        ),
+        (
+            "ours_consecutive_permit",
+            Box::new(|| Box::new(TwoStep(ours_consecutive()))),
+        ),
+        (
+            "ours_count_window",
+            Box::new(|| Box::new(ours_count_window())),
+        ),
+        (
+            "ours_time_window",
+            Box::new(|| Box::new(ours_time_window())),
+        ),
+        (
+            "ours_time_window_instant",
+            Box::new(|| Box::new(ours_time_window_instant())),
+        ),
+        ("recloser_sync", Box::new(|| Box::new(recloser()))),
+        (
+            "recloser_async",
+            Box::new(|| Box::new(AsyncRecloser(recloser::AsyncRecloser::from(recloser())))),
+        ),
+        (
+            "failsafe_default",
+            Box::new(|| Box::new(failsafe_default())),
+        ),
+        (
+            "failsafe_consecutive",
+            Box::new(|| Box::new(failsafe_consecutive())),
+        ),
+    ]
+}
+
+// ----- scenarios ---------------------------------------------------------------------------
+
+fn closed_one_thread(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    s: &dyn Subject,
+    f: fn(u64) -> Result<u64, u64>,
+) {
+    assert!(!s.is_open());
+    let mut i = 0u64;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(s.call(i, f))
+        })
+    });
+    assert!(!s.is_open(), "{name} tripped");
+}
+
+/// Both threads call the same breaker; reports wall time per call per thread.
+fn closed_two_threads(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, s: &dyn Subject) {
+    assert!(!s.is_open());
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| two_threads(iters, |i| black_box(s.call(i, work))))
+    });
+    assert!(!s.is_open(), "{name} tripped");
+}
+
+fn two_threads(iters: u64, f: impl Fn(u64) -> bool + Sync) -> Duration {
+    let barrier = Barrier::new(2);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|t| {
+                let (barrier, f) = (&barrier, &f);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        f(i * 2 + t);
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .max()
+            .unwrap()
+    })
+}
+
+fn open_rejected(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, s: &dyn Subject) {
+    s.trip();
+    let mut i = 0u64;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(s.call(i, work))
+        })
+    });
+    assert!(s.is_open(), "{name} left the open state");
+}
+
+// ----- tower -------------------------------------------------------------------------------
+
+type Inner = tower::util::ServiceFn<fn(u64) -> Ready<Result<u64, u64>>>;
+
+fn inner() -> Inner {
+    tower::service_fn((|i| ready(work(i))) as fn(u64) -> Ready<Result<u64, u64>>)
+}
+
+#[inline]
+fn through<S: Service<u64>>(svc: &mut S, i: u64) -> bool {
+    let _ = poll_once(std::future::poll_fn(|cx| svc.poll_ready(cx)));
+    poll_once(svc.call(i)).is_ok()
+}
+
+fn tower_subjects() -> (
+    Inner,
+    impl Service<u64, Error = breaker_tower::Error<u64>>,
+    Arc<Ours>,
+    impl Service<u64>,
+    tower_resilience_circuitbreaker::CircuitBreaker<
+        Inner,
+        tower_resilience_circuitbreaker::DefaultClassifier,
+    >,
+) {
+    let ours = Arc::new(ours_consecutive());
+    let layered = BreakerLayer::new(Arc::clone(&ours)).layer(inner());
+    let static_breaker: &'static Ours = Box::leak(Box::new(ours_consecutive()));
+    let layered_static = BreakerLayer::new(static_breaker).layer(inner());
+    let theirs = tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window_size(100)
+        .wait_duration_in_open(LONG)
+        .build()
+        .unwrap()
+        .layer_fn(inner());
+    (inner(), layered, ours, layered_static, theirs)
+}
+
+fn tower_group(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tower");
+    let (mut bare, mut ours, handle, mut ours_static, mut theirs) = tower_subjects();
+    let mut i = 0u64;
+    g.bench_function("bare_service", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(through(&mut bare, i))
+        })
+    });
+    assert_eq!(handle.state(), State::Closed);
+    g.bench_function("ours_layer", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(through(&mut ours, i))
+        })
+    });
+    g.bench_function("ours_layer_static", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(through(&mut ours_static, i))
+        })
+    });
+    assert_eq!(handle.state(), State::Closed);
+    assert!(!theirs.is_open());
+    g.bench_function("tower_resilience", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(through(&mut theirs, i))
+        })
+    });
+    assert!(!theirs.is_open());
+    g.finish();
+}
+
+// ----- allocations -------------------------------------------------------------------------
+
+const ALLOC_CALLS: u64 = 10_000;
+
+fn allocations_report() -> String {
+    let mut out = String::from("scenario\tsubject\tallocations_per_call\n");
+    let mut row = |scenario: &str, subject: &str, n: u64| {
+        out.push_str(&format!(
+            "{scenario}\t{subject}\t{:.3}\n",
+            n as f64 / ALLOC_CALLS as f64
+        ));
+    };
+    for (name, make) in subjects() {
+        let s = make();
+        let _ = s.call(0, work); // warm-up (thread-local state)
+        row(
+            "closed_1t",
+            name,
+            count_allocations(|| {
+                (0..ALLOC_CALLS).for_each(|i| {
+                    s.call(i, work);
+                })
+            }),
+        );
+        row(
+            "closed_10pct_failures",
+            name,
+            count_allocations(|| {
+                (0..ALLOC_CALLS).for_each(|i| {
+                    s.call(i, flaky);
+                })
+            }),
+        );
+        let s2 = make();
+        two_threads(1, |i| s2.call(i, work));
+        row(
+            "closed_2t",
+            name,
+            count_allocations(|| {
+                two_threads(ALLOC_CALLS / 2, |i| s2.call(i, work));
+            })
+            .saturating_sub(thread_spawn_allocations()),
+        );
+        s.trip();
+        row(
+            "open_rejected",
+            name,
+            count_allocations(|| {
+                (0..ALLOC_CALLS).for_each(|i| {
+                    s.call(i, work);
+                })
+            }),
+        );
+    }
+    let (mut bare, mut ours, _handle, mut ours_static, mut theirs) = tower_subjects();
+    through(&mut ours, 0);
+    through(&mut theirs, 0);
+    row(
+        "tower",
+        "bare_service",
+        count_allocations(|| {
+            (0..ALLOC_CALLS).for_each(|i| {
+                through(&mut bare, i);
+            })
+        }),
+    );
+    row(
+        "tower",
+        "ours_layer",
+        count_allocations(|| {
+            (0..ALLOC_CALLS).for_each(|i| {
+                through(&mut ours, i);
+            })
+        }),
+    );
+    row(
+        "tower",
+        "ours_layer_static",
+        count_allocations(|| {
+            (0..ALLOC_CALLS).for_each(|i| {
+                through(&mut ours_static, i);
+            })
+        }),
+    );
+    row(
+        "tower",
+        "tower_resilience",
+        count_allocations(|| {
+            (0..ALLOC_CALLS).for_each(|i| {
+                through(&mut theirs, i);
+            })
+        }),
+    );
+    out
+}
+
+/// What spawning the two scoped threads itself allocates, to subtract from the two-thread
+/// count.
+fn thread_spawn_allocations() -> u64 {
+    count_allocations(|| {
+        two_threads(0, |_| true);
+    })
+}
+
+// ----- main --------------------------------------------------------------------------------
+
+fn main() {
+    let report = allocations_report();
+    let path = std::env::var("BENCH_ALLOCATIONS_OUT")
+        .unwrap_or_else(|_| "target/bench-allocations.tsv".into());
+    std::fs::write(&path, &report).unwrap_or_else(|e| eprintln!("could not write {path}: {e}"));
+    eprint!("{report}");
+
+    let mut c = Criterion::default().configure_from_args();
+
+    let mut g = c.benchmark_group("baseline");
+    let mut i = 0u64;
+    let counter = AtomicU64::new(0);
+    g.bench_function("direct_call", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(work(i))
+        })
+    });
+    g.bench_function("atomic_load", |b| {
+        b.iter(|| black_box(counter.load(Ordering::Acquire)))
+    });
+    g.bench_function("atomic_fetch_add", |b| {
+        b.iter(|| black_box(counter.fetch_add(1, Ordering::AcqRel)))
+    });
+    g.bench_function("instant_now", |b| b.iter(|| black_box(Instant::now())));
+    g.finish();
+
+    let mut g = c.benchmark_group("closed_1t");
+    for (name, make) in subjects() {
+        closed_one_thread(&mut g, name, make().as_ref(), work);
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("closed_10pct_failures");
+    for (name, make) in subjects() {
+        closed_one_thread(&mut g, name, make().as_ref(), flaky);
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("closed_2t");
+    for (name, make) in subjects() {
+        closed_two_threads(&mut g, name, make().as_ref());
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("open_rejected");
+    for (name, make) in subjects() {
+        open_rejected(&mut g, name, make().as_ref());
+    }
+    g.finish();
+
+    tower_group(&mut c);
+    c.final_summary();
+}
