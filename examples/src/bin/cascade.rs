@@ -114,6 +114,16 @@ enum CallError {
     Timeout,
 }
 
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Status(status) => write!(f, "B answered {status}"),
+            CallError::Transport => f.write_str("B could not be reached"),
+            CallError::Timeout => write!(f, "B did not answer within {CALL_TIMEOUT:?}"),
+        }
+    }
+}
+
 async fn call_b(client: &HttpClient, b: SocketAddr) -> Result<String, CallError> {
     let uri = format!("http://{b}/price").parse().expect("valid uri");
     let response = match tokio::time::timeout(CALL_TIMEOUT, client.get(uri)).await {
@@ -139,7 +149,7 @@ async fn quote(State(a): State<A>) -> (StatusCode, HeaderMap, String) {
     let answer = match &a.breaker {
         None => match call_b(&a.client, a.b).await {
             Ok(price) => (StatusCode::OK, price),
-            Err(e) => (StatusCode::BAD_GATEWAY, format!("upstream error: {e:?}")),
+            Err(e) => (StatusCode::BAD_GATEWAY, format!("upstream error: {e}")),
         },
         Some(breaker) => {
             let timeout = Timeout::new(TokioTimer, CALL_TIMEOUT).expect("non-zero timeout");
