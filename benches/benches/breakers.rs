@@ -93,16 +93,26 @@ fn recloser() -> recloser::Recloser {
         .build()
 }
 
+/// failsafe's default policy (success rate >= 0.8 over 30 s with at least 5 requests, or 5
+/// consecutive failures) with its default thresholds, but a constant one-hour backoff
+/// instead of the jittered 10 s..300 s one, so an open breaker stays open for the whole
+/// measurement (the backoff plays no part in the closed state).
 type FailsafeDefault = failsafe::StateMachine<
     failsafe::failure_policy::OrElse<
-        failsafe::failure_policy::SuccessRateOverTimeWindow<failsafe::backoff::EqualJittered>,
-        failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::EqualJittered>,
+        failsafe::failure_policy::SuccessRateOverTimeWindow<failsafe::backoff::Constant>,
+        failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>,
     >,
     (),
 >;
 
 fn failsafe_default() -> FailsafeDefault {
-    failsafe::Config::new().build()
+    use failsafe::failure_policy::{
+        FailurePolicy, consecutive_failures, success_rate_over_time_window,
+    };
+    let backoff = failsafe::backoff::constant(LONG);
+    let policy = success_rate_over_time_window(0.8, 5, Duration::from_secs(30), backoff.clone())
+        .or_else(consecutive_failures(5, backoff));
+    failsafe::Config::new().failure_policy(policy).build()
 }
 
 type FailsafeConsecutive = failsafe::StateMachine<
