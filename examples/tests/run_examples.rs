@@ -83,3 +83,18 @@ fn cascade_prints_the_side_by_side_table() {
     assert_eq!(row("fallbacks served by A")[1], "0", "{out}");
     assert_ne!(row("errors returned by A")[1], "0", "{out}");
 }
+
+#[test]
+fn reqwest_client_serves_the_cache_while_open() {
+    let out = run(env!("CARGO_BIN_EXE_reqwest_client"));
+    assert!(out.contains("cause: Failed"), "{out}");
+    assert!(
+        out.contains("cause: Rejected"),
+        "served from cache while open:\n{out}"
+    );
+    let last = out.lines().rev().find(|l| l.starts_with("round")).unwrap();
+    assert!(
+        last.ends_with("(live)"),
+        "recovered by the last round:\n{out}"
+    );
+}

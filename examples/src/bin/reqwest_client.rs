@@ -34,7 +34,11 @@ impl std::fmt::Display for FetchError {
 
 /// One reqwest call: the body on 2xx, the status otherwise.
 async fn fetch(client: &reqwest::Client, url: &str) -> Result<String, FetchError> {
-    let response = client.get(url).send().await.map_err(FetchError::Transport)?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(FetchError::Transport)?;
     let status = response.status();
     if !status.is_success() {
         return Err(FetchError::Status(status));
@@ -74,7 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = reqwest::Client::new();
     let breaker = CircuitBreaker::builder()
         .consecutive_failures(3)
-        .open_duration(Duration::from_millis(300))
+        .open_duration(Duration::from_millis(250))
         .build()?;
     let timeout = Timeout::new(TokioTimer, Duration::from_secs(2))?;
     let cache = ResponseCache::new(100, Duration::from_secs(60))?;
@@ -88,7 +92,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .or_cached(&cache, "rates")
             .await;
         match served {
-            Ok(s) if s.source == Source::Primary => println!("round {round:>2}: {} (live)", s.value),
+            Ok(s) if s.source == Source::Primary => {
+                println!("round {round:>2}: {} (live)", s.value)
+            }
             Ok(s) => println!("round {round:>2}: {} (cached: {:?})", s.value, s.source),
             Err(Error::Rejected(r)) => println!("round {round:>2}: no answer: {r}"),
             Err(e) => println!("round {round:>2}: no answer: {e}"),
