@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use breaker_benches::{CountingAllocator, count_allocations, poll_once};
+use breaker_benches::poll_once;
 use breaker_core::{CircuitBreaker, Clock, CoarseClock, MonotonicClock, Observer, State};
+use breaker_test_support::{CountingAllocator, allocations_all_threads as count_allocations};
 use breaker_tower::BreakerLayer;
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use tower::{Layer, Service};

@@ -1,0 +1,71 @@
+//! Helpers shared by the tests and benchmarks of the breaker crates.
+//!
+//! [`CountingAllocator`] forwards to the system allocator and counts allocations while
+//! [`allocations`] (this thread) or [`allocations_all_threads`] runs. Install it in a test
+//! or bench binary:
+//!
+//! ```
+//! use breaker_test_support::{CountingAllocator, allocations};
+//!
+//! #[global_allocator]
+//! static GLOBAL: CountingAllocator = CountingAllocator;
+//!
+//! assert_eq!(allocations(|| drop(std::hint::black_box(Box::new(1u8)))), 1);
+//! assert_eq!(allocations(|| { std::hint::black_box(1 + 1); }), 0);
+//! ```
+// A global allocator is unsafe to implement; this one only counts and forwards.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Counts allocations, then forwards to [`System`].
+#[derive(Debug)]
+pub struct CountingAllocator;
+
+thread_local! {
+    static THIS_THREAD: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+static ALL_THREADS: AtomicBool = AtomicBool::new(false);
+static ALL_THREADS_COUNT: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counting touches
+// only a const-initialised thread-local without destructor and two atomics.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = THIS_THREAD.try_with(|c| {
+            if let Some(n) = c.get() {
+                c.set(Some(n + 1));
+            }
+        });
+        if ALL_THREADS.load(Ordering::Relaxed) {
+            ALL_THREADS_COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// Allocations made on this thread while `f` runs (other threads, such as a test harness's,
+/// are not counted). Needs [`CountingAllocator`] as the global allocator.
+pub fn allocations(f: impl FnOnce()) -> u64 {
+    THIS_THREAD.with(|c| c.set(Some(0)));
+    f();
+    THIS_THREAD.with(|c| c.replace(None)).unwrap_or(0)
+}
+
+/// Allocations made by any thread while `f` runs (for code that spawns threads).
+pub fn allocations_all_threads(f: impl FnOnce()) -> u64 {
+    ALL_THREADS_COUNT.store(0, Ordering::SeqCst);
+    ALL_THREADS.store(true, Ordering::SeqCst);
+    f();
+    ALL_THREADS.store(false, Ordering::SeqCst);
+    ALL_THREADS_COUNT.load(Ordering::SeqCst)
+}
