@@ -595,7 +595,18 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 if !window.record(epoch, tick, failed, slow) {
                     return None;
                 }
-                return Some(Some(window.counts(epoch, tick)));
+                // Within one bucket tick, successes only lower the rates: if they were below
+                // every threshold at the last evaluation of this tick, they still are, and
+                // summing the buckets again would not change the verdict.
+                let predicate = self.trip_when.is_some();
+                if !failed && !slow && !predicate && window.known_below(epoch, tick) {
+                    return Some(None);
+                }
+                let counts = window.counts(epoch, tick);
+                if !predicate {
+                    window.remember_below(epoch, tick, self.rate_rules(&counts).is_none());
+                }
+                return Some(Some(counts));
             }
         }
         Some(None)
@@ -618,11 +629,17 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         if let Some(predicate) = &self.trip_when {
             return predicate(counts).then_some(Threshold::Predicate);
         }
+        self.rate_rules(counts)
+            .filter(|_| counts.calls >= Tunables::get(&self.tunables.minimum_calls))
+    }
+
+    /// Which rate rule's threshold `counts` reach, minimum calls aside.
+    fn rate_rules(&self, counts: &Counts) -> Option<Threshold> {
         let ppm = |n: u64| n.saturating_mul(1_000_000);
         let fail_ppm = Tunables::get(&self.tunables.failure_rate_ppm);
         let slow_ppm = Tunables::get(&self.tunables.slow_rate_ppm);
         let calls = counts.calls;
-        let why = if fail_ppm != 0 && calls > 0 && ppm(counts.failures) >= fail_ppm * calls {
+        if fail_ppm != 0 && calls > 0 && ppm(counts.failures) >= fail_ppm * calls {
             Some(Threshold::FailureRate {
                 percent: counts.failure_rate().unwrap_or(0.0),
             })
@@ -632,8 +649,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             })
         } else {
             None
-        };
-        why.filter(|_| calls >= Tunables::get(&self.tunables.minimum_calls))
+        }
     }
 
     fn record_probe(&self, mut w: Word, outcome: Outcome, slow: bool, elapsed: Duration) {
@@ -995,6 +1011,10 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             return Err(ReconfigureError::ClosureChanged);
         }
         self.tunables.store(&config);
+        #[cfg(feature = "alloc")]
+        if let Window::Time(window) = &self.window {
+            window.forget_verdict();
+        }
         Ok(())
     }
 }

@@ -221,6 +221,14 @@ pub(crate) struct Bucket {
 pub(crate) struct TimeWindow {
     width: u64,
     buckets: Box<[Bucket]>,
+    /// `[epoch:16 | tick:47 | 1]` of the last evaluation that found every rate below its
+    /// threshold in that tick; 0: none.
+    below: AtomicU64,
+}
+
+#[inline]
+fn verdict_key(epoch: u32, tick: u64) -> u64 {
+    (u64::from(epoch as u16) << 48) | (tick.min((1 << 47) - 1) << 1) | 1
 }
 
 #[inline]
@@ -251,7 +259,28 @@ impl TimeWindow {
         TimeWindow {
             width,
             buckets: buckets.into_boxed_slice(),
+            below: AtomicU64::new(0),
         }
+    }
+
+    /// Whether the last evaluation in this tick found every rate below its threshold.
+    #[inline]
+    pub(crate) fn known_below(&self, epoch: u32, tick: u64) -> bool {
+        self.below.load(Ordering::Relaxed) == verdict_key(epoch, tick)
+    }
+
+    /// Records the verdict of an evaluation in this tick.
+    #[inline]
+    pub(crate) fn remember_below(&self, epoch: u32, tick: u64, below: bool) {
+        let key = if below { verdict_key(epoch, tick) } else { 0 };
+        if self.below.load(Ordering::Relaxed) != key {
+            self.below.store(key, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets the last verdict (the thresholds changed).
+    pub(crate) fn forget_verdict(&self) {
+        self.below.store(0, Ordering::Relaxed);
     }
 
     /// One bucket of unbounded width: every call since the period began.

@@ -714,3 +714,22 @@ fn rejection_and_call_errors_explain_what_to_do() {
     assert_eq!(e.to_string(), "call failed: reset by peer");
     assert!(std::error::Error::source(&e).is_some());
 }
+
+#[test]
+fn time_window_trips_on_a_success_when_old_successes_expire() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder_with_clock(clock.clone())
+        .time_window(10 * SEC, 10)
+        .minimum_calls(4)
+        .failure_rate(50.0)
+        .build()
+        .unwrap();
+    succeed(&b, 4); // t = 0 s
+    clock.advance(5 * SEC);
+    fail(&b, 3); // 3/7 = 43 %
+    succeed(&b, 1); // 3/8, same tick: still below
+    assert_eq!(b.state(), State::Closed);
+    clock.advance(5 * SEC); // the four t = 0 successes leave the window: 3/4
+    call(&b, Outcome::Success); // 3/5 = 60 % >= 50 %
+    assert_eq!(b.state(), State::Open);
+}
