@@ -64,13 +64,16 @@
 //!
 //! # Time
 //!
-//! Time comes from a [`Clock`]. [`ManualClock`] is public so you can test your own
-//! breaker settings deterministically; transitions are evaluated lazily on acquire,
-//! record and queries, and open becomes half-open only strictly after the open period.
+//! Time comes from a [`Clock`]: [`MonotonicClock`] by default, [`CoarseClock`] (one atomic
+//! load per read) for time windows on very hot paths, and [`ManualClock`], public so you can
+//! test your own breaker settings deterministically. Transitions are evaluated lazily on
+//! acquire, record and queries, and open becomes half-open only strictly after the open
+//! period.
 //!
 //! # Features
 //!
-//! - `std` (default): [`MonotonicClock`], [`CircuitBreaker::call`], per-thread counters.
+//! - `std` (default): [`MonotonicClock`], [`CoarseClock`], [`CircuitBreaker::call`],
+//!   per-thread counters, the [`Registry`] of named breakers.
 //! - `alloc`: windows, closures in the configuration, [`ManualClock`], [`OwnedPermit`].
 //! - neither: the consecutive-failures policy on any [`Clock`] you provide.
 #![cfg_attr(not(feature = "std"), no_std)]
