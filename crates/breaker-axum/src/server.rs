@@ -50,6 +50,7 @@ pub fn default_rejection(rejected: &Rejected) -> Response {
 /// use axum::{Router, routing::get};
 /// use breaker_axum::ServerBreakerLayer;
 /// use breaker_core::CircuitBreaker;
+/// use http::HeaderName;
 /// use std::sync::Arc;
 ///
 /// let breaker = Arc::new(CircuitBreaker::builder().count_window(50).build()?);
@@ -58,7 +59,7 @@ pub fn default_rejection(rejected: &Rejected) -> Response {
 ///     .route("/health", get(|| async { "ok" }))
 ///     .layer(
 ///         ServerBreakerLayer::new(breaker)
-///             .state_header("x-circuit-breaker")
+///             .state_header(HeaderName::from_static("x-circuit-breaker"))
 ///             .exempt("/health"),
 ///     );
 /// # Ok::<(), breaker_core::ConfigError>(())
@@ -112,12 +113,9 @@ impl<C, O> ServerBreakerLayer<C, O> {
     }
 
     /// Adds a header reporting the breaker's state (`closed`, `open`, `half_open`, ...) to
-    /// every guarded response.
-    ///
-    /// # Panics
-    /// If `name` is not a valid header name (a programming error, caught at start-up).
-    pub fn state_header(mut self, name: &'static str) -> Self {
-        self.state_header = Some(HeaderName::from_static(name));
+    /// every guarded response, e.g. `HeaderName::from_static("x-circuit-breaker")`.
+    pub fn state_header(mut self, name: HeaderName) -> Self {
+        self.state_header = Some(name);
         self
     }
 

@@ -72,7 +72,7 @@ async fn start() -> (
         .merge(health_routes(registry))
         .layer(
             ServerBreakerLayer::new(breaker.clone())
-                .state_header("x-circuit-breaker")
+                .state_header(http::HeaderName::from_static("x-circuit-breaker"))
                 .exempt("/health")
                 .exempt("/ready"),
         );

@@ -182,6 +182,9 @@ pub struct CoarseClock {
 #[cfg(feature = "std")]
 impl CoarseClock {
     /// A clock refreshed every `resolution` (at least 1 µs) by a background thread.
+    ///
+    /// # Panics
+    /// If the operating system refuses to start a thread.
     pub fn new(resolution: Duration) -> Self {
         use core::sync::atomic::Ordering;
         let nanos = std::sync::Arc::new(core::sync::atomic::AtomicU64::new(0));
