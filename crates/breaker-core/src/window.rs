@@ -58,9 +58,19 @@ const SLOW: u64 = 4;
 
 pub(crate) struct CountWindow {
     size: usize,
+    /// `fastmod` constant for `size`.
+    magic: u64,
     cursor: AtomicUsize,
     slots: Box<[AtomicU64]>,
     aggregate: AtomicU64,
+}
+
+/// `n % d` for 32-bit `n` and `d >= 1`, with `magic = (u64::MAX / d).wrapping_add(1)`
+/// (D. Lemire, "Faster Remainder by Direct Computation", 2019).
+#[inline]
+fn fastmod(n: u32, magic: u64, d: u32) -> u32 {
+    let low = magic.wrapping_mul(u64::from(n));
+    ((u128::from(low) * u128::from(d)) >> 64) as u32
 }
 
 #[inline]
@@ -86,6 +96,7 @@ impl CountWindow {
         let slots: Vec<AtomicU64> = (0..size).map(|_| AtomicU64::new(0)).collect();
         CountWindow {
             size: size as usize,
+            magic: (u64::MAX / u64::from(size)).wrapping_add(1),
             cursor: AtomicUsize::new(0),
             slots: slots.into_boxed_slice(),
             aggregate: AtomicU64::new(0),
@@ -96,19 +107,11 @@ impl CountWindow {
     /// newer generation (the result is late); `Some(None)` when recorded but the aggregate is
     /// in flux; `Some(Some(counts))` otherwise.
     pub(crate) fn record(&self, epoch: u32, failed: bool, slow: bool) -> Option<Option<Counts>> {
-        let mut index = self.cursor.load(Ordering::Relaxed);
-        loop {
-            let next = if index + 1 >= self.size { 0 } else { index + 1 };
-            match self.cursor.compare_exchange_weak(
-                index,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(actual) => index = actual,
-            }
-        }
+        // The cursor counts calls (wrapping at 2^32: the ring then jumps once, which the slot
+        // protocol tolerates like any other index); the slot is the count modulo the size,
+        // computed without a division (Lemire's fastmod).
+        let n = self.cursor.fetch_add(1, Ordering::Relaxed) as u32;
+        let index = fastmod(n, self.magic, self.size as u32) as usize;
         let slot = &self.slots[index.min(self.size - 1)];
         let new = (u64::from(epoch) << 32)
             | VALID
@@ -392,6 +395,21 @@ fn add_tagged(
             Err(actual) => {
                 cur = actual;
                 spin_hint();
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::fastmod;
+
+    #[test]
+    fn fastmod_is_the_remainder() {
+        for d in [1u32, 2, 3, 7, 10, 100, 1000, 32_767] {
+            let magic = (u64::MAX / u64::from(d)).wrapping_add(1);
+            for n in (0..10_000u32).chain([u32::MAX - 5, u32::MAX - 1, u32::MAX]) {
+                assert_eq!(fastmod(n, magic, d), n % d, "{n} % {d}");
             }
         }
     }
