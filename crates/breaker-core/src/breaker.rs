@@ -342,7 +342,8 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 State::ForcedOpen => return Err(self.reject(RejectReason::ForcedOpen, None)),
                 State::Open | State::HalfOpen => {
                     let now = self.now();
-                    if let Some(next) = self.due_transition(w, now, true) {
+                    let deadline = self.deadline(w.epoch());
+                    if let Some(next) = Self::due_transition(w, now, deadline, true) {
                         match self.cas(w, next) {
                             Ok(()) => {
                                 self.after_transition(w, next, Some(now), None);
@@ -359,7 +360,6 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                         continue;
                     }
                     if w.state() == State::Open {
-                        let deadline = self.deadline(w.epoch());
                         if deadline.is_none() {
                             // The phase belongs to another generation: either ours is not
                             // published yet (we just tripped), or the word moved on.
@@ -395,16 +395,13 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// strictly after the open deadline (admitting the caller as the first probe when
     /// `admit`), half-open to open strictly after the half-open limit.
     #[inline]
-    fn due_transition(&self, w: Word, now: u64, admit: bool) -> Option<Word> {
+    fn due_transition(w: Word, now: u64, deadline: Option<u64>, admit: bool) -> Option<Word> {
+        let deadline = deadline?;
         match w.state() {
             State::Open => {
-                let deadline = self.deadline(w.epoch())?;
                 (now > deadline).then(|| w.next(State::HalfOpen, w.attempts(), u32::from(admit)))
             }
-            State::HalfOpen => {
-                let deadline = self.deadline(w.epoch())?;
-                (now > deadline).then(|| w.next(State::Open, w.attempts() + 1, 0))
-            }
+            State::HalfOpen => (now > deadline).then(|| w.next(State::Open, w.attempts() + 1, 0)),
             _ => None,
         }
     }
@@ -830,7 +827,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         let mut w = Word(self.word.load(Ordering::Acquire));
         while matches!(w.state(), State::Open | State::HalfOpen) {
             let now = self.now();
-            let Some(next) = self.due_transition(w, now, false) else {
+            let Some(next) = Self::due_transition(w, now, self.deadline(w.epoch()), false) else {
                 break;
             };
             match self.cas(w, next) {

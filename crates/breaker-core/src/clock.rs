@@ -46,10 +46,13 @@ impl<C: Clock + ?Sized> Clock for alloc::sync::Arc<C> {
     }
 }
 
-/// Converts a duration to whole nanoseconds, saturating at `u64::MAX` (584 years).
+/// Converts a duration to whole nanoseconds, saturating at `u64::MAX` (584 years), without
+/// 128-bit arithmetic (this runs on every call that reads a clock).
 #[inline]
 pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
 
 /// A clock that moves only when told to: for deterministic tests.
