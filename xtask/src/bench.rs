@@ -343,5 +343,8 @@ fn render(medians: &Medians, allocations: &BTreeMap<(String, String), f64>, quic
         }
         let _ = writeln!(md);
     }
+    if let Ok(notes) = fs::read_to_string(root().join("benches/NOTES.md")) {
+        md.push_str(&notes);
+    }
     md
 }
