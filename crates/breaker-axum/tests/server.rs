@@ -24,10 +24,17 @@ struct A {
     upstream: SocketAddr,
 }
 
-/// A's handler: calls B, answers 500 when B fails.
+/// How long A waits for B.
+const A_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// A's handler: calls B, answers 500 when B fails and 504 when B is too slow.
 async fn api(State(a): State<A>) -> (StatusCode, String) {
     let url = format!("http://{}/data", a.upstream);
-    match a.client.get(url.parse().unwrap()).await {
+    let call = tokio::time::timeout(A_TIMEOUT, a.client.get(url.parse().unwrap()));
+    let Ok(answer) = call.await else {
+        return (StatusCode::GATEWAY_TIMEOUT, "upstream too slow".into());
+    };
+    match answer {
         Ok(r) if r.status().is_success() => {
             let body = r.into_body().collect().await.unwrap().to_bytes();
             (StatusCode::OK, String::from_utf8_lossy(&body).into_owned())
@@ -260,4 +267,30 @@ async fn custom_rejection_response_and_4xx_are_not_failures() {
         (shed.status, shed.body.as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, "try later (open)")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upstream_trips_the_breaker_through_timeouts() {
+    let (upstream, a, clock, breaker) = start().await;
+    let http = client();
+    // B now takes far longer than A is willing to wait: each request times out (504, a
+    // failure), whatever the machine's speed.
+    upstream.delay(Duration::from_secs(30));
+    for _ in 0..3 {
+        assert_eq!(
+            http_get(&http, format!("http://{a}/api")).await.status,
+            StatusCode::GATEWAY_TIMEOUT
+        );
+    }
+    assert_eq!(breaker.state(), breaker_core::State::Open);
+    let shed = http_get(&http, format!("http://{a}/api")).await;
+    assert_eq!(shed.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(upstream.hits(), 3);
+    upstream.delay(Duration::ZERO);
+    clock.advance(OPEN + Duration::from_nanos(1));
+    assert_eq!(
+        http_get(&http, format!("http://{a}/api")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(breaker.state(), breaker_core::State::Closed);
 }

@@ -29,6 +29,7 @@ pub async fn serve(app: Router) -> SocketAddr {
 #[derive(Clone, Default)]
 pub struct Upstream {
     failing: Arc<AtomicU8>,
+    delay_ms: Arc<AtomicU64>,
     hits: Arc<AtomicU64>,
 }
 
@@ -43,6 +44,10 @@ impl Upstream {
 
     async fn data(State(u): State<Upstream>) -> (StatusCode, &'static str) {
         u.hits.fetch_add(1, Ordering::SeqCst);
+        let delay = u.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         if u.failing.load(Ordering::SeqCst) == 1 {
             (StatusCode::INTERNAL_SERVER_ERROR, "upstream broke")
         } else {
@@ -52,6 +57,12 @@ impl Upstream {
 
     pub fn fail(&self, on: bool) {
         self.failing.store(u8::from(on), Ordering::SeqCst);
+    }
+
+    /// Makes every answer take `delay` (zero: answer at once).
+    pub fn delay(&self, delay: std::time::Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     pub fn hits(&self) -> u64 {
