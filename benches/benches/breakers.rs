@@ -418,47 +418,35 @@ fn allocations_report() -> String {
             n as f64 / ALLOC_CALLS as f64
         ));
     };
+    /// Allocations per `ALLOC_CALLS` calls of `call(i)`.
+    fn per_calls(mut call: impl FnMut(u64) -> bool) -> u64 {
+        count_allocations(|| {
+            for i in 0..ALLOC_CALLS {
+                black_box(call(i));
+            }
+        })
+    }
     for (name, make) in subjects() {
         let s = make();
         let _ = s.call(0, work); // warm-up (thread-local state)
-        row(
-            "closed_1t",
-            name,
-            count_allocations(|| {
-                (0..ALLOC_CALLS).for_each(|i| {
-                    s.call(i, work);
-                })
-            }),
-        );
+        row("closed_1t", name, per_calls(|i| s.call(i, work)));
         row(
             "closed_10pct_failures",
             name,
-            count_allocations(|| {
-                (0..ALLOC_CALLS).for_each(|i| {
-                    s.call(i, flaky);
-                })
-            }),
+            per_calls(|i| s.call(i, flaky)),
         );
         let s2 = make();
         two_threads(1, |i| s2.call(i, work));
+        let two = count_allocations(|| {
+            two_threads(ALLOC_CALLS / 2, |i| s2.call(i, work));
+        });
         row(
             "closed_2t",
             name,
-            count_allocations(|| {
-                two_threads(ALLOC_CALLS / 2, |i| s2.call(i, work));
-            })
-            .saturating_sub(thread_spawn_allocations()),
+            two.saturating_sub(thread_spawn_allocations()),
         );
         s.trip();
-        row(
-            "open_rejected",
-            name,
-            count_allocations(|| {
-                (0..ALLOC_CALLS).for_each(|i| {
-                    s.call(i, work);
-                })
-            }),
-        );
+        row("open_rejected", name, per_calls(|i| s.call(i, work)));
     }
     let (mut bare, mut ours, _handle, mut ours_static, mut theirs) = tower_subjects();
     through(&mut ours, 0);
@@ -466,38 +454,18 @@ fn allocations_report() -> String {
     row(
         "tower",
         "bare_service",
-        count_allocations(|| {
-            (0..ALLOC_CALLS).for_each(|i| {
-                through(&mut bare, i);
-            })
-        }),
+        per_calls(|i| through(&mut bare, i)),
     );
-    row(
-        "tower",
-        "ours_layer",
-        count_allocations(|| {
-            (0..ALLOC_CALLS).for_each(|i| {
-                through(&mut ours, i);
-            })
-        }),
-    );
+    row("tower", "ours_layer", per_calls(|i| through(&mut ours, i)));
     row(
         "tower",
         "ours_layer_static",
-        count_allocations(|| {
-            (0..ALLOC_CALLS).for_each(|i| {
-                through(&mut ours_static, i);
-            })
-        }),
+        per_calls(|i| through(&mut ours_static, i)),
     );
     row(
         "tower",
         "tower_resilience",
-        count_allocations(|| {
-            (0..ALLOC_CALLS).for_each(|i| {
-                through(&mut theirs, i);
-            })
-        }),
+        per_calls(|i| through(&mut theirs, i)),
     );
     out
 }

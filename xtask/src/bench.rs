@@ -8,67 +8,36 @@ use std::process::Command;
 
 use crate::{root, run as cargo};
 
-/// (scenario, subject) pairs in report order, per scenario.
+/// The circuit-breaker subjects, ours first, in report order.
+const BREAKERS: &[&str] = &[
+    "ours_consecutive",
+    "ours_consecutive_permit",
+    "ours_count_window",
+    "ours_time_window",
+    "ours_time_window_instant",
+    "recloser_sync",
+    "recloser_async",
+    "failsafe_default",
+    "failsafe_consecutive",
+];
+
+/// (scenario, title, subjects) in report order.
 const SCENARIOS: &[(&str, &str, &[&str])] = &[
     (
         "closed_1t",
         "closed, every call succeeds, one thread",
-        &[
-            "ours_consecutive",
-            "ours_consecutive_permit",
-            "ours_count_window",
-            "ours_time_window",
-            "ours_time_window_instant",
-            "recloser_sync",
-            "recloser_async",
-            "failsafe_default",
-            "failsafe_consecutive",
-        ],
+        BREAKERS,
     ),
     (
         "closed_2t",
         "closed, every call succeeds, two threads on one breaker (per call per thread)",
-        &[
-            "ours_consecutive",
-            "ours_consecutive_permit",
-            "ours_count_window",
-            "ours_time_window",
-            "ours_time_window_instant",
-            "recloser_sync",
-            "recloser_async",
-            "failsafe_default",
-            "failsafe_consecutive",
-        ],
+        BREAKERS,
     ),
-    (
-        "open_rejected",
-        "open, every call rejected",
-        &[
-            "ours_consecutive",
-            "ours_consecutive_permit",
-            "ours_count_window",
-            "ours_time_window",
-            "ours_time_window_instant",
-            "recloser_sync",
-            "recloser_async",
-            "failsafe_default",
-            "failsafe_consecutive",
-        ],
-    ),
+    ("open_rejected", "open, every call rejected", BREAKERS),
     (
         "closed_10pct_failures",
         "closed, 10 % failures that do not trip",
-        &[
-            "ours_consecutive",
-            "ours_consecutive_permit",
-            "ours_count_window",
-            "ours_time_window",
-            "ours_time_window_instant",
-            "recloser_sync",
-            "recloser_async",
-            "failsafe_default",
-            "failsafe_consecutive",
-        ],
+        BREAKERS,
     ),
     (
         "tower",
