@@ -1074,22 +1074,19 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         classify: impl FnOnce(&Result<T, E>) -> Outcome,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, crate::CallError<E>> {
-        let permit = self.try_acquire().map_err(crate::CallError::Rejected)?;
+        let ticket = self.acquire_ticket().map_err(crate::CallError::Rejected)?;
         let started = self.measures_duration().then(|| self.clock.now_nanos());
-        // Only unwinding drops the guard with its permit inside; the normal path takes the
-        // permit back out and records the classified outcome.
+        // Only unwinding drops the guard with its ticket inside; the normal path takes the
+        // ticket back out and records the classified outcome.
         let mut guard = PanicGuard {
-            permit: Some(permit),
+            breaker: self,
+            ticket: Some(ticket),
             started,
         };
         let result = f();
         let outcome = classify(&result);
-        if let Some(permit) = guard.permit.take() {
-            let elapsed = match started {
-                Some(s) => Duration::from_nanos(self.clock.now_nanos().saturating_sub(s)),
-                None => Duration::ZERO,
-            };
-            permit.record(outcome, elapsed);
+        if let Some(ticket) = guard.ticket.take() {
+            self.complete(ticket, outcome, guard.elapsed());
         }
         result.map_err(crate::CallError::Inner)
     }
@@ -1098,19 +1095,30 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
 /// Records a failure if dropped while unwinding from a panic in the guarded call.
 #[cfg(feature = "std")]
 struct PanicGuard<'a, C: Clock, O: Observer> {
-    permit: Option<Permit<'a, C, O>>,
+    breaker: &'a CircuitBreaker<C, O>,
+    ticket: Option<Ticket>,
     started: Option<u64>,
+}
+
+#[cfg(feature = "std")]
+impl<C: Clock, O: Observer> PanicGuard<'_, C, O> {
+    #[inline]
+    fn elapsed(&self) -> Duration {
+        self.started.map_or(Duration::ZERO, |s| {
+            Duration::from_nanos(self.breaker.clock.now_nanos().saturating_sub(s))
+        })
+    }
 }
 
 #[cfg(feature = "std")]
 impl<C: Clock, O: Observer> Drop for PanicGuard<'_, C, O> {
     fn drop(&mut self) {
-        if let Some(permit) = self.permit.take() {
+        if let Some(ticket) = self.ticket.take() {
             if std::thread::panicking() {
-                let elapsed = self.started.map_or(Duration::ZERO, |s| {
-                    Duration::from_nanos(permit.breaker.clock.now_nanos().saturating_sub(s))
-                });
-                permit.record(Outcome::Failure, elapsed);
+                self.breaker
+                    .complete(ticket, Outcome::Failure, self.elapsed());
+            } else {
+                self.breaker.abandon(ticket);
             }
         }
     }
