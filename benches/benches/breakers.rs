@@ -208,17 +208,10 @@ impl Subject for AsyncRecloser {
     }
 }
 
-impl Subject for FailsafeDefault {
-    #[inline]
-    fn call(&self, i: u64, f: fn(u64) -> Result<u64, u64>) -> bool {
-        failsafe::CircuitBreaker::call(self, || f(i)).is_ok()
-    }
-    fn is_open(&self) -> bool {
-        !self.is_call_permitted()
-    }
-}
-
-impl Subject for FailsafeConsecutive {
+impl<P> Subject for failsafe::StateMachine<P, ()>
+where
+    P: failsafe::failure_policy::FailurePolicy + Send,
+{
     #[inline]
     fn call(&self, i: u64, f: fn(u64) -> Result<u64, u64>) -> bool {
         failsafe::CircuitBreaker::call(self, || f(i)).is_ok()
