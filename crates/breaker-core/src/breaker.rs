@@ -11,6 +11,7 @@ use crate::clock::{Clock, nanos};
 use crate::config::{Builder, Config, OpenDuration, PolicyKind};
 use crate::error::{ReconfigureError, RejectReason, Rejected};
 use crate::observer::{Event, NoopObserver, Observer, Threshold};
+use crate::phase::{NO_TIME, PhaseCell};
 use crate::snapshot::{Counts, Snapshot};
 use crate::state::{MAX_ATTEMPTS, State, Word};
 use crate::stats::{Stat, Stats};
@@ -29,16 +30,6 @@ pub enum Outcome {
     /// half-open probe slot is given back.
     Ignored,
 }
-
-/// The phase of the current generation lives in two words, `phase_epoch` and
-/// `phase_time`, published by the transition's winner like a sequence lock: the epoch word
-/// is first claimed with `WRITING` set, then the time is stored, then the plain epoch is
-/// stored. Readers check the epoch word before and after reading the time. The time, in
-/// nanoseconds since the breaker's origin, is: open, the deadline after which a probe is
-/// admitted; half-open, the deadline after which it re-opens; closed / metrics-only, when
-/// the period began. `NO_TIME`: no deadline.
-const NO_TIME: u64 = u64::MAX;
-const WRITING: u64 = 1 << 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -159,8 +150,7 @@ impl Tunables {
 /// ```
 pub struct CircuitBreaker<C, O = NoopObserver> {
     word: AtomicU64,
-    phase_epoch: AtomicU64,
-    phase_time: AtomicU64,
+    phase: PhaseCell,
     tunables: Tunables,
     stats: Stats,
     /// Total successes when the current run of successes began.
@@ -216,8 +206,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         let tunables = Tunables::new(&config);
         CircuitBreaker {
             word: AtomicU64::new(Word::new(State::Closed, 0, 0, 0).0),
-            phase_epoch: AtomicU64::new(0),
-            phase_time: AtomicU64::new(0),
+            phase: PhaseCell::new(),
             tunables,
             stats: Stats::new(),
             success_mark: AtomicU64::new(0),
@@ -249,9 +238,15 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         &self.clock
     }
 
-    /// The failure policy.
+    /// The failure policy, with the thresholds in force (after any
+    /// [`reconfigure`](Self::reconfigure)).
     pub fn policy(&self) -> PolicyKind {
-        self.policy
+        match self.policy {
+            PolicyKind::ConsecutiveFailures { .. } => PolicyKind::ConsecutiveFailures {
+                threshold: Tunables::get(&self.tunables.consecutive_threshold) as u32,
+            },
+            window => window,
+        }
     }
 
     /// Whether [`record`](Permit::record) looks at durations (slow-call detection is on).
@@ -344,9 +339,9 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                     let now = self.now();
                     let deadline = self.deadline(w.epoch());
                     if let Some(next) = Self::due_transition(w, now, deadline, true) {
-                        match self.cas(w, next) {
+                        match self.transition(w, next, Some(now)) {
                             Ok(()) => {
-                                self.after_transition(w, next, Some(now), None);
+                                self.announce(w, next, None);
                                 if next.state() == State::HalfOpen {
                                     return Ok(Ticket {
                                         epoch: next.epoch(),
@@ -369,8 +364,8 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                                 continue;
                             }
                         }
-                        let retry_after = deadline.map(|d| Duration::from_nanos(d - now));
-                        return Err(self.reject(RejectReason::Open, retry_after));
+                        let retry_after = self.open_retry_after(w, deadline, now);
+                        return Err(self.reject(RejectReason::Open, Some(retry_after)));
                     }
                     let probes = Tunables::get(&self.tunables.half_open_probes) as u32;
                     if w.admitted() >= probes {
@@ -512,15 +507,21 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                     .failures()
                     .saturating_add(1)
                     .min(crate::config::MAX_CONSECUTIVE_FAILURES);
-                let next = if n >= consecutive && w.state() == State::Closed {
+                let trips = n >= consecutive && w.state() == State::Closed;
+                let next = if trips {
                     w.next(State::Open, w.attempts() + 1, 0)
                 } else {
                     w.with_payload(n)
                 };
-                match self.cas(w, next) {
-                    Ok(()) if next.state() == State::Open => {
+                let made = if trips {
+                    self.transition(w, next, None)
+                } else {
+                    self.cas(w, next)
+                };
+                match made {
+                    Ok(()) if trips => {
                         let why = Threshold::ConsecutiveFailures { count: n };
-                        return self.after_transition(w, next, None, Some(why));
+                        return self.announce(w, next, Some(why));
                     }
                     Ok(()) => {
                         failures = n;
@@ -567,14 +568,22 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 return self.observer.on_event(&Event::ThresholdExceeded(why));
             }
             let next = w.next(State::Open, w.attempts() + 1, 0);
-            match self.cas(w, next) {
-                Ok(()) => return self.after_transition(w, next, None, Some(why)),
+            match self.transition(w, next, None) {
+                Ok(()) => return self.announce(w, next, Some(why)),
                 Err(actual) => {
                     w = actual;
                     spin_hint();
                 }
             }
         }
+    }
+
+    /// Whether `epoch` is the current generation (windows ask when they find another
+    /// generation's data: stale if ours is current, else our record is late).
+    #[cfg(feature = "alloc")]
+    #[inline]
+    fn is_current(&self, epoch: u32) -> bool {
+        Word(self.word.load(Ordering::Acquire)).epoch() == epoch
     }
 
     /// Records into the window. `None`: the window refused the result as late.
@@ -586,10 +595,12 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         #[cfg(feature = "alloc")]
         match &self.window {
             Window::None => {}
-            Window::Count(window) => return window.record(epoch, failed, slow),
+            Window::Count(window) => {
+                return window.record(epoch, failed, slow, |e| self.is_current(e));
+            }
             Window::Time(window) => {
                 let tick = self.tick(window, epoch);
-                if !window.record(epoch, tick, failed, slow) {
+                if !window.record(epoch, tick, failed, slow, |e| self.is_current(e)) {
                     return None;
                 }
                 // Within one bucket tick, successes only lower the rates: if they were below
@@ -616,7 +627,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         }
         let now = self.now();
         // An unpublished period start means the period began an instant ago: tick 0.
-        let start = self.phase_value(epoch).unwrap_or(now);
+        let start = self.phase.get(epoch).unwrap_or(now);
         window.tick(now.saturating_sub(start))
     }
 
@@ -669,10 +680,15 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             } else {
                 w.with_probes(w.admitted(), successes)
             };
-            match self.cas(w, next) {
+            let made = if next.epoch() != epoch {
+                self.transition(w, next, None)
+            } else {
+                self.cas(w, next)
+            };
+            match made {
                 Ok(()) => {
                     if next.epoch() != epoch {
-                        self.after_transition(w, next, None, None);
+                        self.announce(w, next, None);
                     }
                     return;
                 }
@@ -707,30 +723,41 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             .map_err(Word)
     }
 
-    /// Run by the one thread whose compare-and-swap made the transition `from -> to`:
-    /// publishes the new phase, then reports the events (exactly once).
-    fn after_transition(&self, from: Word, to: Word, now: Option<u64>, why: Option<Threshold>) {
-        let needs_time = match to.state() {
-            State::Open => true,
-            State::HalfOpen => Tunables::get(&self.tunables.max_half_open_nanos) != 0,
-            State::Closed | State::MetricsOnly => self.window_needs_period_start(),
-            State::ForcedOpen | State::Disabled => false,
-        };
-        let value = if needs_time {
-            let now = now.unwrap_or_else(|| self.now());
-            match to.state() {
-                State::Open => now.saturating_add(self.open_nanos(to.attempts())),
-                State::HalfOpen => {
-                    now.saturating_add(Tunables::get(&self.tunables.max_half_open_nanos))
-                }
-                _ => now,
-            }
-        } else {
-            NO_TIME
-        };
-        self.publish_phase(to.epoch(), value);
+    /// The phase time that generation `to` starts with (see [`PhaseCell`]): open, its
+    /// deadline; half-open, its limit; closed, when the period began (time windows only).
+    ///
+    /// This may run user code (an open-duration function, a jitter source), so it runs
+    /// before the transition is made: if that code panics, the breaker stays as it was.
+    fn phase_time(&self, to: Word, now: Option<u64>) -> u64 {
+        let now = || now.unwrap_or_else(|| self.now());
+        match to.state() {
+            State::Open => now().saturating_add(self.open_nanos(to.attempts(), true)),
+            State::HalfOpen => match Tunables::get(&self.tunables.max_half_open_nanos) {
+                0 => NO_TIME,
+                limit => now().saturating_add(limit),
+            },
+            State::Closed | State::MetricsOnly if self.window_needs_period_start() => now(),
+            _ => NO_TIME,
+        }
+    }
+
+    /// Makes the transition `from -> to` (`to` is one generation on) if the control word is
+    /// still `from`. The new phase is computed first; after the one compare-and-swap that
+    /// decides the transition, its winner publishes the phase. Nothing between the two runs
+    /// user code, so a transition that happened always gets its phase. The caller reports
+    /// the events ([`announce`](Self::announce)) when this returns `Ok`.
+    fn transition(&self, from: Word, to: Word, now: Option<u64>) -> Result<(), Word> {
+        debug_assert_eq!(to.epoch(), from.epoch().wrapping_add(1));
+        let time = self.phase_time(to, now);
+        self.cas(from, to)?;
+        self.phase.publish(to.epoch(), time);
         self.success_mark
             .store(self.stats.sum(Stat::Successes), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reports a transition made by this thread (exactly once per transition).
+    fn announce(&self, from: Word, to: Word, why: Option<Threshold>) {
         if let Some(why) = why {
             self.observer.on_event(&Event::ThresholdExceeded(why));
         }
@@ -746,52 +773,26 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         matches!(self.policy, PolicyKind::TimeWindow { .. })
     }
 
-    /// Publishes the phase of generation `epoch`, unless a newer one is already there (the
-    /// publisher of an older transition may run late).
-    fn publish_phase(&self, epoch: u32, time: u64) {
-        let mut cur = self.phase_epoch.load(Ordering::Acquire);
-        loop {
-            let cur_epoch = cur as u32;
-            if cur_epoch != epoch && (cur_epoch.wrapping_sub(epoch) as i32) > 0 {
-                return;
-            }
-            match self.phase_epoch.compare_exchange_weak(
-                cur,
-                u64::from(epoch) | WRITING,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(actual) => {
-                    cur = actual;
-                    spin_hint();
-                }
-            }
-        }
-        self.phase_time.store(time, Ordering::Release);
-        self.phase_epoch.store(u64::from(epoch), Ordering::Release);
-    }
-
-    /// The phase time of generation `epoch`, if published.
-    #[inline]
-    fn phase_value(&self, epoch: u32) -> Option<u64> {
-        let before = self.phase_epoch.load(Ordering::Acquire);
-        if before != u64::from(epoch) {
-            return None;
-        }
-        let time = self.phase_time.load(Ordering::Acquire);
-        (self.phase_epoch.load(Ordering::Acquire) == before).then_some(time)
-    }
-
-    /// The deadline of generation `epoch` in nanoseconds since the origin, if published and
-    /// finite.
+    /// The phase time of generation `epoch` (a deadline, [`NO_TIME`] for none), if its
+    /// transition's winner has published it.
     #[inline]
     fn deadline(&self, epoch: u32) -> Option<u64> {
-        self.phase_value(epoch).filter(|&t| t != NO_TIME)
+        self.phase.get(epoch)
     }
 
-    /// How long the `attempt`-th open period lasts, jitter included.
-    fn open_nanos(&self, attempt: u32) -> u64 {
+    /// How long until an open breaker (word `w`) admits a probe. While the transition's
+    /// winner is still publishing the deadline (the few instructions after its
+    /// compare-and-swap), the nominal open duration of this attempt stands in for it: the
+    /// deadline is at most that far away, jitter aside.
+    fn open_retry_after(&self, w: Word, deadline: Option<u64>, now: u64) -> Duration {
+        Duration::from_nanos(match deadline {
+            Some(deadline) => deadline.saturating_sub(now),
+            None => self.open_nanos(w.attempts(), false),
+        })
+    }
+
+    /// How long the `attempt`-th open period lasts, with or without jitter.
+    fn open_nanos(&self, attempt: u32, with_jitter: bool) -> u64 {
         let attempt = attempt.max(1);
         #[cfg(feature = "alloc")]
         let base = match &self.open_fn {
@@ -799,11 +800,14 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             None => self.exponential(attempt),
         };
         #[cfg(not(feature = "alloc"))]
-        let base = self.exponential(attempt);
+        let base = {
+            let _ = with_jitter;
+            self.exponential(attempt)
+        };
         #[cfg(feature = "alloc")]
         let base = match &self.jitter {
-            Some(j) => j.apply(base),
-            None => base,
+            Some(j) if with_jitter => j.apply(base),
+            _ => base,
         };
         nanos(base)
     }
@@ -830,9 +834,9 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             let Some(next) = Self::due_transition(w, now, self.deadline(w.epoch()), false) else {
                 break;
             };
-            match self.cas(w, next) {
+            match self.transition(w, next, Some(now)) {
                 Ok(()) => {
-                    self.after_transition(w, next, Some(now), None);
+                    self.announce(w, next, None);
                     w = next;
                 }
                 Err(actual) => w = actual,
@@ -902,8 +906,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         if w.state() != State::Open {
             return None;
         }
-        let deadline = self.deadline(w.epoch())?;
-        Some(Duration::from_nanos(deadline.saturating_sub(self.now())))
+        Some(self.open_retry_after(w, self.deadline(w.epoch()), self.now()))
     }
 
     #[allow(unused_variables)]
@@ -931,12 +934,12 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 _ => 0,
             };
             let next = w.next(target, attempts.min(MAX_ATTEMPTS), 0);
-            match self.cas(w, next) {
+            match self.transition(w, next, None) {
                 Ok(()) => {
                     if is_reset {
                         self.observer.on_event(&Event::Reset);
                     }
-                    return self.after_transition(w, next, None, None);
+                    return self.announce(w, next, None);
                 }
                 Err(actual) => {
                     w = actual;

@@ -22,6 +22,10 @@ pub const MAX_CONSECUTIVE_FAILURES: u32 = (1 << 23) - 1;
 pub const MAX_COUNT_WINDOW: u32 = (u16::MAX / 2) as u32;
 /// Largest number of buckets in a time window.
 pub const MAX_BUCKETS: u32 = 1024;
+/// How long half-open may last by default before it re-opens: a probe whose result never
+/// comes (a leaked task, a hung call without a timeout) can hold a half-open slot no longer
+/// than this. Set your own with [`Builder::max_half_open`]; keep it above your longest call.
+pub const DEFAULT_MAX_HALF_OPEN: Duration = Duration::from_secs(60);
 /// Largest number of probe calls admitted per half-open period.
 pub const MAX_HALF_OPEN_PROBES: u32 = (1 << 11) - 1;
 
@@ -152,6 +156,14 @@ impl Jitter {
     }
 }
 
+/// The width of one bucket of a `duration` window split into `buckets`: the duration
+/// divided by the buckets, rounded to the nearest nanosecond (so `time_window(10 s, 7)`
+/// has buckets of 1,428,571,429 ns and spans 10 s + 3 ns).
+pub(crate) fn bucket_width(duration: Duration, buckets: u32) -> u64 {
+    let (n, b) = (nanos(duration), u64::from(buckets));
+    (n / b + u64::from(n % b >= b.div_ceil(2))).max(1)
+}
+
 /// A custom trip predicate over the window's counts (gobreaker's `ReadyToTrip`).
 #[cfg(feature = "alloc")]
 pub(crate) type TripPredicate = Box<dyn Fn(&Counts) -> bool + Send + Sync>;
@@ -229,7 +241,8 @@ impl Config {
 /// one), checking every value.
 ///
 /// Defaults: trip on 5 consecutive failures, stay open 30 s, then admit 1 probe; one
-/// successful probe closes the breaker, a failed one re-opens it. No slow-call detection.
+/// successful probe closes the breaker, a failed one (or 60 s without an answer,
+/// [`DEFAULT_MAX_HALF_OPEN`]) re-opens it. No slow-call detection.
 ///
 /// Choosing a window ([`count_window`](Self::count_window),
 /// [`time_window`](Self::time_window), [`cumulative_window`](Self::cumulative_window))
@@ -326,9 +339,20 @@ impl<C, O> Builder<C, O> {
     /// Rate-based tripping over the calls of the last `duration`, counted in `buckets`
     /// buckets of `duration / buckets` each; the oldest bucket is dropped as time moves on.
     /// One bucket is a tumbling window: all counts clear every `duration` (gobreaker's
-    /// `Interval`). Buckets are aligned to the clock's origin.
-    /// Allowed: `duration > 0`, `buckets` in `1..=1024`, `duration` a whole multiple of
-    /// `buckets` nanoseconds.
+    /// `Interval`). Buckets are aligned to the start of the closed period. The bucket width
+    /// is `duration / buckets` rounded to the nearest nanosecond, so `time_window(10 s, 7)`
+    /// works (its buckets span 10 s + 3 ns in all).
+    /// Allowed: `buckets` in `1..=1024`, `duration` at least `buckets` nanoseconds.
+    ///
+    /// ```
+    /// use breaker_core::CircuitBreaker;
+    /// use std::time::Duration;
+    ///
+    /// let breaker = CircuitBreaker::builder()
+    ///     .time_window(Duration::from_secs(10), 7)
+    ///     .build()?;
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
     #[cfg(feature = "alloc")]
     pub fn time_window(mut self, duration: Duration, buckets: u32) -> Self {
         self.policy = Some(PolicyKind::TimeWindow { duration, buckets });
@@ -380,8 +404,10 @@ impl<C, O> Builder<C, O> {
         self
     }
 
-    /// Re-open if the half-open period lasts longer than `limit` (a lost probe can then never
-    /// leave the breaker stuck half-open). Default: unlimited. Allowed: `> 0`.
+    /// Re-open if the half-open period lasts longer than `limit`, so that a lost probe (a
+    /// result that never comes) cannot leave the breaker stuck half-open. Probe results that
+    /// arrive after the limit are dropped as late. Default: [`DEFAULT_MAX_HALF_OPEN`] (60 s);
+    /// keep it above the longest call a probe may make. Allowed: `> 0`.
     pub fn max_half_open(mut self, limit: Duration) -> Self {
         self.max_half_open = Some(limit);
         self
@@ -530,12 +556,11 @@ impl<C, O> Builder<C, O> {
                         "1..=1024",
                     ));
                 }
-                let n = nanos(duration);
-                if n == 0 || n % u64::from(buckets) != 0 {
+                if nanos(duration) < u64::from(buckets) {
                     return Err(ConfigError::new(
                         "time_window.duration",
                         Dur(duration),
-                        "a duration > 0 that is a whole multiple of `buckets` nanoseconds",
+                        "at least `buckets` nanoseconds (each bucket spans >= 1 ns)",
                     ));
                 }
             }
@@ -626,7 +651,7 @@ impl<C, O> Builder<C, O> {
                 return Err(ConfigError::new("max_half_open", Dur(d), "a duration > 0"));
             }
             Some(d) => nanos(d),
-            None => 0,
+            None => nanos(DEFAULT_MAX_HALF_OPEN),
         };
         match &self.open {
             OpenDuration::Fixed(d) if d.is_zero() => {

@@ -89,6 +89,7 @@ mod clock;
 mod config;
 mod error;
 mod observer;
+mod phase;
 #[cfg(feature = "std")]
 mod registry;
 mod snapshot;
@@ -108,8 +109,8 @@ pub use clock::ManualClock;
 #[cfg(feature = "std")]
 pub use clock::{CoarseClock, MonotonicClock};
 pub use config::{
-    Builder, Config, MAX_BUCKETS, MAX_CONSECUTIVE_FAILURES, MAX_COUNT_WINDOW, MAX_HALF_OPEN_PROBES,
-    OpenDuration, PolicyKind,
+    Builder, Config, DEFAULT_MAX_HALF_OPEN, MAX_BUCKETS, MAX_CONSECUTIVE_FAILURES,
+    MAX_COUNT_WINDOW, MAX_HALF_OPEN_PROBES, OpenDuration, PolicyKind,
 };
 pub use error::{CallError, ConfigError, ConfigValue, ReconfigureError, RejectReason, Rejected};
 pub use observer::{Event, NoopObserver, Observer, Threshold};

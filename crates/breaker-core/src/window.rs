@@ -1,28 +1,29 @@
 //! Lock-free sliding windows for the closed state.
 //!
-//! Both windows tag what they store with the breaker generation that wrote it, so a window
-//! is cleared lazily when the generation changes (no reset step to race with) and a result
-//! that arrives late, from an older generation, is refused instead of polluting the new
-//! window. Every update is a single compare-and-swap on one word, so counts are exact once
-//! concurrent calls have finished.
+//! # Invariant
+//!
+//! A window counts exactly the calls recorded in the current closed period (and, for a time
+//! window, inside the window's span), once concurrent records have finished: nothing from an
+//! earlier period, and nothing from a permit of an earlier generation that arrives late.
+//!
+//! # Protocol
+//!
+//! Everything a window stores is tagged with the breaker generation that wrote it, so a
+//! window is cleared lazily when the generation changes (no reset step to race with). Tags
+//! are compared only for equality, never ordered: when a record finds a tag that is not its
+//! own generation, it asks the live control word whether its own generation is still the
+//! current one (`is_current`). If it is, the stored value is stale and is replaced; if not,
+//! the record is late and is refused. So a window cannot be fooled by how many transitions
+//! happened in between (a long outage cycles open and half-open for hours without a single
+//! record): only a tag equal to the current generation modulo 2^32 is taken as current, and
+//! the generation would have to wrap around exactly 2^32 transitions for that to happen by
+//! accident. Every update is one compare-and-swap on one word.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::snapshot::Counts;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, spin_hint};
-
-/// `a` is newer than `b` in wrapping 16-bit generation arithmetic.
-#[inline]
-fn newer16(a: u16, b: u16) -> bool {
-    (a.wrapping_sub(b) as i16) > 0
-}
-
-/// `a` is newer than `b` in wrapping 32-bit generation arithmetic.
-#[inline]
-fn newer32(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) > 0
-}
 
 pub(crate) enum Window {
     None,
@@ -36,7 +37,7 @@ impl Window {
             crate::PolicyKind::ConsecutiveFailures { .. } => Window::None,
             crate::PolicyKind::CountWindow { size } => Window::Count(CountWindow::new(size)),
             crate::PolicyKind::TimeWindow { duration, buckets } => Window::Time(TimeWindow::new(
-                crate::clock::nanos(duration) / u64::from(buckets),
+                crate::config::bucket_width(duration, buckets),
                 buckets,
             )),
             crate::PolicyKind::Cumulative => Window::Time(TimeWindow::new(u64::MAX, 1)),
@@ -44,12 +45,19 @@ impl Window {
     }
 }
 
+#[inline]
+fn generation_of(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
 // ---------------------------------------------------------------------------------------
 // Count window: the last `size` calls.
 //
-// slot word:  [epoch:32 | 0..:29 | slow:1 | failure:1 | valid:1]
-// aggregate:  [epoch:16 | calls:16 | failures:16 | slow:16], each field wrapping on its own,
-//             so an eviction that overtakes the matching insertion nets out exactly.
+// slot word:  [generation:32 | 0..:29 | slow:1 | failure:1 | valid:1]
+// aggregate:  [generation:32 | calls:16 | failures:16]
+// slow:       [generation:32 | 0:16 | slow calls:16]
+// Each 16-bit field wraps on its own, so an eviction that overtakes the matching insertion
+// nets out exactly.
 // ---------------------------------------------------------------------------------------
 
 const VALID: u64 = 1;
@@ -63,6 +71,7 @@ pub(crate) struct CountWindow {
     cursor: AtomicUsize,
     slots: Box<[AtomicU64]>,
     aggregate: AtomicU64,
+    slow: AtomicU64,
 }
 
 /// `n % d` for 32-bit `n` and `d >= 1`, with `magic = (u64::MAX / d).wrapping_add(1)`
@@ -74,21 +83,44 @@ fn fastmod(n: u32, magic: u64, d: u32) -> u32 {
 }
 
 #[inline]
-fn agg_pack(tag: u16, calls: u16, failures: u16, slow: u16) -> u64 {
-    (u64::from(tag) << 48)
-        | (u64::from(calls) << 32)
-        | (u64::from(failures) << 16)
-        | u64::from(slow)
+fn agg_pack(generation: u32, calls: u16, failures: u16) -> u64 {
+    (u64::from(generation) << 32) | (u64::from(calls) << 16) | u64::from(failures)
 }
 
 #[inline]
-fn agg_fields(a: u64) -> (u16, u16, u16, u16) {
-    (
-        (a >> 48) as u16,
-        (a >> 32) as u16,
-        (a >> 16) as u16,
-        a as u16,
-    )
+fn agg_fields(a: u64) -> (u16, u16) {
+    ((a >> 16) as u16, a as u16)
+}
+
+/// Adds `delta` (wrapping) to a `[generation:32 | value:32]` word of generation
+/// `generation`: a word of another generation is stale and restarts from zero if
+/// `generation` is current, else the record is late (`None`). Returns the new word.
+#[inline]
+fn add_in_generation(
+    word: &AtomicU64,
+    generation: u32,
+    is_current: &impl Fn(u32) -> bool,
+    add: impl Fn(u32) -> u32,
+) -> Option<u64> {
+    let mut cur = word.load(Ordering::Acquire);
+    let mut checked = false;
+    loop {
+        let next = if generation_of(cur) == generation {
+            (cur & !0xFFFF_FFFF) | u64::from(add(cur as u32))
+        } else if checked || is_current(generation) {
+            checked = true;
+            (u64::from(generation) << 32) | u64::from(add(0))
+        } else {
+            return None;
+        };
+        match word.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(next),
+            Err(actual) => {
+                cur = actual;
+                spin_hint();
+            }
+        }
+    }
 }
 
 impl CountWindow {
@@ -100,27 +132,38 @@ impl CountWindow {
             cursor: AtomicUsize::new(0),
             slots: slots.into_boxed_slice(),
             aggregate: AtomicU64::new(0),
+            slow: AtomicU64::new(0),
         }
     }
 
-    /// Records one call of generation `epoch`. `None` when the window already belongs to a
-    /// newer generation (the result is late); `Some(None)` when recorded but the aggregate is
-    /// in flux; `Some(Some(counts))` otherwise.
-    pub(crate) fn record(&self, epoch: u32, failed: bool, slow: bool) -> Option<Option<Counts>> {
+    /// Records one call of generation `generation`. `None` when the result is late (its
+    /// generation is no longer the current one); `Some(None)` when recorded but the
+    /// aggregate is in flux; `Some(Some(counts))` otherwise.
+    pub(crate) fn record(
+        &self,
+        generation: u32,
+        failed: bool,
+        slow: bool,
+        is_current: impl Fn(u32) -> bool,
+    ) -> Option<Option<Counts>> {
         // The cursor counts calls (wrapping at 2^32: the ring then jumps once, which the slot
         // protocol tolerates like any other index); the slot is the count modulo the size,
         // computed without a division (Lemire's fastmod).
         let n = self.cursor.fetch_add(1, Ordering::Relaxed) as u32;
         let index = fastmod(n, self.magic, self.size as u32) as usize;
         let slot = &self.slots[index.min(self.size - 1)];
-        let new = (u64::from(epoch) << 32)
+        let new = (u64::from(generation) << 32)
             | VALID
             | if failed { FAILED } else { 0 }
             | if slow { SLOW } else { 0 };
         let mut old = slot.load(Ordering::Acquire);
+        let mut checked = false;
         loop {
-            if old & VALID != 0 && newer32((old >> 32) as u32, epoch) {
-                return None;
+            if old & VALID != 0 && generation_of(old) != generation && !checked {
+                if !is_current(generation) {
+                    return None;
+                }
+                checked = true;
             }
             match slot.compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => break,
@@ -130,40 +173,31 @@ impl CountWindow {
                 }
             }
         }
-        let evicted = old & VALID != 0 && (old >> 32) as u32 == epoch;
+        let evicted = old & VALID != 0 && generation_of(old) == generation;
         let (d_calls, d_fail, d_slow) = (
             1u16.wrapping_sub(u16::from(evicted)),
             u16::from(failed).wrapping_sub(u16::from(evicted && old & FAILED != 0)),
             u16::from(slow).wrapping_sub(u16::from(evicted && old & SLOW != 0)),
         );
-        let tag = epoch as u16;
-        let mut cur = self.aggregate.load(Ordering::Acquire);
-        loop {
-            let (t, c, f, s) = agg_fields(cur);
-            let next = if t == tag {
-                agg_pack(
-                    tag,
-                    c.wrapping_add(d_calls),
-                    f.wrapping_add(d_fail),
-                    s.wrapping_add(d_slow),
-                )
-            } else if newer16(t, tag) {
-                return None;
-            } else {
-                agg_pack(tag, d_calls, d_fail, d_slow)
-            };
-            match self.aggregate.compare_exchange_weak(
-                cur,
-                next,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Some(self.settled(next)),
-                Err(actual) => {
-                    cur = actual;
-                    spin_hint();
-                }
-            }
+        let aggregate = add_in_generation(&self.aggregate, generation, &is_current, |v| {
+            let (c, f) = agg_fields(u64::from(v));
+            agg_pack(0, c.wrapping_add(d_calls), f.wrapping_add(d_fail)) as u32
+        })?;
+        if d_slow != 0 {
+            add_in_generation(&self.slow, generation, &is_current, |v| {
+                u32::from((v as u16).wrapping_add(d_slow))
+            })?;
+        }
+        Some(self.settled(aggregate, self.slow_of(generation)))
+    }
+
+    #[inline]
+    fn slow_of(&self, generation: u32) -> u16 {
+        let s = self.slow.load(Ordering::Acquire);
+        if generation_of(s) == generation {
+            s as u16
+        } else {
+            0
         }
     }
 
@@ -172,28 +206,28 @@ impl CountWindow {
     /// past the window size). Skipping such a reading never trips on garbage; the next
     /// record evaluates again. Outside that case, a reading differs from a settled one only
     /// by the records still in flight.
-    fn settled(&self, a: u64) -> Option<Counts> {
-        let (_, c, f, s) = agg_fields(a);
+    fn settled(&self, aggregate: u64, slow: u16) -> Option<Counts> {
+        let (c, f) = agg_fields(aggregate);
         let size = self.size as u16;
-        (c <= size && f <= c && s <= c).then(|| self.counts_of(a))
+        (c <= size && f <= c && slow <= c).then(|| self.counts_of(aggregate, slow))
     }
 
     /// Counts of an aggregate, clamped into range (see [`settled`](Self::settled)).
-    fn counts_of(&self, a: u64) -> Counts {
-        let (_, c, f, s) = agg_fields(a);
+    fn counts_of(&self, aggregate: u64, slow: u16) -> Counts {
+        let (c, f) = agg_fields(aggregate);
         let calls = u64::from(c).min(self.size as u64);
         Counts {
             calls,
             failures: u64::from(f).min(calls),
-            slow_calls: u64::from(s).min(calls),
+            slow_calls: u64::from(slow).min(calls),
             consecutive_failures: 0,
         }
     }
 
-    pub(crate) fn counts(&self, epoch: u32) -> Counts {
+    pub(crate) fn counts(&self, generation: u32) -> Counts {
         let a = self.aggregate.load(Ordering::Acquire);
-        if agg_fields(a).0 == epoch as u16 {
-            self.counts_of(a)
+        if generation_of(a) == generation {
+            self.counts_of(a, self.slow_of(generation))
         } else {
             Counts::default()
         }
@@ -202,51 +236,84 @@ impl CountWindow {
 
 // ---------------------------------------------------------------------------------------
 // Time window: `buckets` buckets of `width` ns each; tick = time since the closed period
-// began / width. A bucket holds one tick's counts:
+// began / width, bucket = tick % buckets. A bucket holds one tick's counts:
 //
-// stamp:  [epoch:16 | tick + 1:48]            which (generation, tick) the bucket is at
-// main:   [tag:16 | calls:24 | failures:24]  tag = (epoch:8, rotation:8), rotation = tick / buckets
-// slow:   [tag:16 | slow:48]
+// stamp:     [generation:32 | tick:32]   which (generation, tick) the bucket is at
+// calls:     [tag:32 | calls:32]         tag = a 32-bit hash of the stamp the count is for
+// failures:  [tag:32 | failures:32]
+// slow:      [tag:32 | slow calls:32]
 //
-// The stamp only moves forward; a count word whose tag is not the stamp's is stale and
-// reads as zero. Counts saturate at 2^24 - 1 calls per bucket.
+// Within a generation the stamp only moves to later ticks (wrapping 32-bit comparison:
+// concurrent records are a few ticks apart). A count word whose tag is not the stamp's is
+// stale and reads as zero; the first record of the new stamp restarts it. A stale count
+// could only be taken for a current one if two different stamps of one bucket hashed to the
+// same 32-bit tag; for consecutive stamps in one generation that takes a gap of exactly 2^32
+// ticks. Counts saturate at 2^32 - 1 per bucket.
 // ---------------------------------------------------------------------------------------
-
-const TICK_MASK: u64 = (1 << 48) - 1;
-const FIELD24: u64 = (1 << 24) - 1;
 
 pub(crate) struct Bucket {
     stamp: AtomicU64,
-    main: AtomicU64,
+    calls: AtomicU64,
+    failures: AtomicU64,
     slow: AtomicU64,
 }
 
 pub(crate) struct TimeWindow {
     width: u64,
     buckets: Box<[Bucket]>,
-    /// `[epoch:16 | tick:47 | 1]` of the last evaluation that found every rate below its
-    /// threshold in that tick; 0: none.
+    /// [`verdict_key`] of the last evaluation that found every rate below its threshold in
+    /// that tick; 0: none.
     below: AtomicU64,
 }
 
 #[inline]
-fn verdict_key(epoch: u32, tick: u64) -> u64 {
-    (u64::from(epoch as u16) << 48) | (tick.min((1 << 47) - 1) << 1) | 1
+fn verdict_key(generation: u32, tick: u64) -> u64 {
+    ((u64::from(generation) << 32) | (tick & 0xFFFF_FFFF)).wrapping_add(1)
 }
 
 #[inline]
-fn stamp_of(epoch: u32, tick: u64) -> u64 {
-    (u64::from(epoch as u16) << 48) | (tick.min(TICK_MASK - 1) + 1)
+fn stamp_of(generation: u32, tick: u64) -> u64 {
+    (u64::from(generation) << 32) | (tick & 0xFFFF_FFFF)
 }
 
-/// Stamp `a` is past stamp `b`: a newer generation, or the same generation and a later tick.
+/// The tag of the counts that belong to `stamp`.
 #[inline]
-fn stamp_newer(a: u64, b: u64) -> bool {
-    let (ga, gb) = ((a >> 48) as u16, (b >> 48) as u16);
-    if ga != gb {
-        newer16(ga, gb)
+fn tag_of(stamp: u64) -> u32 {
+    (stamp as u32).wrapping_add(generation_of(stamp).wrapping_mul(0x9E37_79B9))
+}
+
+/// Adds `inc` to a `[tag:32 | count:32]` word: same tag, add; another tag, start from zero,
+/// provided the bucket's stamp is still `mine` (otherwise the bucket moved on: `false`).
+#[inline]
+fn add_tagged(word: &AtomicU64, stamp: &AtomicU64, mine: u64, inc: u32) -> bool {
+    let tag = u64::from(tag_of(mine)) << 32;
+    let mut cur = word.load(Ordering::Acquire);
+    loop {
+        let next = if cur & !0xFFFF_FFFF == tag {
+            tag | u64::from((cur as u32).saturating_add(inc))
+        } else if stamp.load(Ordering::Acquire) == mine {
+            tag | u64::from(inc)
+        } else {
+            return false;
+        };
+        match word.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(actual) => {
+                cur = actual;
+                spin_hint();
+            }
+        }
+    }
+}
+
+/// The count a `[tag:32 | count:32]` word holds for `stamp` (zero if it is stale).
+#[inline]
+fn count_for(word: &AtomicU64, stamp: u64) -> u64 {
+    let w = word.load(Ordering::Acquire);
+    if generation_of(w) == tag_of(stamp) {
+        w & 0xFFFF_FFFF
     } else {
-        (a & TICK_MASK) > (b & TICK_MASK)
+        0
     }
 }
 
@@ -255,7 +322,8 @@ impl TimeWindow {
         let buckets: Vec<Bucket> = (0..buckets)
             .map(|_| Bucket {
                 stamp: AtomicU64::new(0),
-                main: AtomicU64::new(0),
+                calls: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
                 slow: AtomicU64::new(0),
             })
             .collect();
@@ -268,14 +336,18 @@ impl TimeWindow {
 
     /// Whether the last evaluation in this tick found every rate below its threshold.
     #[inline]
-    pub(crate) fn known_below(&self, epoch: u32, tick: u64) -> bool {
-        self.below.load(Ordering::Relaxed) == verdict_key(epoch, tick)
+    pub(crate) fn known_below(&self, generation: u32, tick: u64) -> bool {
+        self.below.load(Ordering::Relaxed) == verdict_key(generation, tick)
     }
 
     /// Records the verdict of an evaluation in this tick.
     #[inline]
-    pub(crate) fn remember_below(&self, epoch: u32, tick: u64, below: bool) {
-        let key = if below { verdict_key(epoch, tick) } else { 0 };
+    pub(crate) fn remember_below(&self, generation: u32, tick: u64, below: bool) {
+        let key = if below {
+            verdict_key(generation, tick)
+        } else {
+            0
+        };
         if self.below.load(Ordering::Relaxed) != key {
             self.below.store(key, Ordering::Relaxed);
         }
@@ -297,21 +369,32 @@ impl TimeWindow {
         since_period_start / self.width
     }
 
-    #[inline]
-    fn tag(&self, epoch: u32, tick: u64) -> u64 {
-        let rotation = (tick.min(TICK_MASK - 1) / self.buckets.len() as u64) as u8;
-        u64::from(u16::from_be_bytes([epoch as u8, rotation]))
-    }
-
-    /// Records one call of generation `epoch` at `tick`. `false` if the bucket has moved past
-    /// it (a late result, or one so delayed that its tick left the window).
-    pub(crate) fn record(&self, epoch: u32, tick: u64, failed: bool, slow: bool) -> bool {
+    /// Records one call of generation `generation` at `tick`. `false` if the result is late
+    /// (its generation is no longer current) or so delayed that the bucket has moved on to
+    /// a later tick.
+    pub(crate) fn record(
+        &self,
+        generation: u32,
+        tick: u64,
+        failed: bool,
+        slow: bool,
+        is_current: impl Fn(u32) -> bool,
+    ) -> bool {
         let bucket = &self.buckets[(tick % self.buckets.len() as u64) as usize];
-        let mine = stamp_of(epoch, tick);
+        let mine = stamp_of(generation, tick);
         let mut s = bucket.stamp.load(Ordering::Acquire);
+        let mut checked = false;
         while s != mine {
-            if s != 0 && stamp_newer(s, mine) {
-                return false;
+            if generation_of(s) == generation {
+                let ahead = (s as u32).wrapping_sub(mine as u32) as i32 > 0;
+                if ahead {
+                    return false;
+                }
+            } else if !checked {
+                if !is_current(generation) {
+                    return false;
+                }
+                checked = true;
             }
             match bucket
                 .stamp
@@ -324,79 +407,39 @@ impl TimeWindow {
                 }
             }
         }
-        let tag = self.tag(epoch, tick);
-        if !add_tagged(&bucket.main, &bucket.stamp, mine, tag, |v| {
-            let calls = (v >> 24 & FIELD24) + 1;
-            let fails = (v & FIELD24) + u64::from(failed);
-            (calls.min(FIELD24) << 24) | fails.min(FIELD24)
-        }) {
+        if !add_tagged(&bucket.calls, &bucket.stamp, mine, 1) {
             return false;
         }
+        // The failure and slow counts cannot fail for a reason the call count did not: the
+        // stamp was still ours. If it moved on meanwhile, these counts go with the old tick.
+        if failed {
+            add_tagged(&bucket.failures, &bucket.stamp, mine, 1);
+        }
         if slow {
-            // Cannot fail for a reason the main count did not: the stamp was still ours.
-            add_tagged(&bucket.slow, &bucket.stamp, mine, tag, |v| {
-                (v + 1).min(TICK_MASK)
-            });
+            add_tagged(&bucket.slow, &bucket.stamp, mine, 1);
         }
         true
     }
 
-    /// Sums the buckets of generation `epoch` inside the window ending at `tick`.
-    pub(crate) fn counts(&self, epoch: u32, tick: u64) -> Counts {
-        let n = self.buckets.len() as u64;
+    /// Sums the buckets of generation `generation` inside the window ending at `tick`.
+    pub(crate) fn counts(&self, generation: u32, tick: u64) -> Counts {
+        let n = self.buckets.len() as u32;
+        let now = tick as u32;
         let mut counts = Counts::default();
         for bucket in self.buckets.iter() {
             let s = bucket.stamp.load(Ordering::Acquire);
-            if s == 0 || (s >> 48) as u16 != epoch as u16 {
+            // A bucket of another generation, of a later tick, or of a tick that has left
+            // the window does not count.
+            if generation_of(s) != generation || now.wrapping_sub(s as u32) >= n {
                 continue;
             }
-            let t = (s & TICK_MASK) - 1;
-            if t > tick || t + n <= tick {
-                continue;
-            }
-            let tag = self.tag(epoch, t);
-            let main = bucket.main.load(Ordering::Acquire);
-            if main >> 48 == tag {
-                counts.calls += main >> 24 & FIELD24;
-                counts.failures += main & FIELD24;
-            }
-            let slow = bucket.slow.load(Ordering::Acquire);
-            if slow >> 48 == tag {
-                counts.slow_calls += slow & TICK_MASK;
-            }
+            counts.calls += count_for(&bucket.calls, s);
+            counts.failures += count_for(&bucket.failures, s);
+            counts.slow_calls += count_for(&bucket.slow, s);
         }
         counts.failures = counts.failures.min(counts.calls);
         counts.slow_calls = counts.slow_calls.min(counts.calls);
         counts
-    }
-}
-
-/// Adds to a tagged count word: same tag, update the value; another tag, start from zero,
-/// provided the bucket's stamp is still `mine` (otherwise the bucket moved on: `false`).
-#[inline]
-fn add_tagged(
-    word: &AtomicU64,
-    stamp: &AtomicU64,
-    mine: u64,
-    tag: u64,
-    add: impl Fn(u64) -> u64,
-) -> bool {
-    let mut cur = word.load(Ordering::Acquire);
-    loop {
-        let next = if cur >> 48 == tag {
-            (tag << 48) | add(cur & TICK_MASK)
-        } else if stamp.load(Ordering::Acquire) == mine {
-            (tag << 48) | add(0)
-        } else {
-            return false;
-        };
-        match word.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return true,
-            Err(actual) => {
-                cur = actual;
-                spin_hint();
-            }
-        }
     }
 }
 

@@ -621,7 +621,7 @@ fn invalid_config_names_the_field_and_the_allowed_range() {
                 .build_config()
                 .unwrap_err(),
             "time_window.duration",
-            "a duration > 0 that is a whole multiple of `buckets` nanoseconds",
+            "at least `buckets` nanoseconds (each bucket spans >= 1 ns)",
         ),
         (
             Config::builder()

@@ -373,12 +373,77 @@ fn a_trip_racing_an_acquire_publishes_its_deadline() {
         tripper.join().unwrap();
         if let Some(r) = caller.join().unwrap() {
             assert_eq!(r.reason(), RejectReason::Open);
-            // Either the deadline was published (exactly the open duration: no time passed)
-            // or the caller saw the trip before its publication (unknown).
-            assert!(matches!(r.retry_after(), None | Some(OPEN)));
+            // Published or not yet, the caller is told exactly when to retry (no time
+            // passed, so that is the whole open duration).
+            assert_eq!(r.retry_after(), Some(OPEN));
         }
         assert_eq!(breaker.retry_after(), Some(OPEN));
         clock.advance(OPEN + Duration::from_nanos(1));
         assert!(breaker.try_acquire().unwrap().is_probe());
+    });
+}
+
+/// Whatever the breaker's state after a race, it must be one it can leave: open with a
+/// deadline that a later probe passes, or closed and admitting calls.
+fn assert_recoverable(breaker: &Breaker, clock: &ManualClock) {
+    match breaker.state() {
+        State::Open => {
+            assert_eq!(
+                breaker.retry_after(),
+                Some(OPEN),
+                "open without its deadline"
+            );
+            match breaker.try_acquire() {
+                Err(r) => assert_eq!(r.retry_after(), Some(OPEN)),
+                Ok(_) => panic!("admitted while open"),
+            }
+            clock.advance(OPEN + Duration::from_nanos(1));
+            let probe = breaker
+                .try_acquire()
+                .expect("the open period ended: a probe");
+            assert!(probe.is_probe());
+        }
+        State::Closed => assert!(breaker.try_acquire().is_ok()),
+        other => panic!("unexpected state {other:?}"),
+    }
+}
+
+/// Fault found in review: two transitions' phase publishers overlap. A probe's success
+/// closes the breaker (generation g) while a call admitted in that closed period trips it
+/// again (g + 1). Before the fix, the closer could be preempted inside its publication, the
+/// tripper published g + 1, and the closer then stored g on top: the open breaker had no
+/// deadline and rejected every call for good.
+#[test]
+fn a_close_and_a_trip_publishing_at_once_leave_the_newest_deadline() {
+    loom::model(|| {
+        let (breaker, clock) = consecutive(1, 1);
+        tripped_and_due(&breaker, &clock);
+        let probe = breaker.try_acquire_owned().unwrap();
+        assert!(probe.is_probe());
+        let closer = thread::spawn(move || probe.record(Outcome::Success, Duration::ZERO));
+        let b = breaker.clone();
+        let tripper = thread::spawn(move || {
+            // Half-open and full: rejected. Closed: the failure trips the breaker again.
+            if let Ok(permit) = b.try_acquire() {
+                assert!(!permit.is_probe());
+                permit.record(Outcome::Failure, Duration::ZERO);
+            }
+        });
+        closer.join().unwrap();
+        tripper.join().unwrap();
+        assert_recoverable(&breaker, &clock);
+    });
+}
+
+/// The same fault through the operator controls: `reset()` racing `trip()`.
+#[test]
+fn reset_racing_trip_leaves_a_breaker_that_can_recover() {
+    loom::model(|| {
+        let (breaker, clock) = consecutive(3, 1);
+        let b = breaker.clone();
+        let resetter = thread::spawn(move || b.reset());
+        breaker.trip();
+        resetter.join().unwrap();
+        assert_recoverable(&breaker, &clock);
     });
 }

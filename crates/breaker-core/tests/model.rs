@@ -248,10 +248,10 @@ impl Model {
         self.time_window.clear();
         self.phase_time = match to {
             State::Open => self.now + self.open_duration(self.attempts),
-            State::HalfOpen => self
-                .s
-                .max_half_open_ms
-                .map_or(u64::MAX, |m| self.now + m * MS),
+            State::HalfOpen => self.s.max_half_open_ms.map_or(
+                self.now + breaker_core::DEFAULT_MAX_HALF_OPEN.as_nanos() as u64,
+                |m| self.now + m * MS,
+            ),
             State::Closed | State::MetricsOnly => self.now,
             _ => u64::MAX,
         };
