@@ -6,12 +6,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub use breaker_core::{BreakerRef, Classify, ErrorsAreFailures};
-use breaker_core::{CircuitBreaker, Clock, Observer, Outcome, RawPermit};
+use breaker_core::{CircuitBreaker, Clock, Observer, Outcome, Permit};
 use pin_project_lite::pin_project;
 use std::sync::Arc;
 
 use crate::Error;
-use crate::stream::GuardedStream;
+use crate::stream::{GuardedStream, Stage};
 use crate::timer::{NoTimer, Timeout, Timer};
 
 /// Guards futures and streams with a [`CircuitBreaker`]. `guard` borrows the breaker (it
@@ -110,13 +110,6 @@ impl<C: Clock, O: Observer> GuardExt<C, O> for CircuitBreaker<C, O> {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Stage {
-    NotStarted,
-    Running,
-    Done,
-}
-
 pin_project! {
     /// A future guarded by a breaker, from [`GuardExt::guard`].
     ///
@@ -135,7 +128,7 @@ pin_project! {
         timeout: Option<Timeout<T>>,
         #[pin]
         sleep: Option<T::Sleep>,
-        permit: Option<RawPermit>,
+        permit: Option<Permit<B>>,
         started: u64,
         stage: Stage,
     }
@@ -145,10 +138,21 @@ pin_project! {
         B: BreakerRef,
         T: Timer,
     {
+        /// Dropped while running (cancelled, or given up on by an outer timeout such as
+        /// `tokio::time::timeout`): neutral if the call was still young, a failure if it had
+        /// already run past this call's timeout or the breaker's slow-call duration.
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(permit) = this.permit.take() {
-                this.breaker.breaker().cancel_raw(permit);
+                let breaker = permit.breaker().breaker();
+                if !breaker.measures_duration() && this.timeout.is_none() {
+                    return; // young or old, nothing to compare with: neutral
+                }
+                let ran = Duration::from_nanos(breaker.now_nanos().saturating_sub(*this.started));
+                match this.timeout.as_ref() {
+                    Some(t) if ran >= t.after => permit.record(Outcome::Failure, ran),
+                    _ => permit.abandon(ran),
+                }
             }
         }
     }
@@ -286,14 +290,14 @@ where
         match *this.stage {
             Stage::Running => {}
             Stage::NotStarted => {
-                match breaker.try_acquire_raw() {
+                match Permit::acquire(this.breaker) {
                     Ok(permit) => *this.permit = Some(permit),
                     Err(rejected) => {
                         *this.stage = Stage::Done;
                         return Poll::Ready(Err(Error::Rejected(rejected)));
                     }
                 }
-                if breaker.measures_duration() {
+                if breaker.measures_duration() || this.timeout.is_some() {
                     *this.started = breaker.now_nanos();
                 }
                 if let Some(t) = this.timeout.as_ref() {
@@ -312,7 +316,7 @@ where
                 Duration::ZERO
             };
             if let Some(permit) = this.permit.take() {
-                breaker.record_raw(permit, outcome, elapsed);
+                permit.record(outcome, elapsed);
             }
             return Poll::Ready(result.map_err(Error::Inner));
         }
@@ -321,7 +325,7 @@ where
                 *this.stage = Stage::Done;
                 let after = this.timeout.as_ref().map_or(Duration::ZERO, |t| t.after);
                 if let Some(permit) = this.permit.take() {
-                    breaker.record_raw(permit, Outcome::Failure, after);
+                    permit.record(Outcome::Failure, after);
                 }
                 return Poll::Ready(Err(Error::Timeout { after }));
             }

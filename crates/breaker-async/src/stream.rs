@@ -4,14 +4,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use breaker_core::{Outcome, RawPermit};
+use breaker_core::{BreakerRef, Classify, Outcome, Permit};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
 use crate::Error;
-use breaker_core::{BreakerRef, Classify};
 
-use crate::guard::Stage;
+/// Where a guarded future or stream is in its one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    NotStarted,
+    Running,
+    Done,
+}
 
 pin_project! {
     /// A stream guarded by a breaker, from [`GuardExt::guard_stream`](crate::GuardExt::guard_stream).
@@ -20,7 +25,9 @@ pin_project! {
     /// refuses, the stream yields one `Err(Error::Rejected)` and ends without polling the
     /// inner stream. Otherwise items pass through; the first item classified as a failure
     /// records a failure (later items still pass), and the end of the stream records a
-    /// success if nothing failed. Dropping the stream early records nothing.
+    /// success if nothing failed. Dropping the stream early is neutral, unless it had already
+    /// run longer than the breaker's slow-call duration: then it counts as a slow failure
+    /// (see [`Permit::abandon`]).
     #[must_use = "streams do nothing unless polled"]
     pub struct GuardedStream<B, S, K>
     where
@@ -30,7 +37,7 @@ pin_project! {
         #[pin]
         stream: S,
         classify: K,
-        permit: Option<RawPermit>,
+        permit: Option<Permit<B>>,
         started: u64,
         stage: Stage,
     }
@@ -42,7 +49,11 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(permit) = this.permit.take() {
-                this.breaker.breaker().cancel_raw(permit);
+                let breaker = permit.breaker().breaker();
+                if breaker.measures_duration() {
+                    let ran = breaker.now_nanos().saturating_sub(*this.started);
+                    permit.abandon(Duration::from_nanos(ran));
+                }
             }
         }
     }
@@ -84,7 +95,7 @@ where
         match *this.stage {
             Stage::Done => return Poll::Ready(None),
             Stage::Running => {}
-            Stage::NotStarted => match breaker.try_acquire_raw() {
+            Stage::NotStarted => match Permit::acquire(this.breaker) {
                 Ok(permit) => {
                     *this.permit = Some(permit);
                     if breaker.measures_duration() {
@@ -110,14 +121,14 @@ where
             Poll::Ready(Some(item)) => {
                 if this.permit.is_some() && this.classify.classify(&item) == Outcome::Failure {
                     let permit = this.permit.take().expect("checked above");
-                    breaker.record_raw(permit, Outcome::Failure, elapsed(*this.started));
+                    permit.record(Outcome::Failure, elapsed(*this.started));
                 }
                 Poll::Ready(Some(item.map_err(Error::Inner)))
             }
             Poll::Ready(None) => {
                 *this.stage = Stage::Done;
                 if let Some(permit) = this.permit.take() {
-                    breaker.record_raw(permit, Outcome::Success, elapsed(*this.started));
+                    permit.record(Outcome::Success, elapsed(*this.started));
                 }
                 Poll::Ready(None)
             }

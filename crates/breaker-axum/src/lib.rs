@@ -21,4 +21,6 @@ mod server;
 
 pub use classify::HttpClassifier;
 pub use health::health_routes;
-pub use server::{ServerBreaker, ServerBreakerLayer, ServerFuture, default_rejection};
+pub use server::{
+    ServerBreaker, ServerBreakerLayer, ServerFuture, default_rejection, retry_after_secs,
+};

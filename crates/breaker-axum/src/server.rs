@@ -9,8 +9,9 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use breaker_core::{CircuitBreaker, Clock, Observer, Rejected};
-use breaker_tower::Breaker;
+use std::time::Duration;
+
+use breaker_core::{CircuitBreaker, Classify, Clock, Observer, Permit, RejectReason, Rejected};
 use http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -20,17 +21,40 @@ use crate::HttpClassifier;
 
 type RejectFn = dyn Fn(&Rejected) -> Response + Send + Sync;
 
-/// The default answer to a refused request: `503 Service Unavailable`, a `Retry-After`
-/// header in whole seconds (rounded up; omitted when unknown) and a small JSON body:
-/// `{"error": ..., "state": "open", "retry_after": 3}`.
+/// The `Retry-After` a client gets, in whole seconds: the time until the breaker admits a
+/// probe, rounded up; 1 s while half-open with every probe in flight (they finish soon);
+/// none when forced open (an operator decides when it ends).
+pub fn retry_after_secs(rejected: &Rejected) -> Option<u64> {
+    match (rejected.reason(), rejected.retry_after()) {
+        (_, Some(d)) => Some((d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)),
+        (RejectReason::HalfOpenFull, None) => Some(1),
+        _ => None,
+    }
+}
+
+/// The default answer to a refused request, written for the HTTP client that gets it:
+/// `503 Service Unavailable`, a `Retry-After` header in whole seconds ([`retry_after_secs`]),
+/// and a small JSON body with a short reason, the breaker state and the same retry-after:
+///
+/// ```json
+/// {"error": "service_unavailable", "reason": "circuit_open", "state": "open", "retry_after_secs": 3}
+/// ```
+///
+/// `reason` is `circuit_open`, `probing` (half-open, probes in flight) or `isolated`
+/// (forced open by an operator).
 pub fn default_rejection(rejected: &Rejected) -> Response {
-    let retry_after = rejected
-        .retry_after()
-        .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+    let retry_after = retry_after_secs(rejected);
+    let reason = match rejected.reason() {
+        RejectReason::Open => "circuit_open",
+        RejectReason::HalfOpenFull => "probing",
+        RejectReason::ForcedOpen => "isolated",
+        _ => "unavailable",
+    };
     let body = serde_json::json!({
-        "error": rejected.to_string(),
+        "error": "service_unavailable",
+        "reason": reason,
         "state": rejected.state().as_str(),
-        "retry_after": retry_after,
+        "retry_after_secs": retry_after,
     });
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     if let Some(secs) = retry_after {
@@ -65,21 +89,22 @@ pub fn default_rejection(rejected: &Rejected) -> Response {
 /// # Ok::<(), breaker_core::ConfigError>(())
 /// ```
 pub struct ServerBreakerLayer<C, O> {
+    shared: Arc<Shared<C, O>>,
+}
+
+/// What every request of a [`ServerBreaker`] reads: one `Arc`, cloned once per request.
+struct Shared<C, O> {
     breaker: Arc<CircuitBreaker<C, O>>,
     classify: HttpClassifier,
     state_header: Option<HeaderName>,
-    exempt: Arc<[String]>,
+    exempt: Vec<String>,
     reject: Arc<RejectFn>,
 }
 
 impl<C, O> Clone for ServerBreakerLayer<C, O> {
     fn clone(&self) -> Self {
         ServerBreakerLayer {
-            breaker: Arc::clone(&self.breaker),
-            classify: self.classify,
-            state_header: self.state_header.clone(),
-            exempt: Arc::clone(&self.exempt),
-            reject: Arc::clone(&self.reject),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -87,9 +112,9 @@ impl<C, O> Clone for ServerBreakerLayer<C, O> {
 impl<C, O> fmt::Debug for ServerBreakerLayer<C, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerBreakerLayer")
-            .field("classify", &self.classify)
-            .field("state_header", &self.state_header)
-            .field("exempt", &self.exempt)
+            .field("classify", &self.shared.classify)
+            .field("state_header", &self.shared.state_header)
+            .field("exempt", &self.shared.exempt)
             .finish_non_exhaustive()
     }
 }
@@ -98,43 +123,57 @@ impl<C, O> ServerBreakerLayer<C, O> {
     /// Guards handlers with `breaker`.
     pub fn new(breaker: Arc<CircuitBreaker<C, O>>) -> Self {
         ServerBreakerLayer {
-            breaker,
-            classify: HttpClassifier::new(),
-            state_header: None,
-            exempt: Arc::from(Vec::new()),
-            reject: Arc::new(default_rejection),
+            shared: Arc::new(Shared {
+                breaker,
+                classify: HttpClassifier::new(),
+                state_header: None,
+                exempt: Vec::new(),
+                reject: Arc::new(default_rejection),
+            }),
         }
     }
 
-    /// Classifies responses with `classify`.
-    pub fn classify(mut self, classify: HttpClassifier) -> Self {
-        self.classify = classify;
+    fn with(mut self, change: impl FnOnce(&mut Shared<C, O>)) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => change(shared),
+            None => {
+                // Configured after being cloned: the clones keep the old settings.
+                let old = &self.shared;
+                let mut shared = Shared {
+                    breaker: Arc::clone(&old.breaker),
+                    classify: old.classify.clone(),
+                    state_header: old.state_header.clone(),
+                    exempt: old.exempt.clone(),
+                    reject: Arc::clone(&old.reject),
+                };
+                change(&mut shared);
+                self.shared = Arc::new(shared);
+            }
+        }
         self
+    }
+
+    /// Classifies responses with `classify`.
+    pub fn classify(self, classify: HttpClassifier) -> Self {
+        self.with(|s| s.classify = classify)
     }
 
     /// Adds a header reporting the breaker's state (`closed`, `open`, `half_open`, ...) to
     /// every guarded response, e.g. `HeaderName::from_static("x-circuit-breaker")`.
-    pub fn state_header(mut self, name: HeaderName) -> Self {
-        self.state_header = Some(name);
-        self
+    pub fn state_header(self, name: HeaderName) -> Self {
+        self.with(|s| s.state_header = Some(name))
     }
 
     /// Lets requests for exactly `path` through unguarded and uncounted (health checks,
     /// metrics).
-    pub fn exempt(mut self, path: impl Into<String>) -> Self {
-        let mut paths = self.exempt.to_vec();
-        paths.push(path.into());
-        self.exempt = Arc::from(paths);
-        self
+    pub fn exempt(self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        self.with(|s| s.exempt.push(path))
     }
 
     /// Answers refused requests with `reject(&rejection)` instead of [`default_rejection`].
-    pub fn on_reject(
-        mut self,
-        reject: impl Fn(&Rejected) -> Response + Send + Sync + 'static,
-    ) -> Self {
-        self.reject = Arc::new(reject);
-        self
+    pub fn on_reject(self, reject: impl Fn(&Rejected) -> Response + Send + Sync + 'static) -> Self {
+        self.with(|s| s.reject = Arc::new(reject))
     }
 }
 
@@ -143,23 +182,26 @@ impl<S, C, O> Layer<S> for ServerBreakerLayer<C, O> {
 
     fn layer(&self, inner: S) -> Self::Service {
         ServerBreaker {
-            guarded: Breaker::new(inner, Arc::clone(&self.breaker), self.classify),
-            config: self.clone(),
+            inner,
+            shared: Arc::clone(&self.shared),
         }
     }
 }
 
 /// The service made by [`ServerBreakerLayer`].
+///
+/// `poll_ready` passes through to the inner service (axum's routes are always ready); each
+/// `call` asks the breaker, so exempt paths are never refused.
 pub struct ServerBreaker<S, C, O> {
-    guarded: Breaker<S, Arc<CircuitBreaker<C, O>>, HttpClassifier>,
-    config: ServerBreakerLayer<C, O>,
+    inner: S,
+    shared: Arc<Shared<C, O>>,
 }
 
 impl<S: Clone, C, O> Clone for ServerBreaker<S, C, O> {
     fn clone(&self) -> Self {
         ServerBreaker {
-            guarded: self.guarded.clone(),
-            config: self.config.clone(),
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -167,7 +209,7 @@ impl<S: Clone, C, O> Clone for ServerBreaker<S, C, O> {
 impl<S, C, O> fmt::Debug for ServerBreaker<S, C, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerBreaker")
-            .field("config", &self.config)
+            .field("exempt", &self.shared.exempt)
             .finish_non_exhaustive()
     }
 }
@@ -183,23 +225,49 @@ where
     type Future = ServerFuture<S::Future, C, O>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.guarded.get_mut().poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        if self.config.exempt.iter().any(|p| p == req.uri().path()) {
+        let shared = &self.shared;
+        if shared.exempt.iter().any(|p| p == req.uri().path()) {
             return ServerFuture {
                 inner: Inner::Exempt {
-                    fut: self.guarded.get_mut().call(req),
+                    fut: self.inner.call(req),
                 },
             };
         }
-        ServerFuture {
-            inner: Inner::Guarded {
-                fut: self.guarded.call(req),
-                config: self.config.clone(),
-            },
-        }
+        let inner = match Permit::acquire(&shared.breaker) {
+            Ok(permit) => {
+                let started = shared
+                    .breaker
+                    .measures_duration()
+                    .then(|| shared.breaker.now_nanos());
+                Inner::Guarded {
+                    fut: self.inner.call(req),
+                    permit: Some(permit),
+                    started,
+                    shared: Arc::clone(shared),
+                }
+            }
+            Err(rejected) => {
+                let mut response = (shared.reject)(&rejected);
+                add_state_header(shared, &mut response);
+                Inner::Rejected {
+                    response: Some(response),
+                }
+            }
+        };
+        ServerFuture { inner }
+    }
+}
+
+fn add_state_header<C: Clock, O: Observer>(shared: &Shared<C, O>, response: &mut Response) {
+    if let Some(name) = &shared.state_header {
+        let state = shared.breaker.state().as_str();
+        response
+            .headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(state));
     }
 }
 
@@ -224,8 +292,13 @@ pin_project! {
     {
         Guarded {
             #[pin]
-            fut: breaker_tower::future::ResponseFuture<F, Arc<CircuitBreaker<C, O>>, HttpClassifier>,
-            config: ServerBreakerLayer<C, O>,
+            fut: F,
+            permit: Option<Permit<Arc<CircuitBreaker<C, O>>>>,
+            started: Option<u64>,
+            shared: Arc<Shared<C, O>>,
+        },
+        Rejected {
+            response: Option<Response>,
         },
         Exempt {
             #[pin]
@@ -238,6 +311,7 @@ impl<F, C: Clock, O: Observer> fmt::Debug for ServerFuture<F, C, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.inner {
             Inner::Guarded { .. } => "guarded",
+            Inner::Rejected { .. } => "rejected",
             Inner::Exempt { .. } => "exempt",
         };
         f.debug_struct("ServerFuture").field("kind", &kind).finish()
@@ -255,18 +329,26 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().inner.project() {
             InnerProj::Exempt { fut } => fut.poll(cx),
-            InnerProj::Guarded { fut, config } => {
-                let mut response = match std::task::ready!(fut.poll(cx)) {
-                    Ok(response) => response,
-                    Err(breaker_tower::Error::Rejected(rejected)) => (config.reject)(&rejected),
-                    Err(breaker_tower::Error::Inner(never)) => match never {},
-                };
-                if let Some(name) = &config.state_header {
-                    let state = config.breaker.state().as_str();
-                    response
-                        .headers_mut()
-                        .insert(name.clone(), HeaderValue::from_static(state));
+            InnerProj::Rejected { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Ready(Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())),
+            },
+            InnerProj::Guarded {
+                fut,
+                permit,
+                started,
+                shared,
+            } => {
+                let result = std::task::ready!(fut.poll(cx));
+                if let Some(permit) = permit.take() {
+                    let outcome = shared.classify.classify(&result);
+                    let elapsed = started.map_or(Duration::ZERO, |s| {
+                        Duration::from_nanos(shared.breaker.now_nanos().saturating_sub(s))
+                    });
+                    permit.record(outcome, elapsed);
                 }
+                let Ok(mut response) = result;
+                add_state_header(shared, &mut response);
                 Poll::Ready(Ok(response))
             }
         }

@@ -11,6 +11,9 @@ use crate::clock::{Clock, nanos};
 use crate::config::{Builder, Config, OpenDuration, PolicyKind};
 use crate::error::{ReconfigureError, RejectReason, Rejected};
 use crate::observer::{Event, NoopObserver, Observer, Threshold};
+#[cfg(feature = "alloc")]
+use crate::permit::OwnedPermit;
+use crate::permit::Permit;
 use crate::phase::{NO_TIME, PhaseCell};
 use crate::snapshot::{Counts, Snapshot};
 use crate::state::{MAX_ATTEMPTS, State, Word};
@@ -32,7 +35,7 @@ pub enum Outcome {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// Closed or metrics-only: counted in the window.
     Closed,
     /// Half-open probe: holds one probe slot until recorded or dropped.
@@ -41,10 +44,11 @@ enum Kind {
     Passthrough,
 }
 
+/// What a permit carries: the generation it was issued in and what kind of call it admits.
 #[derive(Clone, Copy, Debug)]
-struct Ticket {
-    epoch: u32,
-    kind: Kind,
+pub(crate) struct Ticket {
+    pub(crate) epoch: u32,
+    pub(crate) kind: Kind,
 }
 
 /// Tunables live in atomics so [`CircuitBreaker::reconfigure`] can change them on a live
@@ -156,6 +160,7 @@ pub struct CircuitBreaker<C, O = NoopObserver> {
     /// Total successes when the current run of successes began.
     success_mark: AtomicU64,
     origin: u64,
+    name: crate::config::Name,
     policy: PolicyKind,
     #[cfg(feature = "alloc")]
     window: Window,
@@ -173,6 +178,7 @@ impl<C, O> fmt::Debug for CircuitBreaker<C, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let w = Word(self.word.load(Ordering::Acquire));
         f.debug_struct("CircuitBreaker")
+            .field("name", &self.name)
             .field("state", &w.state())
             .field("generation", &w.epoch())
             .field("policy", &self.policy)
@@ -211,6 +217,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             stats: Stats::new(),
             success_mark: AtomicU64::new(0),
             origin,
+            name: config.name,
             policy: config.policy,
             #[cfg(feature = "alloc")]
             window: Window::new(config.policy),
@@ -262,11 +269,8 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// outcome (dropping the permit instead is neutral). `Err` says why the call must not
     /// be made and, when open, how long until a probe is allowed.
     #[inline]
-    pub fn try_acquire(&self) -> Result<Permit<'_, C, O>, Rejected> {
-        self.acquire_ticket().map(|ticket| Permit {
-            breaker: self,
-            ticket: Some(ticket),
-        })
+    pub fn try_acquire(&self) -> Result<Permit<&Self>, Rejected> {
+        Permit::acquire(&self)
     }
 
     /// Like [`try_acquire`](Self::try_acquire), for a breaker in an `Arc`: the permit owns a
@@ -274,40 +278,24 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     #[cfg(feature = "alloc")]
     #[inline]
     pub fn try_acquire_owned(self: &alloc::sync::Arc<Self>) -> Result<OwnedPermit<C, O>, Rejected> {
-        self.acquire_ticket().map(|ticket| OwnedPermit {
-            breaker: alloc::sync::Arc::clone(self),
-            ticket: Some(ticket),
-        })
-    }
-
-    /// The permit protocol without a borrow, for adapters that keep the breaker behind their
-    /// own handle (a future holding an `Arc`, a tower service): the [`RawPermit`] must be
-    /// handed back to the same breaker with [`record_raw`](Self::record_raw) or
-    /// [`cancel_raw`](Self::cancel_raw). Forgetting it is like losing a probe: a half-open
-    /// slot stays taken until the half-open limit (if any). Prefer [`try_acquire`](Self::try_acquire).
-    #[inline]
-    pub fn try_acquire_raw(&self) -> Result<RawPermit, Rejected> {
-        self.acquire_ticket().map(|ticket| RawPermit { ticket })
-    }
-
-    /// Records the outcome of a call made under `permit` (see
-    /// [`try_acquire_raw`](Self::try_acquire_raw)).
-    #[inline]
-    pub fn record_raw(&self, permit: RawPermit, outcome: Outcome, elapsed: Duration) {
-        self.complete(permit.ticket, outcome, elapsed)
-    }
-
-    /// Gives back a permit whose call was cancelled: neutral, frees a half-open slot.
-    #[inline]
-    pub fn cancel_raw(&self, permit: RawPermit) {
-        self.abandon(permit.ticket)
+        Permit::acquire(self)
     }
 
     /// Reports `event` to the observer: for adapters that add events of their own
     /// ([`Event::FallbackUsed`]).
     #[inline]
     pub fn notify(&self, event: &Event) {
-        self.observer.on_event(event)
+        self.emit(event)
+    }
+
+    /// The breaker's name (from [`Builder::name`]; `""` if it has none), as observers see it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[inline(always)]
+    fn emit(&self, event: &Event) {
+        self.observer.on_breaker_event(&self.name, event)
     }
 
     /// The current time of the breaker's clock, in nanoseconds since the clock's origin
@@ -318,7 +306,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     }
 
     #[inline]
-    fn acquire_ticket(&self) -> Result<Ticket, Rejected> {
+    pub(crate) fn acquire_ticket(&self) -> Result<Ticket, Rejected> {
         let mut w = Word(self.word.load(Ordering::Acquire));
         loop {
             match w.state() {
@@ -403,7 +391,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
 
     fn reject(&self, reason: RejectReason, retry_after: Option<Duration>) -> Rejected {
         self.stats.add(Stat::Rejected);
-        self.observer.on_event(&Event::Rejected { reason });
+        self.emit(&Event::Rejected { reason });
         Rejected {
             reason,
             retry_after,
@@ -411,7 +399,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     }
 
     #[inline]
-    fn complete(&self, ticket: Ticket, outcome: Outcome, elapsed: Duration) {
+    pub(crate) fn complete(&self, ticket: Ticket, outcome: Outcome, elapsed: Duration) {
         let slow = nanos(elapsed) > Tunables::get(&self.tunables.slow_nanos);
         // The common case, kept small enough to inline: a fast success in the closed state
         // of a consecutive-failures breaker with no failure run to reset.
@@ -423,7 +411,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             let w = Word(self.word.load(Ordering::Acquire));
             if w.epoch() == ticket.epoch && w.failures() == 0 {
                 self.stats.add(Stat::Successes);
-                self.observer.on_event(&Event::Success { elapsed });
+                self.emit(&Event::Success { elapsed });
                 return;
             }
         }
@@ -446,7 +434,17 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         }
     }
 
-    fn abandon(&self, ticket: Ticket) {
+    /// A call given up on after `elapsed` (dropped, cancelled): neutral if it was not slow
+    /// yet, a slow failure if it already ran past the slow-call threshold.
+    pub(crate) fn abandon_after(&self, ticket: Ticket, elapsed: Duration) {
+        if nanos(elapsed) > Tunables::get(&self.tunables.slow_nanos) {
+            self.complete(ticket, Outcome::Failure, elapsed)
+        } else {
+            self.abandon(ticket)
+        }
+    }
+
+    pub(crate) fn abandon(&self, ticket: Ticket) {
         match ticket.kind {
             Kind::Passthrough => {}
             Kind::Closed => self.stats.add(Stat::Cancelled),
@@ -459,7 +457,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
 
     fn late(&self, outcome: Outcome) {
         self.stats.add(Stat::Late);
-        self.observer.on_event(&Event::LateResult { outcome });
+        self.emit(&Event::LateResult { outcome });
     }
 
     fn count_outcome(&self, outcome: Outcome, slow: bool, elapsed: Duration) {
@@ -469,11 +467,10 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             Outcome::Ignored => (Stat::Ignored, Event::Ignored),
         };
         self.stats.add(stat);
-        self.observer.on_event(&event);
+        self.emit(&event);
         if slow && outcome != Outcome::Ignored {
             self.stats.add(Stat::Slow);
-            self.observer
-                .on_event(&Event::SlowCall { elapsed, outcome });
+            self.emit(&Event::SlowCall { elapsed, outcome });
         }
     }
 
@@ -527,9 +524,9 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                         failures = n;
                         if n >= consecutive {
                             let count = n;
-                            self.observer.on_event(&Event::ThresholdExceeded(
-                                Threshold::ConsecutiveFailures { count },
-                            ));
+                            self.emit(&Event::ThresholdExceeded(Threshold::ConsecutiveFailures {
+                                count,
+                            }));
                         }
                         break;
                     }
@@ -565,7 +562,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 return;
             }
             if w.state() == State::MetricsOnly {
-                return self.observer.on_event(&Event::ThresholdExceeded(why));
+                return self.emit(&Event::ThresholdExceeded(why));
             }
             let next = w.next(State::Open, w.attempts() + 1, 0);
             match self.transition(w, next, None) {
@@ -759,10 +756,10 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// Reports a transition made by this thread (exactly once per transition).
     fn announce(&self, from: Word, to: Word, why: Option<Threshold>) {
         if let Some(why) = why {
-            self.observer.on_event(&Event::ThresholdExceeded(why));
+            self.emit(&Event::ThresholdExceeded(why));
         }
         if from.state() != to.state() {
-            self.observer.on_event(&Event::StateTransition {
+            self.emit(&Event::StateTransition {
                 from: from.state(),
                 to: to.state(),
             });
@@ -937,7 +934,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             match self.transition(w, next, None) {
                 Ok(()) => {
                     if is_reset {
-                        self.observer.on_event(&Event::Reset);
+                        self.emit(&Event::Reset);
                     }
                     return self.announce(w, next, None);
                 }
@@ -1124,124 +1121,5 @@ impl<C: Clock, O: Observer> Drop for PanicGuard<'_, C, O> {
                 self.breaker.abandon(ticket);
             }
         }
-    }
-}
-
-/// A permit without a borrow of its breaker, from [`CircuitBreaker::try_acquire_raw`].
-/// Give it back with [`CircuitBreaker::record_raw`] or [`CircuitBreaker::cancel_raw`].
-#[must_use = "give the permit back with record_raw or cancel_raw"]
-#[derive(Debug)]
-pub struct RawPermit {
-    ticket: Ticket,
-}
-
-impl RawPermit {
-    /// Whether this permit is a half-open probe.
-    pub fn is_probe(&self) -> bool {
-        self.ticket.kind == Kind::Probe
-    }
-
-    /// The generation the permit was issued in.
-    pub fn generation(&self) -> u32 {
-        self.ticket.epoch
-    }
-}
-
-/// Permission to make one call, from [`CircuitBreaker::try_acquire`].
-///
-/// Record the call's outcome with [`record`](Self::record). Dropping the permit without
-/// recording (a cancelled future, an early return) is neutral: nothing is counted and a
-/// half-open probe slot is given back. A result recorded after the breaker's state changed
-/// is dropped as late.
-#[must_use = "record the call's outcome, or drop the permit to cancel"]
-pub struct Permit<'a, C: Clock, O: Observer = NoopObserver> {
-    breaker: &'a CircuitBreaker<C, O>,
-    ticket: Option<Ticket>,
-}
-
-impl<C: Clock, O: Observer> Permit<'_, C, O> {
-    /// Records the outcome of the call and how long it took (`Duration::ZERO` is fine when
-    /// [`measures_duration`](CircuitBreaker::measures_duration) is false).
-    #[inline]
-    pub fn record(mut self, outcome: Outcome, elapsed: Duration) {
-        if let Some(ticket) = self.ticket.take() {
-            self.breaker.complete(ticket, outcome, elapsed);
-        }
-    }
-
-    /// Whether this permit is a half-open probe.
-    pub fn is_probe(&self) -> bool {
-        self.ticket.is_some_and(|t| t.kind == Kind::Probe)
-    }
-
-    /// The generation the permit was issued in.
-    pub fn generation(&self) -> u32 {
-        self.ticket.map_or(0, |t| t.epoch)
-    }
-}
-
-impl<C: Clock, O: Observer> Drop for Permit<'_, C, O> {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.breaker.abandon(ticket);
-        }
-    }
-}
-
-impl<C: Clock, O: Observer> fmt::Debug for Permit<'_, C, O> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
-            .field("ticket", &self.ticket)
-            .finish()
-    }
-}
-
-/// A [`Permit`] that owns an `Arc` of its breaker, from
-/// [`CircuitBreaker::try_acquire_owned`]. Same rules: record, or drop to cancel.
-#[cfg(feature = "alloc")]
-#[must_use = "record the call's outcome, or drop the permit to cancel"]
-pub struct OwnedPermit<C: Clock, O: Observer = NoopObserver> {
-    breaker: alloc::sync::Arc<CircuitBreaker<C, O>>,
-    ticket: Option<Ticket>,
-}
-
-#[cfg(feature = "alloc")]
-impl<C: Clock, O: Observer> OwnedPermit<C, O> {
-    /// Records the outcome of the call and how long it took.
-    #[inline]
-    pub fn record(mut self, outcome: Outcome, elapsed: Duration) {
-        if let Some(ticket) = self.ticket.take() {
-            self.breaker.complete(ticket, outcome, elapsed);
-        }
-    }
-
-    /// Whether this permit is a half-open probe.
-    pub fn is_probe(&self) -> bool {
-        self.ticket.is_some_and(|t| t.kind == Kind::Probe)
-    }
-
-    /// The breaker this permit belongs to.
-    pub fn breaker(&self) -> &alloc::sync::Arc<CircuitBreaker<C, O>> {
-        &self.breaker
-    }
-}
-
-#[cfg(feature = "alloc")]
-impl<C: Clock, O: Observer> Drop for OwnedPermit<C, O> {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.breaker.abandon(ticket);
-        }
-    }
-}
-
-#[cfg(feature = "alloc")]
-impl<C: Clock, O: Observer> fmt::Debug for OwnedPermit<C, O> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedPermit")
-            .field("ticket", &self.ticket)
-            .finish()
     }
 }

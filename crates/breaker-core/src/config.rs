@@ -159,10 +159,18 @@ impl Jitter {
 /// The width of one bucket of a `duration` window split into `buckets`: the duration
 /// divided by the buckets, rounded to the nearest nanosecond (so `time_window(10 s, 7)`
 /// has buckets of 1,428,571,429 ns and spans 10 s + 3 ns).
+#[cfg(feature = "alloc")]
 pub(crate) fn bucket_width(duration: Duration, buckets: u32) -> u64 {
     let (n, b) = (nanos(duration), u64::from(buckets));
     (n / b + u64::from(n % b >= b.div_ceil(2))).max(1)
 }
+
+/// A breaker's name: any string with `alloc`, a `&'static str` without.
+#[cfg(feature = "alloc")]
+pub(crate) type Name = alloc::borrow::Cow<'static, str>;
+/// A breaker's name: any string with `alloc`, a `&'static str` without.
+#[cfg(not(feature = "alloc"))]
+pub(crate) type Name = &'static str;
 
 /// A custom trip predicate over the window's counts (gobreaker's `ReadyToTrip`).
 #[cfg(feature = "alloc")]
@@ -171,6 +179,7 @@ pub(crate) type TripPredicate = Box<dyn Fn(&Counts) -> bool + Send + Sync>;
 /// A validated breaker configuration. Made by [`Builder::build_config`]; used by
 /// [`CircuitBreaker::reconfigure`] and kept by every breaker.
 pub struct Config {
+    pub(crate) name: Name,
     pub(crate) policy: PolicyKind,
     pub(crate) minimum_calls: u32,
     /// Failure-rate threshold in parts per million (0: no rule).
@@ -268,6 +277,7 @@ impl Config {
 pub struct Builder<C, O> {
     clock: C,
     observer: O,
+    name: Name,
     policy: Option<PolicyKind>,
     minimum_calls: Option<u32>,
     failure_rate: Option<f64>,
@@ -304,6 +314,7 @@ impl<C> Builder<C, NoopObserver> {
         Builder {
             clock,
             observer: NoopObserver,
+            name: Name::from(""),
             policy: None,
             minimum_calls: None,
             failure_rate: None,
@@ -321,6 +332,22 @@ impl<C> Builder<C, NoopObserver> {
 }
 
 impl<C, O> Builder<C, O> {
+    /// Names the breaker (`"payments"`, `"search-api"`): observers receive it with every
+    /// event ([`Observer::on_breaker_event`]), so metrics and logs shared by many breakers
+    /// can tell them apart. Default: `""`.
+    #[cfg(feature = "alloc")]
+    pub fn name(mut self, name: impl Into<alloc::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Names the breaker (see the `alloc` version of this method).
+    #[cfg(not(feature = "alloc"))]
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
     /// Trip when `threshold` failures in a row are reached (`failures >= threshold`).
     /// gobreaker's default `ConsecutiveFailures > 5` is `consecutive_failures(6)`.
     /// Allowed: `1..=8_388_607`.
@@ -484,6 +511,7 @@ impl<C, O> Builder<C, O> {
         Builder {
             clock: self.clock,
             observer,
+            name: self.name,
             policy: self.policy,
             minimum_calls: self.minimum_calls,
             failure_rate: self.failure_rate,
@@ -504,6 +532,7 @@ impl<C, O> Builder<C, O> {
         Builder {
             clock,
             observer: self.observer,
+            name: self.name,
             policy: self.policy,
             minimum_calls: self.minimum_calls,
             failure_rate: self.failure_rate,
@@ -697,6 +726,7 @@ impl<C, O> Builder<C, O> {
             }
         }
         let config = Config {
+            name: self.name,
             policy,
             minimum_calls,
             failure_rate_ppm: if has_predicate { 0 } else { failure_rate_ppm },

@@ -89,6 +89,7 @@ mod clock;
 mod config;
 mod error;
 mod observer;
+mod permit;
 mod phase;
 #[cfg(feature = "std")]
 mod registry;
@@ -99,9 +100,7 @@ mod sync;
 #[cfg(feature = "alloc")]
 mod window;
 
-#[cfg(feature = "alloc")]
-pub use breaker::OwnedPermit;
-pub use breaker::{CircuitBreaker, Outcome, Permit, RawPermit};
+pub use breaker::{CircuitBreaker, Outcome};
 pub use classify::{BreakerRef, Classify, ErrorsAreFailures};
 pub use clock::Clock;
 #[cfg(feature = "alloc")]
@@ -114,6 +113,9 @@ pub use config::{
 };
 pub use error::{CallError, ConfigError, ConfigValue, ReconfigureError, RejectReason, Rejected};
 pub use observer::{Event, NoopObserver, Observer, Threshold};
+#[cfg(feature = "alloc")]
+pub use permit::OwnedPermit;
+pub use permit::Permit;
 #[cfg(feature = "std")]
 pub use registry::{DuplicateName, Inspect, Registry, Report};
 pub use snapshot::{Counts, Snapshot, Totals};

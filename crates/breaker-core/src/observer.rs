@@ -113,8 +113,51 @@ pub enum Event {
 /// assert_eq!(breaker.observer().0.load(Ordering::Relaxed), 1);
 /// ```
 pub trait Observer {
-    /// Called for every event.
-    fn on_event(&self, event: &Event);
+    /// Called for every event (by default, through
+    /// [`on_breaker_event`](Self::on_breaker_event)).
+    fn on_event(&self, event: &Event) {
+        let _ = event;
+    }
+
+    /// Called for every event with the name of the breaker it happened in (given to
+    /// [`Builder::name`](crate::Builder::name); `""` for an unnamed breaker). An observer
+    /// shared by many breakers (metrics, tracing) implements this one to tell them apart;
+    /// by default it forwards to [`on_event`](Self::on_event).
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, Event, ManualClock, Observer, State};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// #[derive(Default)]
+    /// struct Trips(Mutex<Vec<String>>);
+    ///
+    /// impl Observer for Trips {
+    ///     fn on_breaker_event(&self, breaker: &str, event: &Event) {
+    ///         if let Event::StateTransition { to: State::Open, .. } = event {
+    ///             self.0.lock().unwrap().push(breaker.to_string());
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let trips = Arc::new(Trips::default());
+    /// let payments = CircuitBreaker::builder_with_clock(ManualClock::new())
+    ///     .name("payments")
+    ///     .observer(trips.clone())
+    ///     .build()?;
+    /// let search = CircuitBreaker::builder_with_clock(ManualClock::new())
+    ///     .name("search")
+    ///     .observer(trips.clone())
+    ///     .build()?;
+    /// search.trip();
+    /// payments.trip();
+    /// assert_eq!(*trips.0.lock().unwrap(), ["search", "payments"]);
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    #[inline(always)]
+    fn on_breaker_event(&self, breaker: &str, event: &Event) {
+        let _ = breaker;
+        self.on_event(event)
+    }
 }
 
 /// The default observer: ignores everything, costs nothing.
@@ -124,11 +167,18 @@ pub struct NoopObserver;
 impl Observer for NoopObserver {
     #[inline(always)]
     fn on_event(&self, _event: &Event) {}
+
+    #[inline(always)]
+    fn on_breaker_event(&self, _breaker: &str, _event: &Event) {}
 }
 
 impl<T: Observer + ?Sized> Observer for &T {
     fn on_event(&self, event: &Event) {
         (**self).on_event(event)
+    }
+
+    fn on_breaker_event(&self, breaker: &str, event: &Event) {
+        (**self).on_breaker_event(breaker, event)
     }
 }
 
@@ -137,12 +187,20 @@ impl<T: Observer + ?Sized> Observer for alloc::sync::Arc<T> {
     fn on_event(&self, event: &Event) {
         (**self).on_event(event)
     }
+
+    fn on_breaker_event(&self, breaker: &str, event: &Event) {
+        (**self).on_breaker_event(breaker, event)
+    }
 }
 
 #[cfg(feature = "alloc")]
 impl<T: Observer + ?Sized> Observer for alloc::boxed::Box<T> {
     fn on_event(&self, event: &Event) {
         (**self).on_event(event)
+    }
+
+    fn on_breaker_event(&self, breaker: &str, event: &Event) {
+        (**self).on_breaker_event(breaker, event)
     }
 }
 
@@ -151,5 +209,10 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
     fn on_event(&self, event: &Event) {
         self.0.on_event(event);
         self.1.on_event(event);
+    }
+
+    fn on_breaker_event(&self, breaker: &str, event: &Event) {
+        self.0.on_breaker_event(breaker, event);
+        self.1.on_breaker_event(breaker, event);
     }
 }

@@ -5,18 +5,28 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use breaker_core::{BreakerRef, Classify, RawPermit, Rejected};
+use breaker_core::{BreakerRef, Classify, Permit, Rejected};
 use pin_project_lite::pin_project;
 
-use crate::Error;
+use crate::error::{BoxError, Error};
 
 /// What a called request needs to record its outcome.
 #[derive(Debug)]
-struct Called<B, K> {
-    breaker: B,
-    permit: RawPermit,
+struct Called<B: BreakerRef, K> {
+    permit: Permit<B>,
     classify: K,
     started: u64,
+}
+
+impl<B: BreakerRef, K> Called<B, K> {
+    fn elapsed(&self) -> Duration {
+        let breaker = self.permit.breaker().breaker();
+        if breaker.measures_duration() {
+            Duration::from_nanos(breaker.now_nanos().saturating_sub(self.started))
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 pin_project! {
@@ -24,8 +34,10 @@ pin_project! {
     /// future, whose result is classified and recorded, or a rejection returned without
     /// calling the inner service.
     ///
-    /// Dropping it before it completes (a cancelled request) records nothing and gives back
-    /// the permit's half-open slot.
+    /// Dropping it before it completes (a cancelled request, an outer `Timeout`) is neutral
+    /// and gives back the permit's half-open slot, unless the call had already run longer
+    /// than the breaker's slow-call duration: then it counts as a slow failure (see
+    /// [`Permit::abandon`]). A classifier that panics gives the slot back as it unwinds.
     pub struct ResponseFuture<F, B, K>
     where
         B: BreakerRef,
@@ -42,15 +54,16 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             if let Some(called) = this.project().called.take() {
-                called.breaker.breaker().cancel_raw(called.permit);
+                let elapsed = called.elapsed();
+                called.permit.abandon(elapsed);
             }
         }
     }
 }
 
 impl<F, B: BreakerRef, K> ResponseFuture<F, B, K> {
-    pub(crate) fn called(inner: F, breaker: B, permit: RawPermit, classify: K) -> Self {
-        let b = breaker.breaker();
+    pub(crate) fn called(inner: F, permit: Permit<B>, classify: K) -> Self {
+        let b = permit.breaker().breaker();
         let started = if b.measures_duration() {
             b.now_nanos()
         } else {
@@ -59,7 +72,6 @@ impl<F, B: BreakerRef, K> ResponseFuture<F, B, K> {
         ResponseFuture {
             inner: Some(inner),
             called: Some(Called {
-                breaker,
                 permit,
                 classify,
                 started,
@@ -89,10 +101,11 @@ impl<F, B: BreakerRef, K> std::fmt::Debug for ResponseFuture<F, B, K> {
 impl<F, B, K, T, E> Future for ResponseFuture<F, B, K>
 where
     F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
     B: BreakerRef,
     K: Classify<T, E>,
 {
-    type Output = Result<T, Error<E>>;
+    type Output = Result<T, Error>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -100,21 +113,31 @@ where
         if let Some(rejected) = this.rejected.take() {
             return Poll::Ready(Err(Error::Rejected(rejected)));
         }
-        let inner = this
-            .inner
-            .as_pin_mut()
-            .expect("`ResponseFuture` polled after it completed");
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(Err(Error::Inner(PolledAfterCompletion.into())));
+        };
         let result = std::task::ready!(inner.poll(cx));
         if let Some(called) = this.called.take() {
-            let breaker = called.breaker.breaker();
+            // Taken out first: if the classifier panics, the permit unwinds with `called`
+            // and gives its slot back.
             let outcome = called.classify.classify(&result);
-            let elapsed = if breaker.measures_duration() {
-                Duration::from_nanos(breaker.now_nanos().saturating_sub(called.started))
-            } else {
-                Duration::ZERO
-            };
-            breaker.record_raw(called.permit, outcome, elapsed);
+            let elapsed = called.elapsed();
+            called.permit.record(outcome, elapsed);
         }
-        Poll::Ready(result.map_err(Error::Inner))
+        Poll::Ready(result.map_err(|e| Error::Inner(e.into())))
     }
 }
+
+/// A [`ResponseFuture`] was polled again after it returned its result.
+#[derive(Debug)]
+struct PolledAfterCompletion;
+
+impl std::fmt::Display for PolledAfterCompletion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "breaker ResponseFuture polled after it completed: poll each future once to completion",
+        )
+    }
+}
+
+impl std::error::Error for PolledAfterCompletion {}

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use breaker_core::{
-    CircuitBreaker, Classify, Clock, ConfigError, ConfigValue, ErrorsAreFailures, Observer,
+    CircuitBreaker, Classify, Clock, ConfigError, ConfigValue, ErrorsAreFailures, Observer, Permit,
 };
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::Error;
+use crate::error::{BoxError, Error};
 use crate::future::ResponseFuture;
 
 type Make<Key, C, O> = dyn Fn(&Key) -> CircuitBreaker<C, O> + Send + Sync;
@@ -188,6 +188,7 @@ impl<S, F, Key, C, O, K> KeyedBreaker<S, F, Key, C, O, K> {
 impl<S, F, Key, C, O, K, Req> Service<Req> for KeyedBreaker<S, F, Key, C, O, K>
 where
     S: Service<Req>,
+    S::Error: Into<BoxError>,
     F: Fn(&Req) -> Key,
     Key: Hash + Eq + Clone,
     C: Clock,
@@ -195,18 +196,22 @@ where
     K: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
-    type Error = Error<S::Error>;
+    type Error = Error;
     type Future = ResponseFuture<S::Future, Arc<CircuitBreaker<C, O>>, K>;
 
+    /// Passes through to the inner service: which breaker decides depends on the request,
+    /// which `poll_ready` does not see. A refused request does not use the readiness.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Error::Inner)
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| Error::Inner(e.into()))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
         let breaker = self.registry.get(&(self.key)(&req));
-        match breaker.try_acquire_raw() {
+        match Permit::acquire(&breaker) {
             Ok(permit) => {
-                ResponseFuture::called(self.inner.call(req), breaker, permit, self.classify.clone())
+                ResponseFuture::called(self.inner.call(req), permit, self.classify.clone())
             }
             Err(rejected) => ResponseFuture::rejected(rejected),
         }

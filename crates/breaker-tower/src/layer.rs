@@ -1,6 +1,6 @@
 //! The layer.
 
-use breaker_core::ErrorsAreFailures;
+use breaker_core::{BreakerRef, ErrorsAreFailures};
 use tower_layer::Layer;
 
 use crate::Breaker;
@@ -18,12 +18,14 @@ use crate::Breaker;
 /// let breaker = Arc::new(CircuitBreaker::builder().consecutive_failures(3).build()?);
 /// let service = BreakerLayer::new(breaker)
 ///     // 4xx-like errors are the caller's, not an outage:
-///     .classify(|r: &Result<u16, u16>| match r {
-///         Err(code) if *code >= 500 => Outcome::Failure,
+///     .classify(|r: &Result<u16, String>| match r {
+///         Err(e) if e.starts_with('5') => Outcome::Failure,
 ///         _ => Outcome::Success,
 ///     })
-///     .layer(service_fn(|code: u16| async move { if code < 400 { Ok(code) } else { Err(code) } }));
-/// assert_eq!(service.oneshot(200).await, Ok(200));
+///     .layer(service_fn(|code: u16| async move {
+///         if code < 400 { Ok(code) } else { Err(format!("{code} from upstream")) }
+///     }));
+/// assert_eq!(service.oneshot(200).await?, 200);
 /// # Ok(())
 /// # }
 /// ```
@@ -54,7 +56,7 @@ impl<B, K> BreakerLayer<B, K> {
     }
 }
 
-impl<S, B: Clone, K: Clone> Layer<S> for BreakerLayer<B, K> {
+impl<S, B: BreakerRef, K: Clone> Layer<S> for BreakerLayer<B, K> {
     type Service = Breaker<S, B, K>;
 
     fn layer(&self, inner: S) -> Self::Service {

@@ -5,7 +5,8 @@
 //! Laid out like tower's own middlewares: [`BreakerLayer`] makes [`Breaker`] services whose
 //! [`future::ResponseFuture`] either drives the inner call and records its classified
 //! outcome, or returns the rejection without calling the inner service. Errors are
-//! [`error::Error`]. [`KeyedBreakerLayer`] keeps one breaker per key (host, route, tenant)
+//! [`Error`]s: a refused request, or the inner service's error as a tower `BoxError`;
+//! [`error::rejection`] finds a refusal behind wrappers such as `Buffer`. [`KeyedBreakerLayer`] keeps one breaker per key (host, route, tenant)
 //! in a bounded [`KeyedRegistry`].
 //!
 //! The happy path allocates nothing: the breaker handle is cloned into the future (use a
@@ -22,6 +23,7 @@ mod layer;
 mod service;
 
 pub use error::Error;
+
 pub use keyed::{KeyedBreaker, KeyedBreakerLayer, KeyedRegistry};
 pub use layer::BreakerLayer;
 pub use service::Breaker;

@@ -2,35 +2,60 @@
 
 use std::task::{Context, Poll};
 
-use breaker_core::{BreakerRef, Classify, ErrorsAreFailures};
+use breaker_core::{BreakerRef, Classify, ErrorsAreFailures, Permit, Rejected};
 use tower_service::Service;
 
-use crate::Error;
+use crate::error::{BoxError, Error};
 use crate::future::ResponseFuture;
 
 /// A service guarded by a circuit breaker.
 ///
-/// `poll_ready` passes through to the inner service (the breaker never makes a caller wait);
-/// the decision happens in `call`: a refused request is answered by the returned future with
-/// [`Error::Rejected`] and never reaches the inner service. Results are classified by `K`
-/// (every `Err` is a failure by default) and recorded with their duration.
-///
-/// Like tower's `LoadShed`, a refused request does not use the readiness it was granted;
-/// the next call does.
-#[derive(Clone, Debug)]
-pub struct Breaker<S, B, K = ErrorsAreFailures> {
+/// The breaker decides in `poll_ready`, the way tower's `LoadShed` does: while it refuses
+/// (open, forced open, half-open and full), `poll_ready` is ready at once without waiting
+/// for the inner service, and the next `call` answers with a [`Rejected`] error without
+/// calling the inner service. While it admits, `poll_ready` holds the permit and waits for
+/// the inner service's readiness; the inner service is only ever called after it reported
+/// ready. Results are classified by `K` (every `Err` is a failure by default) and recorded
+/// with their duration. Errors are [`Error`]s: [`Error::Rejected`], or the inner error as a
+/// [`BoxError`] (see [`error`](crate::error)).
+#[derive(Debug)]
+pub struct Breaker<S, B: BreakerRef, K = ErrorsAreFailures> {
     inner: S,
     breaker: B,
     classify: K,
+    decision: Decision<B>,
 }
 
-impl<S, B, K> Breaker<S, B, K> {
+/// What `poll_ready` decided for the next `call`.
+#[derive(Debug)]
+enum Decision<B: BreakerRef> {
+    /// `poll_ready` has not been called since the last `call`.
+    Undecided,
+    /// Admitted; the inner service is being polled for readiness (or is ready).
+    Admitted(Permit<B>),
+    /// Refused; `call` answers with this without calling the inner service.
+    Rejected(Rejected),
+}
+
+impl<S: Clone, B: BreakerRef, K: Clone> Clone for Breaker<S, B, K> {
+    /// A clone starts undecided: a permit taken by `poll_ready` belongs to one service.
+    fn clone(&self) -> Self {
+        Breaker::new(
+            self.inner.clone(),
+            self.breaker.clone(),
+            self.classify.clone(),
+        )
+    }
+}
+
+impl<S, B: BreakerRef, K> Breaker<S, B, K> {
     /// Guards `inner` with `breaker`, classifying results with `classify`.
     pub fn new(inner: S, breaker: B, classify: K) -> Self {
         Breaker {
             inner,
             breaker,
             classify,
+            decision: Decision::Undecided,
         }
     }
 
@@ -58,28 +83,46 @@ impl<S, B, K> Breaker<S, B, K> {
 impl<S, B, K, Req> Service<Req> for Breaker<S, B, K>
 where
     S: Service<Req>,
+    S::Error: Into<BoxError>,
     B: BreakerRef,
     K: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
-    type Error = Error<S::Error>;
+    type Error = Error;
     type Future = ResponseFuture<S::Future, B, K>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Error::Inner)
+        if let Decision::Undecided = self.decision {
+            self.decision = match Permit::acquire(&self.breaker) {
+                Ok(permit) => Decision::Admitted(permit),
+                Err(rejected) => Decision::Rejected(rejected),
+            };
+        }
+        match self.decision {
+            Decision::Rejected(_) => Poll::Ready(Ok(())),
+            _ => self
+                .inner
+                .poll_ready(cx)
+                .map_err(|e| Error::Inner(e.into())),
+        }
     }
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.breaker.breaker().try_acquire_raw() {
-            Ok(permit) => ResponseFuture::called(
-                self.inner.call(req),
-                self.breaker.clone(),
-                permit,
-                self.classify.clone(),
-            ),
-            Err(rejected) => ResponseFuture::rejected(rejected),
+        match std::mem::replace(&mut self.decision, Decision::Undecided) {
+            Decision::Admitted(permit) => {
+                ResponseFuture::called(self.inner.call(req), permit, self.classify.clone())
+            }
+            Decision::Rejected(rejected) => ResponseFuture::rejected(rejected),
+            // `call` without `poll_ready` breaks the `Service` contract; the inner service
+            // would not be ready either. Decide now, as a plain breaker would.
+            Decision::Undecided => match Permit::acquire(&self.breaker) {
+                Ok(permit) => {
+                    ResponseFuture::called(self.inner.call(req), permit, self.classify.clone())
+                }
+                Err(rejected) => ResponseFuture::rejected(rejected),
+            },
         }
     }
 }

@@ -9,8 +9,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use breaker_core::{CircuitBreaker, ManualClock, Outcome, RejectReason, State};
+use breaker_tower::error::{BoxError, rejection};
 use breaker_tower::{BreakerLayer, Error, KeyedBreakerLayer, KeyedRegistry};
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 fn breaker(clock: &ManualClock, threshold: u32) -> Arc<CircuitBreaker<ManualClock>> {
     Arc::new(
@@ -22,14 +23,26 @@ fn breaker(clock: &ManualClock, threshold: u32) -> Arc<CircuitBreaker<ManualCloc
     )
 }
 
-/// A service answering `Ok(n)` for even `n`, `Err(n)` for odd, counting its calls.
+/// A service answering `Ok(n)` for even `n`, `Err("odd n")` for odd, counting its calls.
 fn parity(
     calls: Arc<AtomicU32>,
-) -> impl Service<u32, Response = u32, Error = u32, Future = Ready<Result<u32, u32>>> + Clone {
+) -> impl Service<u32, Response = u32, Error = String, Future = Ready<Result<u32, String>>> + Clone
+{
     service_fn(move |n: u32| {
         calls.fetch_add(1, Ordering::SeqCst);
-        ready(if n % 2 == 0 { Ok(n) } else { Err(n) })
+        ready(if n % 2 == 0 {
+            Ok(n)
+        } else {
+            Err(format!("odd {n}"))
+        })
     })
+}
+
+/// The error's message, or the rejection's reason.
+fn inner_message(result: Result<u32, Error>) -> String {
+    let err = result.expect_err("an error");
+    assert!(err.rejected().is_none(), "not a rejection: {err}");
+    err.to_string()
 }
 
 #[tokio::test]
@@ -38,15 +51,15 @@ async fn rejected_requests_never_reach_the_inner_service() {
     let b = breaker(&clock, 2);
     let calls = Arc::new(AtomicU32::new(0));
     let svc = BreakerLayer::new(b.clone()).layer(parity(calls.clone()));
-    assert_eq!(svc.clone().oneshot(2).await, Ok(2));
-    assert_eq!(svc.clone().oneshot(1).await, Err(Error::Inner(1)));
-    assert_eq!(svc.clone().oneshot(3).await, Err(Error::Inner(3)));
+    assert_eq!(svc.clone().oneshot(2).await.unwrap(), 2);
+    assert_eq!(inner_message(svc.clone().oneshot(1).await), "odd 1");
+    assert_eq!(inner_message(svc.clone().oneshot(3).await), "odd 3");
     assert_eq!(b.state(), State::Open);
     let r = svc.clone().oneshot(4).await.unwrap_err();
     assert_eq!(r.rejected().map(|r| r.reason()), Some(RejectReason::Open));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     clock.advance(Duration::from_secs(1) + Duration::from_nanos(1));
-    assert_eq!(svc.clone().oneshot(4).await, Ok(4));
+    assert_eq!(svc.clone().oneshot(4).await.unwrap(), 4);
     assert_eq!(b.state(), State::Closed);
 }
 
@@ -55,7 +68,7 @@ async fn classifier_decides_and_errors_box() {
     let clock = ManualClock::new();
     let b = breaker(&clock, 1);
     let svc = BreakerLayer::new(b.clone())
-        .classify(|r: &Result<u32, u32>| {
+        .classify(|r: &Result<u32, String>| {
             if r.is_err() {
                 Outcome::Ignored
             } else {
@@ -69,19 +82,22 @@ async fn classifier_decides_and_errors_box() {
     assert_eq!(b.state(), State::Closed);
     assert_eq!(b.snapshot().totals.ignored, 3);
 
-    // At a service boundary the error converts into tower's BoxError.
+    // The inner error comes back as tower's BoxError, itself (downcastable).
     let io = service_fn(|_: ()| ready(Err::<(), _>(std::io::Error::other("refused"))));
     let svc = BreakerLayer::new(b).layer(io);
-    let boxed: tower::BoxError = svc.oneshot(()).await.unwrap_err().into();
-    assert_eq!(boxed.to_string(), "inner service failed: refused");
+    let err = svc.oneshot(()).await.unwrap_err();
+    assert_eq!(err.to_string(), "refused");
+    let inner = err.into_inner().expect("the inner error");
+    assert!(inner.downcast_ref::<std::io::Error>().is_some());
 }
 
 #[test]
 fn a_dropped_response_future_frees_its_probe() {
     let clock = ManualClock::new();
     let b = breaker(&clock, 1);
-    let mut svc = BreakerLayer::new(b.clone())
-        .layer(service_fn(|_: ()| std::future::pending::<Result<(), ()>>()));
+    let mut svc = BreakerLayer::new(b.clone()).layer(service_fn(|_: ()| {
+        std::future::pending::<Result<(), BoxError>>()
+    }));
     b.trip();
     clock.advance(Duration::from_secs(1) + Duration::from_nanos(1));
     let mut cx = Context::from_waker(Waker::noop());
@@ -98,26 +114,77 @@ fn a_dropped_response_future_frees_its_probe() {
     );
 }
 
-#[test]
-fn poll_ready_passes_through() {
-    struct NotReady;
-    impl Service<()> for NotReady {
-        type Response = ();
-        type Error = ();
-        type Future = Ready<Result<(), ()>>;
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
-            Poll::Pending
-        }
-        fn call(&mut self, _: ()) -> Self::Future {
-            unreachable!("never ready")
-        }
+/// An inner service that is never ready, and fails the test if it is ever called.
+struct NeverReady;
+impl Service<()> for NeverReady {
+    type Response = ();
+    type Error = BoxError;
+    type Future = Ready<Result<(), BoxError>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Pending
     }
+    fn call(&mut self, _: ()) -> Self::Future {
+        panic!("called an inner service that never reported ready")
+    }
+}
+
+#[test]
+fn poll_ready_waits_for_the_inner_service_while_the_breaker_admits() {
     let b = breaker(&ManualClock::new(), 1);
-    let mut svc = BreakerLayer::new(b).layer(NotReady);
+    let mut svc = BreakerLayer::new(b).layer(NeverReady);
     assert!(
         svc.poll_ready(&mut Context::from_waker(Waker::noop()))
             .is_pending()
     );
+}
+
+/// While open, callers are answered at once, as tower's `LoadShed` does: they do not queue
+/// behind a saturated inner service, and the inner service is never called.
+#[test]
+fn while_open_poll_ready_does_not_wait_for_the_inner_service() {
+    let clock = ManualClock::new();
+    let b = breaker(&clock, 1);
+    b.trip();
+    let mut svc = BreakerLayer::new(b.clone()).layer(NeverReady);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    let mut fut = pin!(svc.call(()));
+    let Poll::Ready(Err(err)) = fut.as_mut().poll(&mut cx) else {
+        panic!("rejected at once")
+    };
+    let rejected = err.rejected().expect("a rejection");
+    assert_eq!(rejected.retry_after(), Some(Duration::from_secs(1)));
+
+    // Once the breaker admits a probe, poll_ready waits for the inner service again; the
+    // probe is held meanwhile and goes back when the service is dropped.
+    clock.advance(Duration::from_secs(1) + Duration::from_nanos(1));
+    assert!(svc.poll_ready(&mut cx).is_pending());
+    assert_eq!(b.snapshot().half_open_admitted, 1);
+    drop(svc);
+    assert_eq!(b.snapshot().half_open_admitted, 0);
+}
+
+/// A classifier that panics inside the response future must not keep the probe slot.
+#[test]
+fn a_panicking_classifier_gives_the_probe_back() {
+    let clock = ManualClock::new();
+    let b = breaker(&clock, 1);
+    let mut svc = BreakerLayer::new(b.clone())
+        .classify(|_: &Result<u32, String>| -> Outcome { panic!("classifier bug") })
+        .layer(parity(Default::default()));
+    b.trip();
+    clock.advance(Duration::from_secs(1) + Duration::from_nanos(1));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let fut = svc.call(2);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let mut fut = pin!(fut);
+        let _ = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    }));
+    assert!(panicked.is_err());
+    let s = b.snapshot();
+    assert_eq!((s.state, s.half_open_admitted), (State::HalfOpen, 0));
+    assert!(b.try_acquire().unwrap().is_probe(), "the slot came back");
 }
 
 #[tokio::test]
@@ -136,11 +203,9 @@ async fn keyed_breakers_are_independent_and_bounded() {
     let svc =
         KeyedBreakerLayer::new(|n: &u32| n % 2, registry.clone()).layer(parity(Default::default()));
     assert!(svc.clone().oneshot(1).await.is_err()); // key 1 trips
-    assert!(matches!(
-        svc.clone().oneshot(3).await,
-        Err(Error::Rejected(_))
-    ));
-    assert_eq!(svc.clone().oneshot(2).await, Ok(2)); // key 0 unaffected
+    let err = svc.clone().oneshot(3).await.unwrap_err();
+    assert!(err.rejected().is_some());
+    assert_eq!(svc.clone().oneshot(2).await.unwrap(), 2); // key 0 unaffected
     assert_eq!(registry.len(), 2);
 
     let many =
@@ -155,4 +220,70 @@ async fn keyed_breakers_are_independent_and_bounded() {
             .field(),
         "keyed.capacity"
     );
+}
+
+/// The breaker in a real tower stack: `Buffer` (which needs `Into<BoxError>` errors) in
+/// front, `Timeout` and `ConcurrencyLimit` around and under it. Timeouts of the inner
+/// `Timeout` count as failures and trip the breaker; then requests are refused through the
+/// buffer with a `Rejected` that `rejection` finds behind `Buffer`'s own error wrapper.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn works_in_a_stack_with_buffer_timeout_and_concurrency_limit() {
+    let clock = ManualClock::new();
+    let b = breaker(&clock, 2);
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let upstream = service_fn(move |slow: bool| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if slow {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            Ok::<_, BoxError>("pong")
+        }
+    });
+    let stack = ServiceBuilder::new()
+        .buffer(8)
+        .timeout(Duration::from_secs(5)) // outer: a whole-request deadline
+        .concurrency_limit(4)
+        .layer(BreakerLayer::new(b.clone()))
+        .concurrency_limit(2)
+        .timeout(Duration::from_millis(100)) // inner: per-call timeout, seen by the breaker
+        .service(upstream);
+
+    assert_eq!(stack.clone().oneshot(false).await.unwrap(), "pong");
+    for _ in 0..2 {
+        let err = stack.clone().oneshot(true).await.unwrap_err();
+        assert!(rejection(err.as_ref()).is_none());
+        assert!(
+            error_chain(err.as_ref()).contains("request timed out"),
+            "{}",
+            error_chain(err.as_ref())
+        );
+    }
+    assert_eq!(b.state(), State::Open);
+    let before = calls.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        let err = stack.clone().oneshot(false).await.unwrap_err();
+        let rejected = rejection(err.as_ref()).expect("refused by the breaker, through Buffer");
+        assert_eq!(rejected.reason(), RejectReason::Open);
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        before,
+        "nothing reached upstream"
+    );
+
+    clock.advance(Duration::from_secs(1) + Duration::from_nanos(1));
+    assert_eq!(stack.clone().oneshot(false).await.unwrap(), "pong");
+    assert_eq!(b.state(), State::Closed);
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
 }
