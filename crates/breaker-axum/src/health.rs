@@ -37,9 +37,14 @@ fn breaker_json(r: &Report) -> Value {
 
 async fn health(State(registry): State<Arc<Registry>>) -> Json<Value> {
     let reports = registry.report();
-    let ready = registry.is_ready();
+    let degraded = reports.iter().any(|r| {
+        matches!(
+            r.snapshot.state,
+            breaker_core::State::Open | breaker_core::State::ForcedOpen
+        )
+    });
     Json(json!({
-        "status": if ready { "ok" } else { "degraded" },
+        "status": if degraded { "degraded" } else { "ok" },
         "breakers": reports.iter().map(breaker_json).collect::<Vec<_>>(),
     }))
 }
@@ -67,10 +72,18 @@ async fn ready(State(registry): State<Arc<Registry>>) -> Response {
 
 /// Routes for Kubernetes probes over `registry`:
 ///
-/// - `GET /health`: always `200`, JSON with every breaker's state and counts, and
-///   `"status": "degraded"` while a critical breaker is open;
+/// - `GET /health`: always `200`, JSON with every breaker's state and counts (members of a
+///   keyed registry as `group/key`), and `"status": "degraded"` while any of them is open
+///   or forced open;
 /// - `GET /ready`: `200 {"ready": true}`, or `503 {"ready": false, "open": [names]}` while a
-///   breaker marked critical is open (or forced open), so traffic is routed elsewhere.
+///   breaker registered as *critical* is open (or forced open), so traffic is routed
+///   elsewhere.
+///
+/// Readiness only follows breakers registered with
+/// [`Registry::register_critical`](breaker_core::Registry::register_critical). A breaker in
+/// front of a shared downstream dependency should not be critical: it opens on every
+/// replica at once, and a failing `/ready` everywhere takes the whole service out of the
+/// load balancer. See [`Registry`](breaker_core::Registry).
 ///
 /// ```
 /// use axum::Router;
@@ -78,7 +91,8 @@ async fn ready(State(registry): State<Arc<Registry>>) -> Response {
 /// use std::sync::Arc;
 ///
 /// let registry = Arc::new(Registry::new());
-/// registry.register("payments", Arc::new(CircuitBreaker::builder().build()?), true)?;
+/// registry.register("payments-api", Arc::new(CircuitBreaker::builder().build()?))?;
+/// registry.register_critical("local-cache", Arc::new(CircuitBreaker::builder().build()?))?;
 /// let app: Router = Router::new().merge(breaker_axum::health_routes(registry));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -4,8 +4,9 @@
 //!   open it answers `503 Service Unavailable` at once, with a `Retry-After` header (whole
 //!   seconds, rounded up) and a small JSON body; the response is customisable, an optional
 //!   header reports the breaker state, and paths (health checks) can be exempted.
-//! - [`HttpClassifier`]: 5xx and transport errors are failures, 4xx are the caller's fault
-//!   (successes); configurable. Use it with `breaker_tower`'s layers around any tower HTTP
+//! - [`HttpClassifier`] (re-exported from `breaker_tower`, where it serves any tower HTTP
+//!   stack): 5xx and transport errors are failures, 4xx are the caller's fault (successes);
+//!   configurable with any closure. Use it with `breaker_tower`'s layers around any tower HTTP
 //!   client (hyper-util's, for outbound calls, one breaker per upstream host with
 //!   `KeyedBreakerLayer`).
 //! - [`health_routes`]: `GET /health` and `GET /ready` over a [`Registry`](breaker_core::Registry)
@@ -15,11 +16,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-mod classify;
 mod health;
 mod server;
 
-pub use classify::HttpClassifier;
+pub use breaker_tower::HttpClassifier;
 pub use health::health_routes;
 pub use server::{
     ServerBreaker, ServerBreakerLayer, ServerFuture, default_rejection, retry_after_secs,

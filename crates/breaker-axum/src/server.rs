@@ -17,7 +17,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::HttpClassifier;
+use breaker_tower::HttpClassifier;
 
 type RejectFn = dyn Fn(&Rejected) -> Response + Send + Sync;
 

@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::routing::get;
 use breaker_axum::{ServerBreakerLayer, health_routes};
 use breaker_core::{CircuitBreaker, ManualClock, Registry};
+use breaker_tower::KeyedRegistry;
 use common::{HttpClient, Upstream, client, get as http_get, serve};
 use http::StatusCode;
 use http_body_util::BodyExt;
@@ -50,11 +51,12 @@ async fn api(State(a): State<A>) -> (StatusCode, String) {
     }
 }
 
-async fn start() -> (
+async fn start_with_registry() -> (
     Upstream,
     SocketAddr,
     ManualClock,
     Arc<CircuitBreaker<ManualClock>>,
+    Arc<Registry>,
 ) {
     let (upstream, upstream_addr) = Upstream::start().await;
     let clock = ManualClock::new();
@@ -67,23 +69,31 @@ async fn start() -> (
             .unwrap(),
     );
     let registry = Arc::new(Registry::new());
-    registry
-        .register("upstream-b", breaker.clone(), true)
-        .unwrap();
+    registry.register("upstream-b", breaker.clone()).unwrap();
     let app = Router::new()
         .route("/api", get(api))
         .with_state(A {
             client: client(),
             upstream: upstream_addr,
         })
-        .merge(health_routes(registry))
+        .merge(health_routes(registry.clone()))
         .layer(
             ServerBreakerLayer::new(breaker.clone())
                 .state_header(http::HeaderName::from_static("x-circuit-breaker"))
                 .exempt("/health")
                 .exempt("/ready"),
         );
-    (upstream, serve(app).await, clock, breaker)
+    (upstream, serve(app).await, clock, breaker, registry)
+}
+
+async fn start() -> (
+    Upstream,
+    SocketAddr,
+    ManualClock,
+    Arc<CircuitBreaker<ManualClock>>,
+) {
+    let (upstream, a, clock, breaker, _) = start_with_registry().await;
+    (upstream, a, clock, breaker)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +161,30 @@ async fn trips_sheds_load_with_503_probes_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_ready_report_each_state() {
-    let (upstream, a, clock, breaker) = start().await;
+    let (upstream, a, clock, breaker, registry) = start_with_registry().await;
+    // A breaker this replica cannot serve without (critical), and per-host breakers of a
+    // keyed registry (reported one line per host).
+    let local = Arc::new(
+        CircuitBreaker::builder_with_clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    registry
+        .register_critical("local-store", local.clone())
+        .unwrap();
+    let c = clock.clone();
+    let hosts = Arc::new(
+        KeyedRegistry::new(16, move |_: &String| {
+            CircuitBreaker::builder_with_clock(c.clone())
+                .build()
+                .unwrap()
+        })
+        .unwrap(),
+    );
+    hosts.get(&"a.example".to_string());
+    hosts.get(&"b.example".to_string()).force_open();
+    registry.register_group("hosts", hosts.clone()).unwrap();
+
     let http = client();
     let health = || format!("http://{a}/health");
     let ready = || format!("http://{a}/ready");
@@ -164,44 +197,69 @@ async fn health_and_ready_report_each_state() {
         "exempt paths are not guarded"
     );
     let body = h.json();
-    assert_eq!(body["status"], "ok");
-    assert_eq!(body["breakers"][0]["name"], "upstream-b");
-    assert_eq!(body["breakers"][0]["state"], "closed");
+    let names: Vec<&str> = body["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "hosts/a.example",
+            "hosts/b.example",
+            "local-store",
+            "upstream-b"
+        ]
+    );
+    assert_eq!(body["breakers"][1]["state"], "forced_open");
+    assert_eq!(body["breakers"][3]["state"], "closed");
+    assert_eq!(body["breakers"][2]["critical"], true);
     assert_eq!(http_get(&http, ready()).await.status, StatusCode::OK);
 
+    // The shared upstream fails: its breaker opens, /health shows it, and the replica stays
+    // ready (every replica sees the same outage; taking them all out would help no one).
     upstream.fail(true);
     for _ in 0..3 {
         http_get(&http, format!("http://{a}/api")).await;
     }
     let h = http_get(&http, health()).await.json();
     assert_eq!(h["status"], "degraded");
-    assert_eq!(h["breakers"][0]["state"], "open");
-    assert_eq!(h["breakers"][0]["retry_after_ms"], 30_000);
-    assert_eq!(h["breakers"][0]["totals"]["failures"], 3);
-    let r = http_get(&http, ready()).await;
+    assert_eq!(h["breakers"][3]["state"], "open");
+    assert_eq!(h["breakers"][3]["retry_after_ms"], 30_000);
+    assert_eq!(h["breakers"][3]["totals"]["failures"], 3);
     assert_eq!(
-        r.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "health checks still answer while open"
+        http_get(&http, ready()).await.status,
+        StatusCode::OK,
+        "a shared dependency's breaker does not gate readiness"
     );
-    assert_eq!(r.json()["open"][0], "upstream-b");
+
+    // The critical breaker opens: not ready, and it is named.
+    local.trip();
+    let r = http_get(&http, ready()).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["open"], serde_json::json!(["local-store"]));
 
     clock.advance(OPEN + Duration::from_nanos(1));
     let h = http_get(&http, health()).await.json();
-    assert_eq!(h["breakers"][0]["state"], "half_open");
+    assert_eq!(h["breakers"][2]["state"], "half_open");
     assert_eq!(
         http_get(&http, ready()).await.status,
         StatusCode::OK,
         "half-open may take traffic"
     );
 
-    breaker.force_open();
+    local.force_open();
     assert_eq!(
         http_get(&http, ready()).await.status,
         StatusCode::SERVICE_UNAVAILABLE
     );
+    local.reset();
+
+    breaker.force_open();
     let shed = http_get(&http, format!("http://{a}/api")).await;
     assert_eq!(shed.json()["state"], "forced_open");
+    assert_eq!(shed.json()["reason"], "isolated");
     assert_eq!(
         shed.header("retry-after"),
         None,
@@ -214,6 +272,24 @@ async fn health_and_ready_report_each_state() {
         http_get(&http, format!("http://{a}/api")).await.status,
         StatusCode::OK
     );
+}
+
+/// Half-open with its probe in flight: a 503 that still tells the client when to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_and_full_answers_with_a_retry_after() {
+    let (_upstream, a, clock, breaker) = start().await;
+    breaker.trip();
+    clock.advance(OPEN + Duration::from_nanos(1));
+    let probe = breaker.try_acquire().expect("the probe");
+    assert!(probe.is_probe());
+    let shed = http_get(&client(), format!("http://{a}/api")).await;
+    assert_eq!(shed.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    let body = shed.json();
+    assert_eq!(body["reason"], "probing");
+    assert_eq!(body["state"], "half_open");
+    assert_eq!(body["retry_after_secs"], 1);
+    drop(probe);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

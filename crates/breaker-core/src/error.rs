@@ -50,6 +50,14 @@ impl Rejected {
         self.retry_after
     }
 
+    /// When to retry, in words (for logs and messages to people); see [`RetryHint`].
+    pub fn retry_hint(&self) -> RetryHint {
+        RetryHint {
+            reason: self.reason,
+            retry_after: self.retry_after,
+        }
+    }
+
     /// The state the breaker was in when it refused the call.
     pub fn state(&self) -> State {
         match self.reason {
@@ -62,23 +70,81 @@ impl Rejected {
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.reason, self.retry_after) {
-            (RejectReason::Open, Some(after)) => write!(
+        let hint = self.retry_hint();
+        match self.reason {
+            RejectReason::Open => write!(
                 f,
-                "circuit breaker is open: the call was not attempted; retry in {after:?} \
-                 or serve a fallback"
+                "circuit breaker is open: the call was not attempted; retry {hint} or serve a \
+                 fallback"
             ),
-            (RejectReason::Open, None) => f.write_str(
-                "circuit breaker is open: the call was not attempted; retry later or serve a fallback",
-            ),
-            (RejectReason::HalfOpenFull, _) => f.write_str(
+            RejectReason::HalfOpenFull => write!(
+                f,
                 "circuit breaker is half-open and its probe calls are all in flight: the call \
-                 was not attempted; retry once the probes finish or serve a fallback",
+                 was not attempted; retry {hint} or serve a fallback"
             ),
-            (RejectReason::ForcedOpen, _) => f.write_str(
+            RejectReason::ForcedOpen => write!(
+                f,
                 "circuit breaker was forced open by an operator: the call was not attempted; \
-                 serve a fallback until the breaker is reset",
+                 serve a fallback, and retry {hint}"
             ),
+        }
+    }
+}
+
+/// When to retry a refused call, in words for people: "in 750 ms", "in 1.5 s", "now",
+/// "once the probes in flight finish". From [`Rejected::retry_hint`].
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, ManualClock};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let breaker = CircuitBreaker::builder_with_clock(clock.clone())
+///     .open_duration(Duration::from_millis(1500))
+///     .build()?;
+/// breaker.trip();
+/// assert_eq!(breaker.try_acquire().unwrap_err().retry_hint().to_string(), "in 1.5 s");
+/// clock.advance(Duration::from_millis(1250));
+/// assert_eq!(breaker.try_acquire().unwrap_err().retry_hint().to_string(), "in 250 ms");
+/// clock.advance(Duration::from_millis(250));
+/// assert_eq!(breaker.try_acquire().unwrap_err().retry_hint().to_string(), "now");
+/// # Ok::<(), breaker_core::ConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryHint {
+    reason: RejectReason,
+    retry_after: Option<Duration>,
+}
+
+impl fmt::Display for RetryHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(d) = self.retry_after else {
+            return f.write_str(match self.reason {
+                RejectReason::HalfOpenFull => "once the probes in flight finish",
+                RejectReason::ForcedOpen => "after an operator resets the breaker",
+                RejectReason::Open => "later",
+            });
+        };
+        let nanos = d.as_nanos();
+        if nanos == 0 {
+            f.write_str("now")
+        } else if nanos < 1_000_000 {
+            write!(f, "in {} µs", nanos.div_ceil(1_000))
+        } else if nanos < 1_000_000_000 {
+            write!(f, "in {} ms", nanos.div_ceil(1_000_000))
+        } else if d.as_secs() < 60 {
+            // Tenths of a second, rounded up; "2 s" rather than "2.0 s".
+            let tenths = nanos.div_ceil(100_000_000);
+            match tenths % 10 {
+                0 => write!(f, "in {} s", tenths / 10),
+                t => write!(f, "in {}.{t} s", tenths / 10),
+            }
+        } else {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            match (secs / 60, secs % 60) {
+                (m, 0) => write!(f, "in {m} min"),
+                (m, s) => write!(f, "in {m} min {s} s"),
+            }
         }
     }
 }

@@ -111,13 +111,15 @@ pub use config::{
     Builder, Config, DEFAULT_MAX_HALF_OPEN, MAX_BUCKETS, MAX_CONSECUTIVE_FAILURES,
     MAX_COUNT_WINDOW, MAX_HALF_OPEN_PROBES, OpenDuration, PolicyKind,
 };
-pub use error::{CallError, ConfigError, ConfigValue, ReconfigureError, RejectReason, Rejected};
+pub use error::{
+    CallError, ConfigError, ConfigValue, ReconfigureError, RejectReason, Rejected, RetryHint,
+};
 pub use observer::{Event, NoopObserver, Observer, Threshold};
 #[cfg(feature = "alloc")]
 pub use permit::OwnedPermit;
 pub use permit::Permit;
 #[cfg(feature = "std")]
-pub use registry::{DuplicateName, Inspect, Registry, Report};
+pub use registry::{DuplicateName, Inspect, InspectGroup, Registry, Report};
 pub use snapshot::{Counts, Snapshot, Totals};
 pub use state::State;
 
@@ -125,3 +127,8 @@ pub use state::State;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeQuickstart;
+
+/// The tuning guide's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/tuning.md")]
+struct TuningGuide;

@@ -25,10 +25,17 @@ where
     }
 }
 
+/// A family of breakers reported under one name, one line per member: a keyed registry of
+/// per-host or per-route breakers (`breaker_tower::KeyedRegistry` implements it).
+pub trait InspectGroup: Send + Sync {
+    /// Each member's key (as it should appear in a report) and snapshot.
+    fn snapshots(&self) -> Vec<(String, Snapshot)>;
+}
+
 /// One breaker's line in a [`Registry::report`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
-    /// The name it was registered under.
+    /// The name it was registered under; `group/key` for a member of a group.
     pub name: String,
     /// Whether the service is not ready while this breaker is open.
     pub critical: bool,
@@ -52,25 +59,39 @@ impl fmt::Display for DuplicateName {
 
 impl std::error::Error for DuplicateName {}
 
-/// Name -> (breaker, critical).
-type Entries = BTreeMap<String, (Arc<dyn Inspect>, bool)>;
+enum Entry {
+    One {
+        breaker: Arc<dyn Inspect>,
+        critical: bool,
+    },
+    Group(Arc<dyn InspectGroup>),
+}
 
-/// Named breakers, some marked critical: the source of `/health` (every breaker's state
-/// and counts) and `/ready` (not ready while a critical breaker is open).
+type Entries = BTreeMap<String, Entry>;
+
+/// Named breakers: the source of `/health` (every breaker's state and counts) and `/ready`.
+///
+/// **Readiness.** Register a breaker with [`register`](Self::register) and it is reported,
+/// nothing more. Only breakers registered with [`register_critical`](Self::register_critical)
+/// make the service not ready while they are open. Keep that for what this replica alone
+/// cannot serve without (its own disk, a sidecar): a breaker guarding a *shared* downstream
+/// dependency opens on every replica at once, and failing readiness for it takes every
+/// replica out of the load balancer together, which turns a partial outage into a total one.
+/// Serve fallbacks or 503s for that instead.
 ///
 /// ```
 /// use breaker_core::{CircuitBreaker, Registry, State};
 /// use std::sync::Arc;
 ///
 /// let registry = Registry::new();
-/// let payments = Arc::new(CircuitBreaker::builder().build()?);
-/// let search = Arc::new(CircuitBreaker::builder().build()?);
-/// registry.register("payments", payments.clone(), true)?;
-/// registry.register("search", search.clone(), false)?;
+/// let local_disk = Arc::new(CircuitBreaker::builder().build()?);
+/// let search_api = Arc::new(CircuitBreaker::builder().build()?);
+/// registry.register_critical("local-disk", local_disk.clone())?;
+/// registry.register("search-api", search_api.clone())?;
 ///
-/// search.force_open(); // not critical: still ready
+/// search_api.force_open(); // a shared dependency: reported, still ready
 /// assert!(registry.is_ready());
-/// payments.force_open();
+/// local_disk.force_open(); // this replica cannot serve: not ready
 /// assert!(!registry.is_ready());
 /// assert_eq!(registry.report()[0].snapshot.state, State::ForcedOpen);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -99,23 +120,53 @@ impl Registry {
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers `breaker` under `name`. `critical`: readiness fails while it is open.
-    pub fn register(
-        &self,
-        name: impl Into<String>,
-        breaker: Arc<dyn Inspect>,
-        critical: bool,
-    ) -> Result<(), DuplicateName> {
-        let name = name.into();
+    fn insert(&self, name: String, entry: Entry) -> Result<(), DuplicateName> {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.contains_key(&name) {
             return Err(DuplicateName(name));
         }
-        entries.insert(name, (breaker, critical));
+        entries.insert(name, entry);
         Ok(())
     }
 
-    /// Removes the breaker registered under `name`; whether there was one.
+    /// Registers `breaker` under `name`: reported by `/health`, no effect on readiness.
+    pub fn register(
+        &self,
+        name: impl Into<String>,
+        breaker: Arc<dyn Inspect>,
+    ) -> Result<(), DuplicateName> {
+        let breaker_entry = Entry::One {
+            breaker,
+            critical: false,
+        };
+        self.insert(name.into(), breaker_entry)
+    }
+
+    /// Registers `breaker` under `name` as critical to serving: the service is not ready
+    /// while it is open or forced open. See the type's docs for when that is right.
+    pub fn register_critical(
+        &self,
+        name: impl Into<String>,
+        breaker: Arc<dyn Inspect>,
+    ) -> Result<(), DuplicateName> {
+        let breaker_entry = Entry::One {
+            breaker,
+            critical: true,
+        };
+        self.insert(name.into(), breaker_entry)
+    }
+
+    /// Registers a family of breakers (a keyed registry) under `name`: each member is
+    /// reported as `name/key`. Groups never affect readiness.
+    pub fn register_group(
+        &self,
+        name: impl Into<String>,
+        group: Arc<dyn InspectGroup>,
+    ) -> Result<(), DuplicateName> {
+        self.insert(name.into(), Entry::Group(group))
+    }
+
+    /// Removes what is registered under `name`; whether there was something.
     pub fn remove(&self, name: &str) -> bool {
         self.entries
             .write()
@@ -124,31 +175,47 @@ impl Registry {
             .is_some()
     }
 
-    /// Every breaker's state and counts, by name.
+    /// Every breaker's state and counts, by name (members of a group by `group/key`).
     pub fn report(&self) -> Vec<Report> {
-        self.read()
-            .iter()
-            .map(|(name, (breaker, critical))| Report {
-                name: name.clone(),
-                critical: *critical,
-                snapshot: breaker.snapshot(),
-            })
-            .collect()
+        let mut reports = Vec::new();
+        for (name, entry) in self.read().iter() {
+            match entry {
+                Entry::One { breaker, critical } => reports.push(Report {
+                    name: name.clone(),
+                    critical: *critical,
+                    snapshot: breaker.snapshot(),
+                }),
+                Entry::Group(group) => {
+                    let mut members = group.snapshots();
+                    members.sort_by(|a, b| a.0.cmp(&b.0));
+                    reports.extend(members.into_iter().map(|(key, snapshot)| Report {
+                        name: std::format!("{name}/{key}"),
+                        critical: false,
+                        snapshot,
+                    }));
+                }
+            }
+        }
+        reports
     }
 
-    /// Ready unless a critical breaker is open or forced open.
+    /// Ready unless a breaker registered as critical is open or forced open.
     pub fn is_ready(&self) -> bool {
-        self.read().values().all(|(breaker, critical)| {
-            !critical || !matches!(breaker.snapshot().state, State::Open | State::ForcedOpen)
+        self.read().values().all(|entry| match entry {
+            Entry::One {
+                breaker,
+                critical: true,
+            } => !matches!(breaker.snapshot().state, State::Open | State::ForcedOpen),
+            _ => true,
         })
     }
 
-    /// Number of registered breakers.
+    /// Number of registered names (a group counts once).
     pub fn len(&self) -> usize {
         self.read().len()
     }
 
-    /// Whether no breaker is registered.
+    /// Whether nothing is registered.
     pub fn is_empty(&self) -> bool {
         self.read().is_empty()
     }

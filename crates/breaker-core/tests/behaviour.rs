@@ -708,7 +708,7 @@ fn rejection_and_call_errors_explain_what_to_do() {
     let r = b.try_acquire().unwrap_err();
     assert_eq!(
         r.to_string(),
-        "circuit breaker is open: the call was not attempted; retry in 10s or serve a fallback"
+        "circuit breaker is open: the call was not attempted; retry in 10 s or serve a fallback"
     );
     let e: CallError<std::io::Error> = CallError::Inner(std::io::Error::other("reset by peer"));
     assert_eq!(e.to_string(), "call failed: reset by peer");

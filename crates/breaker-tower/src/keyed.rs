@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use breaker_core::{
-    CircuitBreaker, Classify, Clock, ConfigError, ConfigValue, ErrorsAreFailures, Observer, Permit,
+    CircuitBreaker, Classify, Clock, ConfigError, ConfigValue, ErrorsAreFailures, InspectGroup,
+    Observer, Permit, Snapshot,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -101,6 +102,23 @@ where
     /// The bound on breakers held.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+}
+
+/// A keyed registry is reported by health routes one line per key: register it with
+/// `Registry::register_group("upstreams", registry)`, and `/health` lists
+/// `upstreams/<key>` for every breaker it holds.
+impl<Key, C, O> InspectGroup for KeyedRegistry<Key, C, O>
+where
+    Key: Hash + Eq + Clone + std::fmt::Display + Send + Sync,
+    C: Clock + Send + Sync,
+    O: Observer + Send + Sync,
+{
+    fn snapshots(&self) -> Vec<(String, Snapshot)> {
+        self.breakers
+            .iter()
+            .map(|(key, breaker)| (key.to_string(), breaker.snapshot()))
+            .collect()
     }
 }
 

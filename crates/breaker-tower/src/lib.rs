@@ -12,17 +12,23 @@
 //! The happy path allocates nothing: the breaker handle is cloned into the future (use a
 //! `&'static CircuitBreaker` to avoid even the `Arc` reference count).
 //!
+//! Feature `http`: [`HttpClassifier`] (5xx and transport errors fail, 4xx are the caller's).
+//!
 //! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod error;
 pub mod future;
+#[cfg(feature = "http")]
+mod http;
 mod keyed;
 mod layer;
 mod service;
 
 pub use error::Error;
+#[cfg(feature = "http")]
+pub use http::HttpClassifier;
 
 pub use keyed::{KeyedBreaker, KeyedBreakerLayer, KeyedRegistry};
 pub use layer::BreakerLayer;

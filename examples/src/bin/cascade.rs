@@ -11,6 +11,8 @@
 //! again 8-10 s.
 //!
 //! Run: `cargo run -p breaker-examples --bin cascade` (about 25 s, nothing to set up).
+//! `-- --quick` plays the same story five times faster (every duration of the scenario
+//! divided by 5; B's healthy latency stays 5 ms), in about 5 s: the test suite runs that.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +35,19 @@ use tokio::net::TcpListener;
 const RATE_PER_SEC: u64 = 100;
 const RUN: Duration = Duration::from_secs(10);
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How much faster the scenario plays (`--quick`: 5).
+static SPEEDUP: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// A duration of the scenario, at the chosen speed.
+fn scaled(d: Duration) -> Duration {
+    d / *SPEEDUP.get().unwrap_or(&1)
+}
+
+/// Seconds since B started, in the scenario's own time (unscaled).
+fn scenario_secs(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * f64::from(*SPEEDUP.get().unwrap_or(&1))
+}
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
@@ -63,7 +78,7 @@ enum Phase {
 
 impl B {
     fn phase(&self) -> Phase {
-        match self.start.elapsed().as_secs_f64() {
+        match scenario_secs(self.start) {
             t if (2.0..5.0).contains(&t) => Phase::Slow,
             t if (5.0..8.0).contains(&t) => Phase::Failing,
             _ => Phase::Healthy,
@@ -83,7 +98,7 @@ async fn price(State(b): State<B>) -> (StatusCode, String) {
             (StatusCode::OK, "101".into())
         }
         Phase::Slow => {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tokio::time::sleep(scaled(Duration::from_millis(1500))).await;
             (StatusCode::OK, "101".into())
         }
         Phase::Failing => {
@@ -119,14 +134,14 @@ impl std::fmt::Display for CallError {
         match self {
             CallError::Status(status) => write!(f, "B answered {status}"),
             CallError::Transport => f.write_str("B could not be reached"),
-            CallError::Timeout => write!(f, "B did not answer within {CALL_TIMEOUT:?}"),
+            CallError::Timeout => write!(f, "B did not answer within {:?}", scaled(CALL_TIMEOUT)),
         }
     }
 }
 
 async fn call_b(client: &HttpClient, b: SocketAddr) -> Result<String, CallError> {
     let uri = format!("http://{b}/price").parse().expect("valid uri");
-    let response = match tokio::time::timeout(CALL_TIMEOUT, client.get(uri)).await {
+    let response = match tokio::time::timeout(scaled(CALL_TIMEOUT), client.get(uri)).await {
         Err(_) => return Err(CallError::Timeout),
         Ok(Err(_)) => return Err(CallError::Transport),
         Ok(Ok(r)) => r,
@@ -152,7 +167,7 @@ async fn quote(State(a): State<A>) -> (StatusCode, HeaderMap, String) {
             Err(e) => (StatusCode::BAD_GATEWAY, format!("upstream error: {e}")),
         },
         Some(breaker) => {
-            let timeout = Timeout::new(TokioTimer, CALL_TIMEOUT).expect("non-zero timeout");
+            let timeout = Timeout::new(TokioTimer, scaled(CALL_TIMEOUT)).expect("non-zero timeout");
             let served = breaker
                 .guard(call_b(&a.client, a.b))
                 .timeout(timeout)
@@ -220,8 +235,8 @@ async fn run(with_breaker: bool) -> Results {
                 .count_window(20)
                 .minimum_calls(10)
                 .failure_rate(50.0)
-                .slow_calls(Duration::from_millis(300), 50.0)
-                .open_duration(Duration::from_secs(1))
+                .slow_calls(scaled(Duration::from_millis(300)), 50.0)
+                .open_duration(scaled(Duration::from_secs(1)))
                 .half_open_probes(3)
                 .build()
                 .expect("valid breaker settings"),
@@ -248,7 +263,7 @@ async fn run(with_breaker: bool) -> Results {
     let started = Instant::now();
     let mut last_state = breaker_core::State::Closed;
     let (mut outage_samples, mut outage_in_flight) = (0u64, 0u64);
-    while started.elapsed() < RUN {
+    while started.elapsed() < scaled(RUN) {
         ticker.tick().await;
         if b.phase() != Phase::Healthy {
             outage_samples += 1;
@@ -293,8 +308,15 @@ async fn run(with_breaker: bool) -> Results {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    SPEEDUP.set(if quick { 5 } else { 1 }).expect("set once");
     println!(
-        "cascade: B turns slow at 2 s, fails at 5 s, recovers at 8 s; A gets {RATE_PER_SEC} req/s for {RUN:?}"
+        "cascade: B turns slow at 2 s, fails at 5 s, recovers at 8 s; A gets {RATE_PER_SEC} req/s for {RUN:?}{}",
+        if quick {
+            " (--quick: played 5x faster)"
+        } else {
+            ""
+        }
     );
     println!("running A without a breaker...");
     let without = run(false).await;

@@ -64,8 +64,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(Error::Rejected(r)) => {
                 queued.push_back(order);
                 println!(
-                    "{t:>6.2}s  order {order:>2} queued for later: {}",
-                    r.reason_text()
+                    "{t:>6.2}s  order {order:>2} queued for later: breaker {}, retry {}",
+                    r.state(),
+                    r.retry_hint()
                 );
             }
             Err(Error::Inner(e)) => println!("{t:>6.2}s  order {order:>2} failed: {e}"),
@@ -74,17 +75,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("still queued: {queued:?}");
     Ok(())
-}
-
-trait ReasonText {
-    fn reason_text(&self) -> String;
-}
-
-impl ReasonText for breaker_core::Rejected {
-    fn reason_text(&self) -> String {
-        match self.retry_after() {
-            Some(d) => format!("breaker {} for {d:?} more", self.state()),
-            None => format!("breaker {}", self.state()),
-        }
-    }
 }

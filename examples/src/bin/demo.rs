@@ -72,14 +72,11 @@ fn main() -> Result<(), breaker_core::ConfigError> {
             }
             Err(CallError::Rejected(r)) => {
                 rejected += 1;
-                let wait = r
-                    .retry_after()
-                    .map_or("when the probes finish".to_string(), |d| {
-                        format!("in {d:?}")
-                    });
+                let cached = last_good.map_or("none yet".to_string(), |s| s.to_string());
                 format!(
-                    "rejected fast ({:?}), retry {wait}; fallback: cached stock = {last_good:?}",
-                    r.reason()
+                    "rejected fast ({}), retry {}; fallback: cached stock = {cached}",
+                    r.state(),
+                    r.retry_hint()
                 )
             }
         };

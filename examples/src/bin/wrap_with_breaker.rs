@@ -80,8 +80,9 @@ async fn main() {
                 println!("{t:>5.1}s  failed: {e:<27}(B has seen {reached} calls)")
             }
             Err(Error::Rejected(r)) => println!(
-                "{t:>5.1}s  service unavailable, circuit open; retry in {:?}",
-                r.retry_after().unwrap_or_default()
+                "{t:>5.1}s  service unavailable, circuit {}; retry {}",
+                r.state(),
+                r.retry_hint()
             ),
             Err(e) => println!("{t:>5.1}s  {e}"),
         }
