@@ -137,6 +137,9 @@ fn loom() -> Result<(), String> {
             "test",
             "-p",
             "breaker-core",
+            // The models beside each protocol (unit tests under `cfg(loom)`) and the
+            // end-to-end models through the public API.
+            "--lib",
             "--test",
             "loom",
             "--release",

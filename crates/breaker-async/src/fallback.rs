@@ -159,7 +159,7 @@ where
         }
     }
 
-    /// [`or_cached`](Self::or_cached), then `f(&error)` when nothing is cached: the seeds'
+    /// [`or_cached`](Self::or_cached), then `f(&error)` when nothing is cached: the Go tutorials'
     /// "cache, then default" chain.
     pub async fn or_cached_else<Key, C>(
         self,

@@ -111,7 +111,7 @@ pub type AsyncStdTimer = AsyncIoTimer;
 #[cfg(feature = "smol")]
 pub type SmolTimer = AsyncIoTimer;
 
-/// A validated per-call timeout on a timer: the seeds' `context.WithTimeout`.
+/// A validated per-call timeout on a timer: the Go tutorials' `context.WithTimeout`.
 ///
 /// ```
 /// use breaker_async::{NoTimer, Timeout};

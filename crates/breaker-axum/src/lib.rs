@@ -24,3 +24,9 @@ pub use health::health_routes;
 pub use server::{
     ServerBreaker, ServerBreakerLayer, ServerFuture, default_rejection, retry_after_secs,
 };
+
+/// The README's examples (core quickstart, axum server), compiled and run as doctests here,
+/// where every crate they use is a dependency, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;

@@ -123,11 +123,6 @@ pub use registry::{DuplicateName, Inspect, InspectGroup, Registry, Report};
 pub use snapshot::{Counts, Snapshot, Totals};
 pub use state::State;
 
-/// The README's quickstart, compiled and run as a doctest so it stays true.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeQuickstart;
-
 /// The tuning guide's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/tuning.md")]

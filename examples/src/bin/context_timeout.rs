@@ -1,8 +1,8 @@
-//! Seed 000, "Connection Management & Circuit Breaker": every call to an external service
+//! From the Go tutorial "Connection Management & Circuit Breaker", in Rust: every call to an external service
 //! gets a timeout (Go's `context.WithTimeout(ctx, 2*time.Second)`), so a slow dependency
 //! cannot hold the caller's tasks forever; timeouts count as failures and trip the breaker
 //! (gobreaker's `ReadyToTrip` on a failure ratio); while it is open, writes are queued for
-//! later (the seed's "queue" fallback) and replayed once it closes.
+//! later (the tutorial's "queue" fallback) and replayed once it closes.
 //!
 //! Runs on tokio's paused clock, so the 2 s timeouts take no real time.
 //!
@@ -28,7 +28,7 @@ async fn charge(order: u32, start: tokio::time::Instant) -> Result<u32, std::io:
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // gobreaker's settings from the seed: MaxRequests 3, Interval 10 s, Timeout 5 s,
+    // gobreaker's settings from the tutorial: MaxRequests 3, Interval 10 s, Timeout 5 s,
     // ReadyToTrip: Requests >= 3 and failure ratio >= 0.6.
     let breaker = CircuitBreaker::builder_with_clock(TokioClock::new())
         .time_window(Duration::from_secs(10), 1)

@@ -1,4 +1,4 @@
-//! Seed 001, "Implementing Circuit Breaker Pattern in Go": an HTTP-style client that falls
+//! From the Go tutorial "Implementing Circuit Breaker Pattern in Go", in Rust: an HTTP-style client that falls
 //! back to the last good (cached) response when the service fails or the breaker is open,
 //! and to a default when nothing is cached. The cache is bounded and entries expire (TTL).
 //!

@@ -1,4 +1,4 @@
-//! Seed 002, "Resiliency Patterns": `WrapWithBreaker(f, threshold)` built step by step, the
+//! From the Go tutorial "Resiliency Patterns: Implementing the Circuit Breaker Pattern in Go": `WrapWithBreaker(f, threshold)` built step by step, the
 //! Rust way. The Go version guards a counter and a timestamp with a mutex; here the breaker
 //! is a lock-free value shared by every clone of the wrapped function, and the backoff
 //! strategy is the breaker's open-duration function.
@@ -16,13 +16,13 @@ use std::time::Duration;
 use breaker_async::{Error, GuardExt, TokioClock};
 use breaker_core::CircuitBreaker;
 
-/// The seed's `RPCCaller` error.
+/// The tutorial's `RPCCaller` error.
 type RpcError = &'static str;
 
 /// One call of the wrapped function (boxed, like Go's `func(ctx) error` value).
 type RpcCall = std::pin::Pin<Box<dyn Future<Output = Result<(), Error<RpcError>>>>>;
 
-/// Step 6's backoff strategy. The seed's is a fixed 2 s; this one doubles per re-open, up to
+/// Step 6's backoff strategy. The tutorial's is a fixed 2 s; this one doubles per re-open, up to
 /// 8 s (the breaker passes the attempt number: 1 for the first open period).
 fn backoff_strategy(attempt: u32) -> Duration {
     Duration::from_secs(2).saturating_mul(1 << (attempt - 1).min(2))
