@@ -1,6 +1,8 @@
 //! Deciding how a call's result counts, and handles through which adapters reach a breaker.
 
-use crate::{CircuitBreaker, Clock, Observer, Outcome};
+use crate::breaker::{CircuitBreaker, Outcome};
+use crate::clock::Clock;
+use crate::observer::Observer;
 
 /// Decides how a call's result counts: a `404` or a validation error need not count as an
 /// outage. Implemented by closures `Fn(&Result<T, E>) -> Outcome` and by

@@ -3,7 +3,7 @@
 use core::fmt;
 use core::time::Duration;
 
-use crate::State;
+use crate::state::State;
 
 /// Why the breaker refused a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

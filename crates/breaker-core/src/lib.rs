@@ -87,6 +87,7 @@ mod breaker;
 mod classify;
 mod clock;
 mod config;
+mod control;
 mod error;
 mod observer;
 mod permit;
@@ -97,6 +98,7 @@ mod snapshot;
 mod state;
 mod stats;
 mod sync;
+mod tunables;
 #[cfg(feature = "alloc")]
 mod window;
 

@@ -2,7 +2,9 @@
 
 use core::time::Duration;
 
-use crate::{Outcome, RejectReason, State};
+use crate::breaker::Outcome;
+use crate::error::RejectReason;
+use crate::state::State;
 
 /// A rule whose threshold was reached in the closed (or metrics-only) state.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -41,8 +41,8 @@ pub struct Permit<B: BreakerRef> {
 
 /// A [`Permit`] that owns an `Arc` of its breaker, so it can move into a `'static` task.
 #[cfg(feature = "alloc")]
-pub type OwnedPermit<C, O = crate::NoopObserver> =
-    Permit<alloc::sync::Arc<crate::CircuitBreaker<C, O>>>;
+pub type OwnedPermit<C, O = crate::observer::NoopObserver> =
+    Permit<alloc::sync::Arc<crate::breaker::CircuitBreaker<C, O>>>;
 
 impl<B: BreakerRef> Permit<B> {
     /// Asks `breaker` to make one call, keeping a clone of the handle in the permit (the

@@ -6,7 +6,11 @@ use std::string::String;
 use std::sync::{Arc, RwLock};
 use std::vec::Vec;
 
-use crate::{CircuitBreaker, Clock, Observer, Snapshot, State};
+use crate::breaker::CircuitBreaker;
+use crate::clock::Clock;
+use crate::observer::Observer;
+use crate::snapshot::Snapshot;
+use crate::state::State;
 
 /// Anything that can report a [`Snapshot`]: every [`CircuitBreaker`], whatever its clock
 /// and observer types.

@@ -2,7 +2,7 @@
 
 use core::time::Duration;
 
-use crate::State;
+use crate::state::State;
 
 /// Counts of the calls in the current window (closed or metrics-only state), as seen by the
 /// trip rules and a [`trip_when`](crate::Builder::trip_when) predicate.

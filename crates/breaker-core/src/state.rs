@@ -1,4 +1,4 @@
-//! The breaker's states, and the one 64-bit word that holds the live state.
+//! The breaker's states.
 
 use core::fmt;
 
@@ -39,7 +39,7 @@ impl State {
         matches!(self, State::Closed | State::Disabled | State::MetricsOnly)
     }
 
-    const fn from_bits(bits: u64) -> State {
+    pub(crate) const fn from_bits(bits: u64) -> State {
         match bits {
             1 => State::Open,
             2 => State::HalfOpen,
@@ -54,107 +54,5 @@ impl State {
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// The control word, one `AtomicU64`:
-///
-/// ```text
-/// bits  0..3   state
-/// bits  3..9   open attempts since last closed (saturating at 63)
-/// bits  9..32  payload: closed / metrics-only: consecutive failures (23 bits)
-///                       half-open: admitted probes (11 bits) | probe successes (11 bits)
-/// bits 32..64  generation (wrapping), bumped by every transition
-/// ```
-///
-/// Every transition is one compare-and-swap on this word from the generation it was
-/// decided in, so it happens at most once, and a permit of an older generation can never
-/// change the new state.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Word(pub(crate) u64);
-
-pub(crate) const MAX_ATTEMPTS: u32 = 63;
-const PAYLOAD_MASK: u64 = (1 << 23) - 1;
-const PROBE_MASK: u32 = (1 << 11) - 1;
-
-impl Word {
-    #[inline]
-    pub(crate) const fn new(state: State, epoch: u32, attempts: u32, payload: u32) -> Word {
-        let attempts = if attempts > MAX_ATTEMPTS {
-            MAX_ATTEMPTS
-        } else {
-            attempts
-        };
-        Word(
-            (state as u64)
-                | ((attempts as u64) << 3)
-                | (((payload as u64) & PAYLOAD_MASK) << 9)
-                | ((epoch as u64) << 32),
-        )
-    }
-
-    #[inline]
-    pub(crate) const fn state(self) -> State {
-        State::from_bits(self.0 & 7)
-    }
-
-    #[inline]
-    pub(crate) const fn epoch(self) -> u32 {
-        (self.0 >> 32) as u32
-    }
-
-    #[inline]
-    pub(crate) const fn attempts(self) -> u32 {
-        ((self.0 >> 3) & 63) as u32
-    }
-
-    #[inline]
-    pub(crate) const fn payload(self) -> u32 {
-        ((self.0 >> 9) & PAYLOAD_MASK) as u32
-    }
-
-    /// Closed / metrics-only: consecutive failures.
-    #[inline]
-    pub(crate) const fn failures(self) -> u32 {
-        self.payload()
-    }
-
-    /// Half-open: probes admitted and not given back.
-    #[inline]
-    pub(crate) const fn admitted(self) -> u32 {
-        self.payload() & PROBE_MASK
-    }
-
-    /// Half-open: probes that succeeded.
-    #[inline]
-    pub(crate) const fn probe_successes(self) -> u32 {
-        (self.payload() >> 11) & PROBE_MASK
-    }
-
-    #[inline]
-    pub(crate) const fn with_payload(self, payload: u32) -> Word {
-        Word::new(self.state(), self.epoch(), self.attempts(), payload)
-    }
-
-    #[inline]
-    pub(crate) const fn with_probes(self, admitted: u32, successes: u32) -> Word {
-        self.with_payload((admitted & PROBE_MASK) | ((successes & PROBE_MASK) << 11))
-    }
-
-    /// The first word of a new state, one generation on.
-    #[inline]
-    pub(crate) const fn next(self, state: State, attempts: u32, payload: u32) -> Word {
-        Word::new(state, self.epoch().wrapping_add(1), attempts, payload)
-    }
-}
-
-impl fmt::Debug for Word {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Word")
-            .field("state", &self.state())
-            .field("epoch", &self.epoch())
-            .field("attempts", &self.attempts())
-            .field("payload", &self.payload())
-            .finish()
     }
 }

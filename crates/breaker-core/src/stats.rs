@@ -1,5 +1,13 @@
 //! Totals since the breaker was built, in per-thread stripes so that threads calling one
 //! breaker do not fight over one cache line.
+//!
+//! # Invariant
+//!
+//! Once the threads that counted have finished (or handed their stripe back by exiting),
+//! the sum over the stripes is exactly the number of `add`s. Each exclusive stripe has one
+//! writer at a time (a plain load and store suffices); the shared stripe, used when every
+//! exclusive one is taken, counts with atomic read-modify-writes. While counting goes on, a
+//! sum may miss the adds in flight, never invent any.
 
 use crate::snapshot::Totals;
 use crate::sync::{AtomicU64, Ordering};
@@ -133,4 +141,34 @@ fn claim_stripe() -> usize {
 #[inline(always)]
 fn stripe() -> usize {
     0
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::{Stat, Stats};
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// Under loom every thread counts on the shared stripe: concurrent adds are never lost.
+    #[test]
+    fn concurrent_adds_sum_exactly() {
+        loom::model(|| {
+            let stats = Arc::new(Stats::new());
+            let others: Vec<_> = (0..2)
+                .map(|_| {
+                    let s = stats.clone();
+                    thread::spawn(move || {
+                        s.add(Stat::Successes);
+                        s.add(Stat::Failures);
+                    })
+                })
+                .collect();
+            stats.add(Stat::Successes);
+            for t in others {
+                t.join().unwrap();
+            }
+            assert_eq!(stats.sum(Stat::Successes), 3);
+            assert_eq!(stats.sum(Stat::Failures), 2);
+        });
+    }
 }

@@ -1,0 +1,411 @@
+//! The circuit breaker: the composition of the atomic protocols (the [control
+//! word](crate::control), [phase publication](crate::phase), the [windows](crate::window), the
+//! [stat stripes](crate::stats)) into acquire, record, transition and query.
+//!
+//! - this file: the type, acquiring permits, and queries;
+//! - [`record`]: recording outcomes (windows, trip rules, probes);
+//! - [`transition`]: time-driven transitions, making and publishing them;
+//! - [`operator`]: operator controls and reconfiguration;
+//! - `call`: the synchronous `call` helper (`std`).
+
+#[cfg(feature = "std")]
+mod call;
+mod operator;
+mod record;
+mod transition;
+
+use core::fmt;
+use core::time::Duration;
+
+#[cfg(feature = "alloc")]
+use alloc::boxed::Box;
+
+use crate::clock::Clock;
+#[cfg(feature = "alloc")]
+use crate::config::OpenDuration;
+use crate::config::{Builder, Config, PolicyKind, name_str};
+use crate::control::{ControlWord, ProbeSlot, Word};
+use crate::error::{RejectReason, Rejected};
+use crate::observer::{Event, NoopObserver, Observer};
+#[cfg(feature = "alloc")]
+use crate::permit::OwnedPermit;
+use crate::permit::Permit;
+use crate::phase::PhaseCell;
+use crate::snapshot::{Counts, Snapshot};
+use crate::state::State;
+use crate::stats::{Stat, Stats};
+use crate::sync::{AtomicU64, Ordering};
+use crate::tunables::Tunables;
+#[cfg(feature = "alloc")]
+use crate::window::Window;
+
+/// The result of a call, as the breaker counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The dependency did its job.
+    Success,
+    /// The dependency failed: counts toward tripping; in half-open, re-opens the breaker.
+    Failure,
+    /// Neutral (a caller's bad request, a cancelled call, a 404...): counted nowhere, and a
+    /// half-open probe slot is given back.
+    Ignored,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Closed or metrics-only: counted in the window.
+    Closed,
+    /// Half-open probe: holds one probe slot until recorded or dropped.
+    Probe,
+    /// Disabled: nothing is recorded.
+    Passthrough,
+}
+
+/// What a permit carries: the generation it was issued in and what kind of call it admits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ticket {
+    pub(crate) epoch: u32,
+    pub(crate) kind: Kind,
+}
+
+/// A lock-free circuit breaker.
+///
+/// Build one with [`CircuitBreaker::builder`] (or [`builder_with_clock`](Self::builder_with_clock)),
+/// share it (`&`, `Arc`), and guard each call of the dependency with the two-step protocol:
+/// [`try_acquire`](Self::try_acquire) a [`Permit`], run the call, then
+/// [`record`](Permit::record) its [`Outcome`]. [`call`](Self::call) does all three for a
+/// closure.
+///
+/// Closed-state calls cost a few atomic operations, no lock and no allocation; rejections
+/// while open are as cheap. Time-driven transitions (open to half-open, half-open timeout)
+/// happen lazily when the breaker is used or queried.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, ManualClock, Outcome, State};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let breaker = CircuitBreaker::builder_with_clock(clock.clone())
+///     .consecutive_failures(2)
+///     .open_duration(Duration::from_secs(10))
+///     .build()?;
+///
+/// for _ in 0..2 {
+///     let permit = breaker.try_acquire().expect("closed");
+///     permit.record(Outcome::Failure, Duration::from_millis(3));
+/// }
+/// assert_eq!(breaker.state(), State::Open);
+/// let rejected = breaker.try_acquire().unwrap_err();
+/// assert_eq!(rejected.retry_after(), Some(Duration::from_secs(10)));
+///
+/// clock.advance(Duration::from_secs(10) + Duration::from_nanos(1));
+/// let probe = breaker.try_acquire().expect("half-open admits a probe");
+/// probe.record(Outcome::Success, Duration::from_millis(3));
+/// assert_eq!(breaker.state(), State::Closed);
+/// # Ok::<(), breaker_core::ConfigError>(())
+/// ```
+pub struct CircuitBreaker<C, O = NoopObserver> {
+    control: ControlWord,
+    phase: PhaseCell,
+    tunables: Tunables,
+    stats: Stats,
+    /// Total successes when the current run of successes began.
+    success_mark: AtomicU64,
+    origin: u64,
+    name: crate::config::Name,
+    policy: PolicyKind,
+    #[cfg(feature = "alloc")]
+    window: Window,
+    #[cfg(feature = "alloc")]
+    open_fn: Option<Box<dyn Fn(u32) -> Duration + Send + Sync>>,
+    #[cfg(feature = "alloc")]
+    jitter: Option<crate::config::Jitter>,
+    #[cfg(feature = "alloc")]
+    trip_when: Option<crate::config::TripPredicate>,
+    clock: C,
+    observer: O,
+}
+
+impl<C, O> fmt::Debug for CircuitBreaker<C, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self.control.load();
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.name)
+            .field("state", &w.state())
+            .field("generation", &w.epoch())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "std")]
+impl CircuitBreaker<crate::clock::MonotonicClock, NoopObserver> {
+    /// A builder for a breaker on the system's monotonic clock.
+    pub fn builder() -> Builder<crate::clock::MonotonicClock, NoopObserver> {
+        Builder::with_clock(crate::clock::MonotonicClock::new())
+    }
+}
+
+impl<C: Clock> CircuitBreaker<C, NoopObserver> {
+    /// A builder for a breaker that reads time from `clock`.
+    pub fn builder_with_clock(clock: C) -> Builder<C, NoopObserver> {
+        Builder::with_clock(clock)
+    }
+}
+
+impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
+    /// A breaker from a validated configuration.
+    pub fn new(config: Config, clock: C, observer: O) -> Self {
+        Self::from_parts(config, clock, observer)
+    }
+
+    pub(crate) fn from_parts(config: Config, clock: C, observer: O) -> Self {
+        let origin = clock.now_nanos();
+        let tunables = Tunables::new(&config);
+        CircuitBreaker {
+            control: ControlWord::new(),
+            phase: PhaseCell::new(),
+            tunables,
+            stats: Stats::new(),
+            success_mark: AtomicU64::new(0),
+            origin,
+            name: config.name,
+            policy: config.policy,
+            #[cfg(feature = "alloc")]
+            window: Window::new(config.policy),
+            #[cfg(feature = "alloc")]
+            open_fn: match config.open {
+                OpenDuration::Custom(f) => Some(f),
+                _ => None,
+            },
+            #[cfg(feature = "alloc")]
+            jitter: config.jitter,
+            #[cfg(feature = "alloc")]
+            trip_when: config.trip_when,
+            clock,
+            observer,
+        }
+    }
+
+    /// The observer given to the builder.
+    pub fn observer(&self) -> &O {
+        &self.observer
+    }
+
+    /// The clock the breaker reads.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The failure policy, with the thresholds in force (after any
+    /// [`reconfigure`](Self::reconfigure)).
+    pub fn policy(&self) -> PolicyKind {
+        match self.policy {
+            PolicyKind::ConsecutiveFailures { .. } => PolicyKind::ConsecutiveFailures {
+                threshold: Tunables::get(&self.tunables.consecutive_threshold) as u32,
+            },
+            window => window,
+        }
+    }
+
+    /// Whether [`record`](Permit::record) looks at durations (slow-call detection is on).
+    /// When it is off, callers may pass `Duration::ZERO` and skip timing calls.
+    #[inline]
+    pub fn measures_duration(&self) -> bool {
+        Tunables::get(&self.tunables.slow_nanos) != u64::MAX
+    }
+
+    // ----- the two-step protocol ------------------------------------------------------
+
+    /// Asks to make one call. `Ok` carries a [`Permit`]: make the call, then record its
+    /// outcome (dropping the permit instead is neutral). `Err` says why the call must not
+    /// be made and, when open, how long until a probe is allowed.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<&Self>, Rejected> {
+        Permit::acquire(&self)
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire), for a breaker in an `Arc`: the permit owns a
+    /// clone of the `Arc`, so it can move into a `'static` future or another thread.
+    #[cfg(feature = "alloc")]
+    #[inline]
+    pub fn try_acquire_owned(self: &alloc::sync::Arc<Self>) -> Result<OwnedPermit<C, O>, Rejected> {
+        Permit::acquire(self)
+    }
+
+    /// Reports `event` to the observer: for adapters that add events of their own
+    /// ([`Event::FallbackUsed`]).
+    #[inline]
+    pub fn notify(&self, event: &Event) {
+        self.emit(event)
+    }
+
+    /// The breaker's name (from [`Builder::name`]; `""` if it has none), as observers see it.
+    pub fn name(&self) -> &str {
+        name_str(&self.name)
+    }
+
+    #[inline(always)]
+    fn emit(&self, event: &Event) {
+        self.observer.on_breaker_event(name_str(&self.name), event)
+    }
+
+    /// The current time of the breaker's clock, in nanoseconds since the clock's origin
+    /// (for measuring a call's duration with the same clock).
+    #[inline]
+    pub fn now_nanos(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+
+    #[inline]
+    pub(crate) fn acquire_ticket(&self) -> Result<Ticket, Rejected> {
+        let mut w = self.control.load();
+        loop {
+            match w.state() {
+                State::Closed | State::MetricsOnly => {
+                    return Ok(Ticket {
+                        epoch: w.epoch(),
+                        kind: Kind::Closed,
+                    });
+                }
+                State::Disabled => {
+                    return Ok(Ticket {
+                        epoch: w.epoch(),
+                        kind: Kind::Passthrough,
+                    });
+                }
+                State::ForcedOpen => return Err(self.reject(RejectReason::ForcedOpen, None)),
+                State::Open | State::HalfOpen => {
+                    let now = self.now();
+                    let deadline = self.deadline(w.epoch());
+                    if let Some(next) = Self::due_transition(w, now, deadline, true) {
+                        match self.transition(w, next, Some(now)) {
+                            Ok(()) => {
+                                self.announce(w, next, None);
+                                if next.state() == State::HalfOpen {
+                                    return Ok(Ticket {
+                                        epoch: next.epoch(),
+                                        kind: Kind::Probe,
+                                    });
+                                }
+                                w = next;
+                            }
+                            Err(actual) => w = actual,
+                        }
+                        continue;
+                    }
+                    if w.state() == State::Open {
+                        if deadline.is_none() {
+                            // The phase belongs to another generation: either ours is not
+                            // published yet (we just tripped), or the word moved on.
+                            let fresh = self.control.load();
+                            if fresh != w {
+                                w = fresh;
+                                continue;
+                            }
+                        }
+                        let retry_after = self.open_retry_after(w, deadline, now);
+                        return Err(self.reject(RejectReason::Open, Some(retry_after)));
+                    }
+                    let limit = Tunables::get(&self.tunables.half_open_probes) as u32;
+                    match self.control.take_probe(w, limit) {
+                        ProbeSlot::Taken => {
+                            return Ok(Ticket {
+                                epoch: w.epoch(),
+                                kind: Kind::Probe,
+                            });
+                        }
+                        ProbeSlot::Full => {
+                            return Err(self.reject(RejectReason::HalfOpenFull, None));
+                        }
+                        ProbeSlot::Changed(actual) => w = actual,
+                    }
+                }
+            }
+        }
+    }
+
+    fn reject(&self, reason: RejectReason, retry_after: Option<Duration>) -> Rejected {
+        self.stats.add(Stat::Rejected);
+        self.emit(&Event::Rejected { reason });
+        Rejected {
+            reason,
+            retry_after,
+        }
+    }
+
+    // ----- queries ----------------------------------------------------------------------
+
+    /// The current state (making any transition that time has made due).
+    pub fn state(&self) -> State {
+        self.current().state()
+    }
+
+    /// State, counts and rates at this moment. Exact once concurrent calls have finished.
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, ManualClock, Outcome};
+    /// use std::time::Duration;
+    ///
+    /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
+    ///     .count_window(10)
+    ///     .minimum_calls(10)
+    ///     .build()?;
+    /// for outcome in [Outcome::Success, Outcome::Failure, Outcome::Success, Outcome::Ignored] {
+    ///     breaker.try_acquire().unwrap().record(outcome, Duration::ZERO);
+    /// }
+    /// let s = breaker.snapshot();
+    /// assert_eq!((s.window.calls, s.window.failures), (3, 1));
+    /// assert_eq!(s.totals.ignored, 1);
+    /// assert_eq!(s.consecutive_successes, 1);
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn snapshot(&self) -> Snapshot {
+        let w = self.current();
+        let epoch = w.epoch();
+        let state = w.state();
+        let mut window = Counts::default();
+        if matches!(state, State::Closed | State::MetricsOnly) {
+            window = self.window_counts(epoch);
+            window.consecutive_failures = w.failures();
+        }
+        let totals = self.stats.totals();
+        let mark = self.success_mark.load(Ordering::Relaxed);
+        let half_open = state == State::HalfOpen;
+        Snapshot {
+            state,
+            generation: epoch,
+            window,
+            consecutive_successes: totals.successes.saturating_sub(mark),
+            half_open_admitted: if half_open { w.admitted() } else { 0 },
+            half_open_successes: if half_open { w.probe_successes() } else { 0 },
+            open_attempts: w.attempts(),
+            retry_after: self.retry_after_of(w),
+            totals,
+        }
+    }
+
+    /// How long until a probe call is admitted: `Some` while open (zero once due), `None`
+    /// otherwise.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after_of(self.current())
+    }
+
+    fn retry_after_of(&self, w: Word) -> Option<Duration> {
+        if w.state() != State::Open {
+            return None;
+        }
+        Some(self.open_retry_after(w, self.deadline(w.epoch()), self.now()))
+    }
+
+    #[allow(unused_variables)]
+    fn window_counts(&self, epoch: u32) -> Counts {
+        #[cfg(feature = "alloc")]
+        match &self.window {
+            Window::None => {}
+            Window::Count(w) => return w.counts(epoch),
+            Window::Time(w) => return w.counts(epoch, self.tick(w, epoch)),
+        }
+        Counts::default()
+    }
+}

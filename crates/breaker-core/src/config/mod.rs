@@ -1,0 +1,257 @@
+//! Building and validating a breaker's configuration.
+//!
+//! Everything is checked when the configuration is built: a bad value is a [`ConfigError`]
+//! naming the field and the allowed range, never a panic later.
+
+use core::fmt;
+use core::time::Duration;
+
+#[cfg(feature = "alloc")]
+use alloc::boxed::Box;
+
+mod builder;
+
+pub use builder::Builder;
+
+use crate::clock::nanos;
+use crate::observer::NoopObserver;
+#[cfg(feature = "alloc")]
+use crate::snapshot::Counts;
+#[cfg(doc)]
+use crate::{breaker::CircuitBreaker, error::ConfigError};
+
+/// Largest consecutive-failure threshold (the count lives in 23 bits of the state word).
+pub const MAX_CONSECUTIVE_FAILURES: u32 = (1 << 23) - 1;
+/// Largest count-window size.
+pub const MAX_COUNT_WINDOW: u32 = (u16::MAX / 2) as u32;
+/// Largest number of buckets in a time window.
+pub const MAX_BUCKETS: u32 = 1024;
+/// How long half-open may last by default before it re-opens: a probe whose result never
+/// comes (a leaked task, a hung call without a timeout) can hold a half-open slot no longer
+/// than this. Set your own with [`Builder::max_half_open`]; keep it above your longest call.
+pub const DEFAULT_MAX_HALF_OPEN: Duration = Duration::from_secs(60);
+/// Largest number of probe calls admitted per half-open period.
+pub const MAX_HALF_OPEN_PROBES: u32 = (1 << 11) - 1;
+
+/// How the closed state decides to trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyKind {
+    /// Trip when `threshold` consecutive failures are reached.
+    ConsecutiveFailures {
+        /// Failures in a row that trip the breaker.
+        threshold: u32,
+    },
+    /// A sliding window over the last `size` calls.
+    CountWindow {
+        /// Calls in the window.
+        size: u32,
+    },
+    /// A sliding window over the last `duration`, split into `buckets` buckets
+    /// (one bucket: a tumbling window).
+    TimeWindow {
+        /// Window length.
+        duration: Duration,
+        /// Buckets the window is split into.
+        buckets: u32,
+    },
+    /// Every call since the breaker last entered the closed state (gobreaker with
+    /// `Interval = 0`).
+    Cumulative,
+}
+
+impl PolicyKind {
+    pub(crate) fn uses_window(&self) -> bool {
+        !matches!(self, PolicyKind::ConsecutiveFailures { .. })
+    }
+
+    /// Same window shape, ignoring the consecutive threshold (a tunable).
+    pub(crate) fn same_shape(&self, other: &PolicyKind) -> bool {
+        match (self, other) {
+            (PolicyKind::ConsecutiveFailures { .. }, PolicyKind::ConsecutiveFailures { .. }) => {
+                true
+            }
+            _ => self == other,
+        }
+    }
+}
+
+/// How long the breaker stays open before it admits probes.
+pub enum OpenDuration {
+    /// Always the same.
+    Fixed(Duration),
+    /// `initial * multiplier^(attempt - 1)`, capped at `max`. The attempt count grows each
+    /// time the breaker re-opens from half-open and resets when it closes.
+    Exponential {
+        /// Duration of the first open period.
+        initial: Duration,
+        /// Growth factor per re-open, `>= 1`.
+        multiplier: f64,
+        /// Upper bound.
+        max: Duration,
+    },
+    /// A user function of the attempt number (1 for the first open period since closed).
+    #[cfg(feature = "alloc")]
+    Custom(Box<dyn Fn(u32) -> Duration + Send + Sync>),
+}
+
+impl fmt::Debug for OpenDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenDuration::Fixed(d) => f.debug_tuple("Fixed").field(d).finish(),
+            OpenDuration::Exponential {
+                initial,
+                multiplier,
+                max,
+            } => f
+                .debug_struct("Exponential")
+                .field("initial", initial)
+                .field("multiplier", multiplier)
+                .field("max", max)
+                .finish(),
+            #[cfg(feature = "alloc")]
+            OpenDuration::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+impl OpenDuration {
+    /// The open duration for the given attempt (1-based), before jitter.
+    pub fn for_attempt(&self, attempt: u32) -> Duration {
+        match self {
+            OpenDuration::Fixed(d) => *d,
+            OpenDuration::Exponential {
+                initial,
+                multiplier,
+                max,
+            } => {
+                let cap = nanos(*max) as f64;
+                let mut d = nanos(*initial) as f64;
+                for _ in 1..attempt {
+                    d *= *multiplier;
+                    if d >= cap {
+                        return *max;
+                    }
+                }
+                Duration::from_nanos(d as u64).min(*max)
+            }
+            #[cfg(feature = "alloc")]
+            OpenDuration::Custom(f) => f(attempt.max(1)),
+        }
+    }
+}
+
+/// Random spread added to each open duration, so many breakers that tripped together do not
+/// probe together.
+#[cfg(feature = "alloc")]
+pub(crate) struct Jitter {
+    pub(crate) factor: f64,
+    pub(crate) source: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+#[cfg(feature = "alloc")]
+impl Jitter {
+    /// `d * (1 + factor * (2u - 1))`, u uniform in [0, 1) from the source.
+    pub(crate) fn apply(&self, d: Duration) -> Duration {
+        let u = ((self.source)() >> 11) as f64 / (1u64 << 53) as f64;
+        let scale = 1.0 + self.factor * (2.0 * u - 1.0);
+        let n = (nanos(d) as f64 * scale) as u64;
+        Duration::from_nanos(n.max(1))
+    }
+}
+
+/// The width of one bucket of a `duration` window split into `buckets`: the duration
+/// divided by the buckets, rounded to the nearest nanosecond (so `time_window(10 s, 7)`
+/// has buckets of 1,428,571,429 ns and spans 10 s + 3 ns).
+#[cfg(feature = "alloc")]
+pub(crate) fn bucket_width(duration: Duration, buckets: u32) -> u64 {
+    let (n, b) = (nanos(duration), u64::from(buckets));
+    (n / b + u64::from(n % b >= b.div_ceil(2))).max(1)
+}
+
+/// A breaker's name: any string with `alloc`, a `&'static str` without.
+#[cfg(feature = "alloc")]
+pub(crate) type Name = alloc::borrow::Cow<'static, str>;
+/// A breaker's name: any string with `alloc`, a `&'static str` without.
+#[cfg(not(feature = "alloc"))]
+pub(crate) type Name = &'static str;
+
+/// The name as a `str`, whichever type [`Name`] is.
+#[inline(always)]
+pub(crate) fn name_str(name: &Name) -> &str {
+    name
+}
+
+/// A custom trip predicate over the window's counts (gobreaker's `ReadyToTrip`).
+#[cfg(feature = "alloc")]
+pub(crate) type TripPredicate = Box<dyn Fn(&Counts) -> bool + Send + Sync>;
+
+/// A validated breaker configuration. Made by [`Builder::build_config`]; used by
+/// [`CircuitBreaker::reconfigure`] and kept by every breaker.
+pub struct Config {
+    pub(crate) name: Name,
+    pub(crate) policy: PolicyKind,
+    pub(crate) minimum_calls: u32,
+    /// Failure-rate threshold in parts per million (0: no rule).
+    pub(crate) failure_rate_ppm: u32,
+    /// Slow-call-rate threshold in parts per million (0: no rule).
+    pub(crate) slow_rate_ppm: u32,
+    /// Slow-call threshold in nanoseconds (`u64::MAX`: slow calls not detected).
+    pub(crate) slow_nanos: u64,
+    pub(crate) half_open_probes: u32,
+    /// Longest half-open period in nanoseconds (0: unlimited).
+    pub(crate) max_half_open_nanos: u64,
+    pub(crate) open: OpenDuration,
+    #[cfg(feature = "alloc")]
+    pub(crate) jitter: Option<Jitter>,
+    #[cfg(feature = "alloc")]
+    pub(crate) trip_when: Option<TripPredicate>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Config");
+        s.field("policy", &self.policy)
+            .field("minimum_calls", &self.minimum_calls)
+            .field("failure_rate", &(self.failure_rate_ppm as f64 / 10_000.0))
+            .field("slow_call_rate", &(self.slow_rate_ppm as f64 / 10_000.0))
+            .field("slow_call_nanos", &self.slow_nanos)
+            .field("half_open_probes", &self.half_open_probes)
+            .field("max_half_open_nanos", &self.max_half_open_nanos)
+            .field("open", &self.open);
+        #[cfg(feature = "alloc")]
+        s.field("jitter", &self.jitter.as_ref().map(|j| j.factor))
+            .field("trip_when", &self.trip_when.as_ref().map(|_| ".."));
+        s.finish()
+    }
+}
+
+impl Config {
+    /// A builder with the defaults (see [`Builder`]). Use it for
+    /// [`CircuitBreaker::reconfigure`]; to build a breaker, start from
+    /// [`CircuitBreaker::builder`].
+    pub fn builder() -> Builder<(), NoopObserver> {
+        Builder::with_clock(())
+    }
+
+    /// The failure policy.
+    pub fn policy(&self) -> PolicyKind {
+        self.policy
+    }
+
+    /// Whether calls' durations matter (slow-call detection is on).
+    pub fn detects_slow_calls(&self) -> bool {
+        self.slow_nanos != u64::MAX
+    }
+
+    #[cfg(feature = "alloc")]
+    pub(crate) fn has_closures(&self) -> bool {
+        self.jitter.is_some()
+            || self.trip_when.is_some()
+            || matches!(self.open, OpenDuration::Custom(_))
+    }
+    #[cfg(not(feature = "alloc"))]
+    pub(crate) fn has_closures(&self) -> bool {
+        false
+    }
+}
