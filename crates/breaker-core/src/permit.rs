@@ -80,12 +80,12 @@ impl<B: BreakerRef> Permit<B> {
 
     /// Whether this permit is a half-open probe.
     pub fn is_probe(&self) -> bool {
-        self.ticket.is_some_and(|t| t.kind == Kind::Probe)
+        self.ticket.is_some_and(|t| t.kind() == Kind::Probe)
     }
 
     /// The generation the permit was issued in.
     pub fn generation(&self) -> u32 {
-        self.ticket.map_or(0, |t| t.epoch)
+        self.ticket.map_or(0, |t| t.epoch())
     }
 
     /// The breaker handle this permit belongs to.

@@ -19,6 +19,15 @@ struct Called<B: BreakerRef, K> {
 }
 
 impl<B: BreakerRef, K> Called<B, K> {
+    /// Dropped before the inner future finished (kept out of line: the common drop, of a
+    /// completed future, is a single check).
+    #[cold]
+    #[inline(never)]
+    fn abandon(self) {
+        let elapsed = self.elapsed();
+        self.permit.abandon(elapsed);
+    }
+
     fn elapsed(&self) -> Duration {
         let breaker = self.permit.breaker().breaker();
         if breaker.measures_duration() {
@@ -43,26 +52,42 @@ pin_project! {
         B: BreakerRef,
     {
         #[pin]
-        inner: Option<F>,
-        called: Option<Called<B, K>>,
-        rejected: Option<Rejected>,
+        kind: Kind<F, B, K>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, K>
+    where
+        B: BreakerRef,
+    {
+        Called {
+            #[pin]
+            fut: F,
+            called: Option<Called<B, K>>,
+        },
+        Rejected {
+            rejected: Option<Rejected>,
+        },
     }
 
-    impl<F, B, K> PinnedDrop for ResponseFuture<F, B, K>
+    impl<F, B, K> PinnedDrop for Kind<F, B, K>
     where
         B: BreakerRef,
     {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(called) = this.project().called.take() {
-                let elapsed = called.elapsed();
-                called.permit.abandon(elapsed);
+            if let KindProj::Called { called, .. } = this.project() {
+                if let Some(called) = called.take() {
+                    called.abandon();
+                }
             }
         }
     }
 }
 
 impl<F, B: BreakerRef, K> ResponseFuture<F, B, K> {
-    pub(crate) fn called(inner: F, permit: Permit<B>, classify: K) -> Self {
+    pub(crate) fn called(fut: F, permit: Permit<B>, classify: K) -> Self {
         let b = permit.breaker().breaker();
         let started = if b.measures_duration() {
             b.now_nanos()
@@ -70,30 +95,35 @@ impl<F, B: BreakerRef, K> ResponseFuture<F, B, K> {
             0
         };
         ResponseFuture {
-            inner: Some(inner),
-            called: Some(Called {
-                permit,
-                classify,
-                started,
-            }),
-            rejected: None,
+            kind: Kind::Called {
+                fut,
+                called: Some(Called {
+                    permit,
+                    classify,
+                    started,
+                }),
+            },
         }
     }
 
     pub(crate) fn rejected(rejected: Rejected) -> Self {
         ResponseFuture {
-            inner: None,
-            called: None,
-            rejected: Some(rejected),
+            kind: Kind::Rejected {
+                rejected: Some(rejected),
+            },
         }
     }
 }
 
 impl<F, B: BreakerRef, K> std::fmt::Debug for ResponseFuture<F, B, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Called { called, .. } if called.is_some() => "called",
+            Kind::Called { .. } => "done",
+            Kind::Rejected { .. } => "rejected",
+        };
         f.debug_struct("ResponseFuture")
-            .field("called", &self.called.is_some())
-            .field("rejected", &self.rejected)
+            .field("kind", &kind)
             .finish_non_exhaustive()
     }
 }
@@ -109,22 +139,23 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Some(rejected) = this.rejected.take() {
-            return Poll::Ready(Err(Error::Rejected(rejected)));
+        match self.project().kind.project() {
+            KindProj::Rejected { rejected } => Poll::Ready(Err(match rejected.take() {
+                Some(rejected) => Error::Rejected(rejected),
+                None => Error::Inner(PolledAfterCompletion.into()),
+            })),
+            KindProj::Called { fut, called } => {
+                let result = std::task::ready!(fut.poll(cx));
+                if let Some(called) = called.take() {
+                    // Taken out first: if the classifier panics, the permit unwinds with
+                    // `called` and gives its slot back.
+                    let outcome = called.classify.classify(&result);
+                    let elapsed = called.elapsed();
+                    called.permit.record(outcome, elapsed);
+                }
+                Poll::Ready(result.map_err(|e| Error::Inner(e.into())))
+            }
         }
-        let Some(inner) = this.inner.as_pin_mut() else {
-            return Poll::Ready(Err(Error::Inner(PolledAfterCompletion.into())));
-        };
-        let result = std::task::ready!(inner.poll(cx));
-        if let Some(called) = this.called.take() {
-            // Taken out first: if the classifier panics, the permit unwinds with `called`
-            // and gives its slot back.
-            let outcome = called.classify.classify(&result);
-            let elapsed = called.elapsed();
-            called.permit.record(outcome, elapsed);
-        }
-        Poll::Ready(result.map_err(|e| Error::Inner(e.into())))
     }
 }
 

@@ -93,7 +93,12 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if let Decision::Undecided = self.decision {
+        // Closed (or disabled, metrics-only): every call is admitted, so `call` takes its
+        // permit as a plain breaker does; reading the state is one atomic load. Otherwise
+        // decide now, so a refused caller does not wait for the inner service.
+        if matches!(self.decision, Decision::Undecided)
+            && !self.breaker.breaker().state().admits_calls()
+        {
             self.decision = match Permit::acquire(&self.breaker) {
                 Ok(permit) => Decision::Admitted(permit),
                 Err(rejected) => Decision::Rejected(rejected),
@@ -115,8 +120,9 @@ where
                 ResponseFuture::called(self.inner.call(req), permit, self.classify.clone())
             }
             Decision::Rejected(rejected) => ResponseFuture::rejected(rejected),
-            // `call` without `poll_ready` breaks the `Service` contract; the inner service
-            // would not be ready either. Decide now, as a plain breaker would.
+            // Closed at `poll_ready` (or `call` without `poll_ready`, which breaks the
+            // `Service` contract): decide now. If the breaker refuses meanwhile, the inner
+            // service's readiness goes unused, as with tower's `LoadShed`.
             Decision::Undecided => match Permit::acquire(&self.breaker) {
                 Ok(permit) => {
                     ResponseFuture::called(self.inner.call(req), permit, self.classify.clone())

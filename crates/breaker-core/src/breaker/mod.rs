@@ -52,20 +52,52 @@ pub enum Outcome {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Kind {
     /// Closed or metrics-only: counted in the window.
-    Closed,
+    Closed = 1,
     /// Half-open probe: holds one probe slot until recorded or dropped.
     Probe,
     /// Disabled: nothing is recorded.
     Passthrough,
 }
 
-/// What a permit carries: the generation it was issued in and what kind of call it admits.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Ticket {
-    pub(crate) epoch: u32,
-    pub(crate) kind: Kind,
+/// What a permit carries: the generation it was issued in and what kind of call it admits,
+/// packed in one non-zero word (`[epoch:32 | 0:24 | kind:8]`, kind >= 1), so a permit is
+/// written with a single store and `Option<Ticket>` needs no extra tag.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket(core::num::NonZeroU64);
+
+impl Ticket {
+    #[inline(always)]
+    pub(crate) fn new(epoch: u32, kind: Kind) -> Self {
+        // `kind as u64 >= 1`, so the word is never zero (the fallback is never taken).
+        let word = (u64::from(epoch) << 32) | kind as u64;
+        Ticket(core::num::NonZeroU64::new(word).unwrap_or(core::num::NonZeroU64::MIN))
+    }
+
+    #[inline(always)]
+    pub(crate) fn epoch(self) -> u32 {
+        (self.0.get() >> 32) as u32
+    }
+
+    #[inline(always)]
+    pub(crate) fn kind(self) -> Kind {
+        match self.0.get() as u8 {
+            1 => Kind::Closed,
+            2 => Kind::Probe,
+            _ => Kind::Passthrough,
+        }
+    }
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("epoch", &self.epoch())
+            .field("kind", &self.kind())
+            .finish()
+    }
 }
 
 /// A lock-free circuit breaker.
@@ -257,22 +289,28 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         self.clock.now_nanos()
     }
 
-    #[inline]
+    /// The first step of the protocol. The states that admit every call are decided here,
+    /// inlined into every caller; open and half-open take the out-of-line path.
+    #[inline(always)]
     pub(crate) fn acquire_ticket(&self) -> Result<Ticket, Rejected> {
-        let mut w = self.control.load();
+        let w = self.control.load();
+        let kind = match w.state() {
+            State::Closed | State::MetricsOnly => Kind::Closed,
+            State::Disabled => Kind::Passthrough,
+            _ => return self.acquire_ticket_slow(w),
+        };
+        Ok(Ticket::new(w.epoch(), kind))
+    }
+
+    #[inline(never)]
+    fn acquire_ticket_slow(&self, mut w: Word) -> Result<Ticket, Rejected> {
         loop {
             match w.state() {
                 State::Closed | State::MetricsOnly => {
-                    return Ok(Ticket {
-                        epoch: w.epoch(),
-                        kind: Kind::Closed,
-                    });
+                    return Ok(Ticket::new(w.epoch(), Kind::Closed));
                 }
                 State::Disabled => {
-                    return Ok(Ticket {
-                        epoch: w.epoch(),
-                        kind: Kind::Passthrough,
-                    });
+                    return Ok(Ticket::new(w.epoch(), Kind::Passthrough));
                 }
                 State::ForcedOpen => return Err(self.reject(RejectReason::ForcedOpen, None)),
                 State::Open | State::HalfOpen => {
@@ -283,10 +321,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                             Ok(()) => {
                                 self.announce(w, next, None);
                                 if next.state() == State::HalfOpen {
-                                    return Ok(Ticket {
-                                        epoch: next.epoch(),
-                                        kind: Kind::Probe,
-                                    });
+                                    return Ok(Ticket::new(next.epoch(), Kind::Probe));
                                 }
                                 w = next;
                             }
@@ -310,10 +345,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                     let limit = Tunables::get(&self.tunables.half_open_probes) as u32;
                     match self.control.take_probe(w, limit) {
                         ProbeSlot::Taken => {
-                            return Ok(Ticket {
-                                epoch: w.epoch(),
-                                kind: Kind::Probe,
-                            });
+                            return Ok(Ticket::new(w.epoch(), Kind::Probe));
                         }
                         ProbeSlot::Full => {
                             return Err(self.reject(RejectReason::HalfOpenFull, None));
@@ -337,8 +369,14 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     // ----- queries ----------------------------------------------------------------------
 
     /// The current state (making any transition that time has made due).
+    #[inline]
     pub fn state(&self) -> State {
-        self.current().state()
+        let w = self.control.load();
+        match w.state() {
+            // Only open and half-open move with time.
+            State::Open | State::HalfOpen => self.current().state(),
+            state => state,
+        }
     }
 
     /// State, counts and rates at this moment. Exact once concurrent calls have finished.

@@ -22,13 +22,13 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         let slow = nanos(elapsed) > Tunables::get(&self.tunables.slow_nanos);
         // The common case, kept small enough to inline: a fast success in the closed state
         // of a consecutive-failures breaker with no failure run to reset.
-        if ticket.kind == Kind::Closed
+        if ticket.kind() == Kind::Closed
             && outcome == Outcome::Success
             && !slow
             && !self.policy.uses_window()
         {
             let w = self.control.load();
-            if w.epoch() == ticket.epoch && w.failures() == 0 {
+            if w.epoch() == ticket.epoch() && w.failures() == 0 {
                 self.stats.add(Stat::Successes);
                 self.emit(&Event::Success { elapsed });
                 return;
@@ -45,14 +45,14 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         slow: bool,
         elapsed: Duration,
     ) {
-        if ticket.kind == Kind::Passthrough {
+        if ticket.kind() == Kind::Passthrough {
             return;
         }
         let w = self.control.load();
-        if w.epoch() != ticket.epoch {
+        if w.epoch() != ticket.epoch() {
             return self.late(outcome);
         }
-        match ticket.kind {
+        match ticket.kind() {
             Kind::Closed => self.record_closed(w, outcome, slow, elapsed),
             Kind::Probe => self.record_probe(w, outcome, slow, elapsed),
             Kind::Passthrough => {}
@@ -70,12 +70,12 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     }
 
     pub(crate) fn abandon(&self, ticket: Ticket) {
-        match ticket.kind {
+        match ticket.kind() {
             Kind::Passthrough => {}
             Kind::Closed => self.stats.add(Stat::Cancelled),
             Kind::Probe => {
                 self.stats.add(Stat::Cancelled);
-                self.release_probe(ticket.epoch);
+                self.release_probe(ticket.epoch());
             }
         }
     }
