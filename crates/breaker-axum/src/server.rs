@@ -11,7 +11,9 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
-use breaker_core::{CircuitBreaker, Classify, Clock, Observer, Permit, RejectReason, Rejected};
+use breaker_core::{
+    BreakerRef, CircuitBreaker, Classify, Clock, Observer, Permit, RejectReason, Rejected,
+};
 use http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -101,6 +103,26 @@ struct Shared<C, O> {
     reject: Arc<RejectFn>,
 }
 
+/// The handle a request's permit keeps: the shared settings, which include the breaker. One
+/// `Arc` clone per admitted request gives the future both.
+struct SharedRef<C, O>(Arc<Shared<C, O>>);
+
+impl<C, O> Clone for SharedRef<C, O> {
+    fn clone(&self) -> Self {
+        SharedRef(Arc::clone(&self.0))
+    }
+}
+
+impl<C: Clock, O: Observer> BreakerRef for SharedRef<C, O> {
+    type Clock = C;
+    type Observer = O;
+
+    #[inline]
+    fn breaker(&self) -> &CircuitBreaker<C, O> {
+        &self.0.breaker
+    }
+}
+
 impl<C, O> Clone for ServerBreakerLayer<C, O> {
     fn clone(&self) -> Self {
         ServerBreakerLayer {
@@ -183,7 +205,7 @@ impl<S, C, O> Layer<S> for ServerBreakerLayer<C, O> {
     fn layer(&self, inner: S) -> Self::Service {
         ServerBreaker {
             inner,
-            shared: Arc::clone(&self.shared),
+            shared: SharedRef(Arc::clone(&self.shared)),
         }
     }
 }
@@ -194,14 +216,14 @@ impl<S, C, O> Layer<S> for ServerBreakerLayer<C, O> {
 /// `call` asks the breaker, so exempt paths are never refused.
 pub struct ServerBreaker<S, C, O> {
     inner: S,
-    shared: Arc<Shared<C, O>>,
+    shared: SharedRef<C, O>,
 }
 
 impl<S: Clone, C, O> Clone for ServerBreaker<S, C, O> {
     fn clone(&self) -> Self {
         ServerBreaker {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -209,7 +231,7 @@ impl<S: Clone, C, O> Clone for ServerBreaker<S, C, O> {
 impl<S, C, O> fmt::Debug for ServerBreaker<S, C, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerBreaker")
-            .field("exempt", &self.shared.exempt)
+            .field("exempt", &self.shared.0.exempt)
             .finish_non_exhaustive()
     }
 }
@@ -229,7 +251,7 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let shared = &self.shared;
+        let shared = &self.shared.0;
         if shared.exempt.iter().any(|p| p == req.uri().path()) {
             return ServerFuture {
                 inner: Inner::Exempt {
@@ -237,7 +259,7 @@ where
                 },
             };
         }
-        let inner = match Permit::acquire(&shared.breaker) {
+        let inner = match Permit::acquire(&self.shared) {
             Ok(permit) => {
                 let started = shared
                     .breaker
@@ -247,7 +269,6 @@ where
                     fut: self.inner.call(req),
                     permit: Some(permit),
                     started,
-                    shared: Arc::clone(shared),
                 }
             }
             Err(rejected) => {
@@ -293,9 +314,8 @@ pin_project! {
         Guarded {
             #[pin]
             fut: F,
-            permit: Option<Permit<Arc<CircuitBreaker<C, O>>>>,
+            permit: Option<Permit<SharedRef<C, O>>>,
             started: Option<u64>,
-            shared: Arc<Shared<C, O>>,
         },
         Rejected {
             response: Option<Response>,
@@ -305,6 +325,40 @@ pin_project! {
             fut: F,
         },
     }
+
+    impl<F, C, O> PinnedDrop for Inner<F, C, O>
+    where
+        C: Clock,
+        O: Observer,
+    {
+        /// A request dropped before its handler answered (the client went away, a server
+        /// timeout): neutral, unless it had already run past the slow-call duration.
+        fn drop(this: Pin<&mut Self>) {
+            if let InnerProj::Guarded { permit, started, .. } = this.project() {
+                if let Some(permit) = permit.take() {
+                    abandon(permit, *started);
+                }
+            }
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn abandon<C: Clock, O: Observer>(permit: Permit<SharedRef<C, O>>, started: Option<u64>) {
+    let breaker = permit.breaker().breaker();
+    let ran = started.map_or(0, |s| breaker.now_nanos().saturating_sub(s));
+    permit.abandon(Duration::from_nanos(ran));
+}
+
+/// How long a request has run, when the breaker measures durations.
+fn elapsed<C: Clock, O: Observer>(
+    breaker: &CircuitBreaker<C, O>,
+    started: Option<u64>,
+) -> Duration {
+    started.map_or(Duration::ZERO, |s| {
+        Duration::from_nanos(breaker.now_nanos().saturating_sub(s))
+    })
 }
 
 impl<F, C: Clock, O: Observer> fmt::Debug for ServerFuture<F, C, O> {
@@ -337,18 +391,21 @@ where
                 fut,
                 permit,
                 started,
-                shared,
             } => {
                 let result = std::task::ready!(fut.poll(cx));
-                if let Some(permit) = permit.take() {
-                    let outcome = shared.classify.classify(&result);
-                    let elapsed = started.map_or(Duration::ZERO, |s| {
-                        Duration::from_nanos(shared.breaker.now_nanos().saturating_sub(s))
-                    });
-                    permit.record(outcome, elapsed);
-                }
+                let Some(permit) = permit.take() else {
+                    return Poll::Ready(result);
+                };
+                let shared = &permit.breaker().0;
+                let outcome = shared.classify.classify(&result);
+                let ran = elapsed(&shared.breaker, *started);
+                // Kept only when a state header is wanted, to read the state after the record.
+                let for_header = shared.state_header.is_some().then(|| Arc::clone(shared));
+                permit.record(outcome, ran);
                 let Ok(mut response) = result;
-                add_state_header(shared, &mut response);
+                if let Some(shared) = for_header {
+                    add_state_header(&shared, &mut response);
+                }
                 Poll::Ready(Ok(response))
             }
         }

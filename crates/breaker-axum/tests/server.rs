@@ -366,3 +366,56 @@ async fn a_slow_upstream_trips_the_breaker_through_timeouts() {
     );
     assert_eq!(breaker.state(), breaker_core::State::Closed);
 }
+
+/// A request dropped before its handler answered (the client went away, a server-side
+/// timeout): neutral while young, a slow failure once it ran past the slow-call duration.
+/// Driven by hand through the real axum router, on the manual clock.
+#[test]
+fn a_request_dropped_after_it_became_slow_counts_as_a_failure() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    use tower::Service;
+
+    let clock = ManualClock::new();
+    let breaker = Arc::new(
+        CircuitBreaker::builder_with_clock(clock.clone())
+            .consecutive_failures(1)
+            .slow_call_duration(Duration::from_secs(2))
+            .build()
+            .unwrap(),
+    );
+    let mut app = Router::new()
+        .route("/hang", get(std::future::pending::<&'static str>))
+        .layer(ServerBreakerLayer::new(breaker.clone()));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut request = |advance: Duration| {
+        let svc = ReadyNow::<http::Request<axum::body::Body>>::ready_mut_now(&mut app);
+        let mut fut = Box::pin(
+            svc.call(
+                http::Request::get("/hang")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            ),
+        );
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        clock.advance(advance);
+    };
+    request(Duration::from_secs(1)); // dropped young
+    let s = breaker.snapshot();
+    assert_eq!((s.totals.failures, s.totals.cancelled), (0, 1));
+    assert_eq!(breaker.state(), breaker_core::State::Closed);
+    request(Duration::from_secs(3)); // dropped after 3 s > 2 s
+    let s = breaker.snapshot();
+    assert_eq!((s.totals.failures, s.totals.slow), (1, 1));
+    assert_eq!(breaker.state(), breaker_core::State::Open);
+}
+
+/// `ServiceExt::ready` for a service that is always ready, without a runtime.
+trait ReadyNow<R>: tower::Service<R> {
+    fn ready_mut_now(&mut self) -> &mut Self {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(self.poll_ready(&mut cx).is_ready());
+        self
+    }
+}
+impl<R, S: tower::Service<R>> ReadyNow<R> for S {}
