@@ -112,6 +112,7 @@ fn lint() -> Result<(), String> {
     for features in [
         &["--no-default-features"][..],
         &["--no-default-features", "--features", "alloc"],
+        &["--no-default-features", "--features", "tracing"],
     ] {
         let mut args = vec!["clippy", "-p", "breaker-core", "--lib"];
         args.extend_from_slice(features);

@@ -76,6 +76,8 @@
 //!   per-thread counters, the [`Registry`] of named breakers.
 //! - `alloc`: windows, closures in the configuration, [`ManualClock`], [`OwnedPermit`].
 //! - neither: the consecutive-failures policy on any [`Clock`] you provide.
+//! - `tracing`: [`TracingObserver`], transitions and sampled rejections as `tracing` events
+//!   (with or without `std`).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -98,6 +100,8 @@ mod snapshot;
 mod state;
 mod stats;
 mod sync;
+#[cfg(feature = "tracing")]
+mod trace;
 mod tunables;
 #[cfg(feature = "alloc")]
 mod window;
@@ -124,6 +128,8 @@ pub use permit::Permit;
 pub use registry::{DuplicateName, Inspect, InspectGroup, Registry, Report};
 pub use snapshot::{Counts, Snapshot, Totals};
 pub use state::State;
+#[cfg(feature = "tracing")]
+pub use trace::TracingObserver;
 
 /// The tuning guide's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]
