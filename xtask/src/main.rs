@@ -5,7 +5,7 @@
 //! cargo xtask lint    rustfmt check, clippy -D warnings (all targets; core's feature sets),
 //!                     rustdoc with warnings denied
 //! cargo xtask test    the whole test suite: unit, integration, property and doc tests,
-//!                     the no_std link check and the loom models
+//!                     the no_std link check, the alert rules (promtool) and the loom models
 //! cargo xtask loom    only the loom models (LOOM_MAX_PREEMPTIONS defaults to 3)
 //! cargo xtask nostd   only the no_std build-and-link check
 //! cargo xtask bench [--quick]
@@ -50,7 +50,7 @@ usage: cargo xtask <command>
 
   ci      lint + test: everything CI runs
   lint    rustfmt check, clippy -D warnings, rustdoc -D warnings
-  test    unit, integration, property and doc tests, no_std check, loom models
+  test    unit, integration, property and doc tests, no_std check, alert rules, loom models
   loom    loom models only
   nostd   no_std build-and-link check only
   bench   benchmarks vs. the peer crates, writes docs/benchmarks.md [--quick]
@@ -128,7 +128,34 @@ fn lint() -> Result<(), String> {
 fn test() -> Result<(), String> {
     run(&["test", "--workspace", "--all-features"], &[])?;
     nostd()?;
+    alert_rules()?;
     loom()
+}
+
+/// `promtool check rules` and `promtool test rules` on the shipped alert rules.
+fn alert_rules() -> Result<(), String> {
+    let dir = root().join("docs/monitoring");
+    for args in [
+        ["check", "rules", "breaker-alerts.yml"],
+        ["test", "rules", "breaker-alerts.test.yml"],
+    ] {
+        println!("\n==> promtool {}", args.join(" "));
+        let status = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .status()
+            .map_err(|e| {
+                format!(
+                    "could not run promtool ({e}); it validates docs/monitoring/breaker-alerts.yml. \
+                     Install it with Debian's `prometheus` package (apt-get install prometheus), \
+                     or put promtool on PATH"
+                )
+            })?;
+        if !status.success() {
+            return Err(format!("`promtool {}` failed: {status}", args.join(" ")));
+        }
+    }
+    Ok(())
 }
 
 fn loom() -> Result<(), String> {
