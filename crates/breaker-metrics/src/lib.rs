@@ -29,7 +29,7 @@
 //! | `circuit_breaker_transitions_total` | counter | `from`, `to` | state transitions |
 //! | `circuit_breaker_calls_total` | counter | `outcome` | recorded calls: `success`, `failure`, `ignored`; `slow` counts slow calls again, on top of their success or failure |
 //! | `circuit_breaker_rejections_total` | counter | `reason` | calls refused: `open`, `half_open_full`, `forced_open` |
-//! | `circuit_breaker_call_duration_seconds` | histogram | | durations of recorded successes and failures |
+//! | `circuit_breaker_call_duration_seconds` | histogram | | durations of recorded successes and failures (measured when the breaker detects slow calls: [`slow_call_duration`](breaker_core::Builder::slow_call_duration)) |
 //! | `circuit_breaker_failure_rate_percent` | gauge | | the window's failure rate ([`record_rates`]) |
 //! | `circuit_breaker_slow_call_rate_percent` | gauge | | the window's slow-call rate ([`record_rates`]) |
 //! | `circuit_breaker_fallbacks_total` | counter | `kind` | fallbacks served instead of the dependency's answer |
@@ -174,11 +174,11 @@ impl Observer for BreakerMetrics {
         match *event {
             Event::Success { elapsed } => {
                 h.success.increment(1);
-                h.duration.record(elapsed.as_secs_f64());
+                h.record_duration(elapsed);
             }
             Event::Failure { elapsed } => {
                 h.failure.increment(1);
-                h.duration.record(elapsed.as_secs_f64());
+                h.record_duration(elapsed);
             }
             Event::Ignored => h.ignored.increment(1),
             Event::SlowCall { .. } => h.slow.increment(1),
@@ -236,6 +236,15 @@ struct Handles {
 }
 
 impl Handles {
+    /// Adapters measure durations only when the breaker detects slow calls; otherwise they
+    /// pass zero, which is no sample.
+    #[inline]
+    fn record_duration(&self, elapsed: core::time::Duration) {
+        if !elapsed.is_zero() {
+            self.duration.record(elapsed.as_secs_f64());
+        }
+    }
+
     fn transition(&self, breaker: &str, from: State, to: State) -> &Counter {
         self.transitions[state_index(from)][state_index(to)].get_or_init(|| {
             metrics::counter!(

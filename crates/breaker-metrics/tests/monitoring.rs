@@ -34,7 +34,10 @@ fn the_alert_rules_use_only_emitted_metrics() {
     let used = referenced(ALERTS);
     assert!(!used.is_empty());
     for name in &used {
-        assert!(names::ALL.contains(&name.as_str()), "alerts use unknown {name}");
+        assert!(
+            names::ALL.contains(&name.as_str()),
+            "alerts use unknown {name}"
+        );
     }
 }
 
@@ -50,10 +53,16 @@ fn the_dashboard_uses_only_emitted_metrics_and_shows_them_all() {
         .collect();
     let used = referenced(&exprs.join("\n"));
     for name in &used {
-        assert!(names::ALL.contains(&name.as_str()), "dashboard uses unknown {name}");
+        assert!(
+            names::ALL.contains(&name.as_str()),
+            "dashboard uses unknown {name}"
+        );
     }
     for name in names::ALL {
-        assert!(used.iter().any(|u| u == name), "dashboard never shows {name}");
+        assert!(
+            used.iter().any(|u| u == name),
+            "dashboard never shows {name}"
+        );
     }
 }
 
