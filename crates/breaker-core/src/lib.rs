@@ -76,6 +76,8 @@
 //!   per-thread counters, the [`Registry`] of named breakers.
 //! - `alloc`: windows, closures in the configuration, [`ManualClock`], [`OwnedPermit`].
 //! - neither: the consecutive-failures policy on any [`Clock`] you provide.
+//! - `serde`: [`settings`], breaker settings from configuration files and environment
+//!   variables, a registry of breakers built from one file, live reconfiguration.
 //! - `tracing`: [`TracingObserver`], transitions and sampled rejections as `tracing` events
 //!   (with or without `std`).
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -96,6 +98,8 @@ mod permit;
 mod phase;
 #[cfg(feature = "std")]
 mod registry;
+#[cfg(feature = "serde")]
+pub mod settings;
 mod snapshot;
 mod state;
 mod stats;
