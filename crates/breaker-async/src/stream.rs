@@ -2,7 +2,6 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use breaker_core::{BreakerRef, Classify, Outcome, Permit};
 use futures_core::Stream;
@@ -49,11 +48,8 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(permit) = this.permit.take() {
-                let breaker = permit.breaker().breaker();
-                if breaker.measures_duration() {
-                    let ran = breaker.now_nanos().saturating_sub(*this.started);
-                    permit.abandon(Duration::from_nanos(ran));
-                }
+                let ran = permit.breaker().breaker().elapsed_since(*this.started);
+                permit.abandon(ran);
             }
         }
     }
@@ -98,9 +94,7 @@ where
             Stage::NotStarted => match Permit::acquire(this.breaker) {
                 Ok(permit) => {
                     *this.permit = Some(permit);
-                    if breaker.measures_duration() {
-                        *this.started = breaker.now_nanos();
-                    }
+                    *this.started = breaker.call_started();
                     *this.stage = Stage::Running;
                 }
                 Err(rejected) => {
@@ -109,13 +103,7 @@ where
                 }
             },
         }
-        let elapsed = |started: u64| {
-            if breaker.measures_duration() {
-                Duration::from_nanos(breaker.now_nanos().saturating_sub(started))
-            } else {
-                Duration::ZERO
-            }
-        };
+        let elapsed = |started: u64| breaker.elapsed_since(started);
         match this.stream.poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(item)) => {

@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use std::time::Duration;
 
 use breaker_core::{
     BreakerRef, CircuitBreaker, Classify, Clock, Observer, Permit, RejectReason, Rejected,
@@ -261,10 +260,7 @@ where
         }
         let inner = match Permit::acquire(&self.shared) {
             Ok(permit) => {
-                let started = shared
-                    .breaker
-                    .measures_duration()
-                    .then(|| shared.breaker.now_nanos());
+                let started = shared.breaker.call_started();
                 Inner::Guarded {
                     fut: self.inner.call(req),
                     permit: Some(permit),
@@ -315,7 +311,7 @@ pin_project! {
             #[pin]
             fut: F,
             permit: Option<Permit<SharedRef<C, O>>>,
-            started: Option<u64>,
+            started: u64,
         },
         Rejected {
             response: Option<Response>,
@@ -345,20 +341,9 @@ pin_project! {
 
 #[cold]
 #[inline(never)]
-fn abandon<C: Clock, O: Observer>(permit: Permit<SharedRef<C, O>>, started: Option<u64>) {
-    let breaker = permit.breaker().breaker();
-    let ran = started.map_or(0, |s| breaker.now_nanos().saturating_sub(s));
-    permit.abandon(Duration::from_nanos(ran));
-}
-
-/// How long a request has run, when the breaker measures durations.
-fn elapsed<C: Clock, O: Observer>(
-    breaker: &CircuitBreaker<C, O>,
-    started: Option<u64>,
-) -> Duration {
-    started.map_or(Duration::ZERO, |s| {
-        Duration::from_nanos(breaker.now_nanos().saturating_sub(s))
-    })
+fn abandon<C: Clock, O: Observer>(permit: Permit<SharedRef<C, O>>, started: u64) {
+    let ran = permit.breaker().breaker().elapsed_since(started);
+    permit.abandon(ran);
 }
 
 impl<F, C: Clock, O: Observer> fmt::Debug for ServerFuture<F, C, O> {
@@ -398,7 +383,7 @@ where
                 };
                 let shared = &permit.breaker().0;
                 let outcome = shared.classify.classify(&result);
-                let ran = elapsed(&shared.breaker, *started);
+                let ran = shared.breaker.elapsed_since(*started);
                 // Kept only when a state header is wanted, to read the state after the record.
                 let for_header = shared.state_header.is_some().then(|| Arc::clone(shared));
                 permit.record(outcome, ran);

@@ -139,11 +139,13 @@ impl Registry {
         name: impl Into<String>,
         breaker: Arc<dyn Inspect>,
     ) -> Result<(), DuplicateName> {
-        let breaker_entry = Entry::One {
-            breaker,
-            critical: false,
-        };
-        self.insert(name.into(), breaker_entry)
+        self.insert(
+            name.into(),
+            Entry::One {
+                breaker,
+                critical: false,
+            },
+        )
     }
 
     /// Registers `breaker` under `name` as critical to serving: the service is not ready
@@ -153,11 +155,13 @@ impl Registry {
         name: impl Into<String>,
         breaker: Arc<dyn Inspect>,
     ) -> Result<(), DuplicateName> {
-        let breaker_entry = Entry::One {
-            breaker,
-            critical: true,
-        };
-        self.insert(name.into(), breaker_entry)
+        self.insert(
+            name.into(),
+            Entry::One {
+                breaker,
+                critical: true,
+            },
+        )
     }
 
     /// Registers a family of breakers (a keyed registry) under `name`: each member is

@@ -29,12 +29,7 @@ impl<B: BreakerRef, K> Called<B, K> {
     }
 
     fn elapsed(&self) -> Duration {
-        let breaker = self.permit.breaker().breaker();
-        if breaker.measures_duration() {
-            Duration::from_nanos(breaker.now_nanos().saturating_sub(self.started))
-        } else {
-            Duration::ZERO
-        }
+        self.permit.breaker().breaker().elapsed_since(self.started)
     }
 }
 
@@ -88,12 +83,7 @@ pin_project! {
 
 impl<F, B: BreakerRef, K> ResponseFuture<F, B, K> {
     pub(crate) fn called(fut: F, permit: Permit<B>, classify: K) -> Self {
-        let b = permit.breaker().breaker();
-        let started = if b.measures_duration() {
-            b.now_nanos()
-        } else {
-            0
-        };
+        let started = permit.breaker().breaker().call_started();
         ResponseFuture {
             kind: Kind::Called {
                 fut,

@@ -282,6 +282,29 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         self.observer.on_breaker_event(name_str(&self.name), event)
     }
 
+    /// When a call starts, for [`elapsed_since`](Self::elapsed_since): the clock's time if
+    /// the breaker measures durations (slow-call detection is on), else 0 without reading
+    /// the clock. For adapters that time the calls they guard.
+    #[inline]
+    pub fn call_started(&self) -> u64 {
+        if self.measures_duration() {
+            self.clock.now_nanos()
+        } else {
+            0
+        }
+    }
+
+    /// How long a call that started at `started` ([`call_started`](Self::call_started)) has
+    /// run, on the breaker's clock; zero if the breaker does not measure durations.
+    #[inline]
+    pub fn elapsed_since(&self, started: u64) -> Duration {
+        if self.measures_duration() {
+            Duration::from_nanos(self.clock.now_nanos().saturating_sub(started))
+        } else {
+            Duration::ZERO
+        }
+    }
+
     /// The current time of the breaker's clock, in nanoseconds since the clock's origin
     /// (for measuring a call's duration with the same clock).
     #[inline]
