@@ -47,6 +47,11 @@ enum Op {
     Drop {
         which: usize,
     },
+    /// Given up on after running `elapsed_ms` (`Permit::abandon`).
+    Abandon {
+        which: usize,
+        elapsed_ms: u64,
+    },
     Advance {
         ms: u64,
     },
@@ -111,6 +116,8 @@ fn op() -> impl Strategy<Value = Op> {
         30 => (any::<usize>(), outcome(), 0u64..30)
             .prop_map(|(which, outcome, elapsed_ms)| Op::Record { which, outcome, elapsed_ms }),
         4 => any::<usize>().prop_map(|which| Op::Drop { which }),
+        4 => (any::<usize>(), 0u64..30)
+            .prop_map(|(which, elapsed_ms)| Op::Abandon { which, elapsed_ms }),
         15 => (1u64..40).prop_map(|ms| Op::Advance { ms }),
         2 => Just(Op::AdvanceNs),
         1 => Just(Op::ForceOpen),
@@ -334,6 +341,16 @@ impl Model {
         }
     }
 
+    /// A call given up on after `elapsed_ms`: a failure if it was already slow, else
+    /// neutral like a dropped permit.
+    fn abandon(&mut self, p: ModelPermit, elapsed_ms: u64) {
+        if self.s.slow.is_some_and(|(t, _)| elapsed_ms > t) {
+            self.record(p, Outcome::Failure, elapsed_ms)
+        } else {
+            self.drop_permit(p)
+        }
+    }
+
     fn drop_permit(&mut self, p: ModelPermit) {
         if p.passthrough {
             return;
@@ -493,6 +510,13 @@ fn check(s: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let (p, m) = held.swap_remove(which % held.len());
                     drop(p);
                     model.drop_permit(m);
+                }
+            }
+            Op::Abandon { which, elapsed_ms } => {
+                if !held.is_empty() {
+                    let (p, m) = held.swap_remove(which % held.len());
+                    p.abandon(Duration::from_millis(elapsed_ms));
+                    model.abandon(m, elapsed_ms);
                 }
             }
             Op::Advance { ms } => {
