@@ -161,7 +161,9 @@ fn metrics_server_serves_prometheus_text_that_curl_reads() {
     let out = Command::new("curl")
         .args(["-s", "--max-time", "10", &url])
         .output()
-        .expect("curl is installed");
+        .unwrap_or_else(|e| {
+            panic!("could not run curl ({e}); install it (apt-get install curl) for this test")
+        });
     let _ = child.kill();
     let _ = child.wait();
     assert!(out.status.success(), "curl failed: {out:?}");
