@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use breaker_axum::HttpClassifier;
 use breaker_core::{CircuitBreaker, ManualClock, RejectReason, State};
+use breaker_test_support::FaultProxy;
 use breaker_tower::{Error, KeyedBreakerLayer, KeyedRegistry};
-use common::{FaultProxy, Upstream, client};
+use common::{Upstream, client};
 use http::{Request, StatusCode};
 use http_body_util::Empty;
 use hyper::body::Bytes;
@@ -27,7 +28,8 @@ fn authority(req: &Request<Empty<Bytes>>) -> String {
 async fn one_breaker_per_upstream_host() {
     let (good, good_addr) = Upstream::start().await;
     let (bad, bad_addr) = Upstream::start().await;
-    let (proxy, proxy_addr) = FaultProxy::start(good_addr).await;
+    let proxy = FaultProxy::start(good_addr).await;
+    let proxy_addr = proxy.addr();
     bad.fail(true);
 
     let clock = ManualClock::new();

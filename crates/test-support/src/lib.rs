@@ -13,8 +13,14 @@
 //! assert_eq!(allocations(|| drop(std::hint::black_box(Box::new(1u8)))), 1);
 //! assert_eq!(allocations(|| { std::hint::black_box(1 + 1); }), 0);
 //! ```
+
 // A global allocator is unsafe to implement; this one only counts and forwards.
 #![allow(unsafe_code)]
+
+#[cfg(feature = "proxy")]
+pub mod proxy;
+#[cfg(feature = "proxy")]
+pub use proxy::{FaultProxy, Mode};
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

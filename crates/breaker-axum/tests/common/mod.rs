@@ -1,4 +1,5 @@
-//! Real parts for the HTTP tests: a flaky upstream server, a fault-injecting TCP proxy and
+//! Real parts for the HTTP tests: a flaky upstream server (the fault-injecting TCP proxy is
+//! `breaker_test_support::FaultProxy`) and
 //! an HTTP client, all on loopback.
 #![allow(dead_code, unreachable_pub)]
 
@@ -67,43 +68,6 @@ impl Upstream {
 
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
-    }
-}
-
-/// A TCP proxy in front of a target that can refuse connections (accept, then close at
-/// once): a real transport fault, not a mock.
-#[derive(Clone, Default)]
-pub struct FaultProxy {
-    refusing: Arc<AtomicU8>,
-}
-
-impl FaultProxy {
-    pub async fn start(target: SocketAddr) -> (Self, SocketAddr) {
-        let proxy = FaultProxy::default();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let p = proxy.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                if p.refusing.load(Ordering::SeqCst) == 1 {
-                    drop(client); // cut
-                    continue;
-                }
-                tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
-        (proxy, addr)
-    }
-
-    pub fn refuse(&self, on: bool) {
-        self.refusing.store(u8::from(on), Ordering::SeqCst);
     }
 }
 
