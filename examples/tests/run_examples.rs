@@ -188,3 +188,21 @@ fn metrics_server_serves_prometheus_text_that_curl_reads() {
         "{printed:?}"
     );
 }
+
+#[test]
+fn guarded_repository_serves_the_cache_through_an_outage_and_recovers() {
+    let out = run(env!("CARGO_BIN_EXE_guarded_repository"));
+    for needle in [
+        "read product 1                     espresso machine (from the database)",
+        "read product 9                     no such product",
+        "refused by the database (the caller's mistake: not counted against the database)",
+        "espresso machine (cached; database error: pool timed out",
+        "read product 3                     unavailable (database error",
+        "espresso machine (cached; breaker open, retry in 10 s)",
+        "add product 3                      not sent: in 10 s",
+        "read product 2 (the probe)         grinder (from the database)",
+        "breaker: closed; calls that reached the database: 9 ok, 3 failed; refused: 2",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing in:\n{out}");
+    }
+}
