@@ -243,6 +243,22 @@ macro_rules! server_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_server_slower_than_the_acquire_timeout_trips_the_breaker() {
+                let clock = ManualClock::new();
+                let (db, proxy, _direct) = via_proxy(&clock).await;
+                // New connections reach the server only after longer than the pool waits.
+                proxy.delay(ACQUIRE_TIMEOUT * 3);
+                proxy.cut();
+                for _ in 0..3 {
+                    let err = sqlx::query("SELECT 1").execute(&db).await.unwrap_err();
+                    assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err}");
+                }
+                assert_eq!(db.breaker().state(), State::Open);
+                proxy.delay(Duration::ZERO);
+                proxy.cut();
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn no_write_that_returned_ok_is_lost_and_no_refused_write_is_made() {
                 let clock = ManualClock::new();
                 let (db, proxy, direct) = via_proxy(&clock).await;
@@ -316,4 +332,34 @@ macro_rules! server_tests {
 }
 
 server_tests!(postgres, sqlx::Postgres, POSTGRES, "$1");
+
+/// A server-side statement timeout (SQLSTATE 57014) is an outage signal, not the caller's
+/// fault: queries that run past it trip the breaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_statement_timeouts_count_as_failures() {
+    let clock = ManualClock::new();
+    let options: sqlx::postgres::PgConnectOptions = POSTGRES
+        .url()
+        .parse()
+        .unwrap_or_else(|e| POSTGRES.unreachable(e));
+    let pool = PoolOptions::<sqlx::Postgres>::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.options([("statement_timeout", "50")]))
+        .await
+        .unwrap_or_else(|e| POSTGRES.unreachable(e));
+    let db = GuardedPool::new(pool, breaker(&clock));
+    for _ in 0..3 {
+        let err = sqlx::query("SELECT pg_sleep(5)")
+            .execute(&db)
+            .await
+            .unwrap_err();
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.to_string());
+        assert_eq!(code.as_deref(), Some("57014"), "{err}");
+    }
+    assert_eq!(db.breaker().state(), State::Open);
+}
 server_tests!(mariadb, sqlx::MySql, MARIADB, "?");

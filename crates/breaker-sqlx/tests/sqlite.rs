@@ -204,3 +204,33 @@ async fn a_transaction_is_one_call_recorded_at_commit_or_rollback() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+#[tokio::test]
+async fn prepare_and_acquire_are_guarded_calls_too() {
+    use sqlx::{Executor, SqlSafeStr};
+    let clock = ManualClock::new();
+    let db = memory_db(&clock, 3).await;
+    let statement = (&db)
+        .prepare(
+            sqlx::AssertSqlSafe("SELECT name FROM items WHERE id = ?".to_string()).into_sql_str(),
+        )
+        .await
+        .unwrap();
+    drop(statement);
+    let mut conn = db.acquire().await.unwrap();
+    sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+    drop(conn);
+    assert_eq!(db.breaker().snapshot().totals.successes, 2);
+    assert!(
+        (&db)
+            .prepare(sqlx::AssertSqlSafe("SELEKT".to_string()).into_sql_str())
+            .await
+            .is_err()
+    );
+    let s = db.breaker().snapshot().totals;
+    assert_eq!(
+        (s.successes, s.failures),
+        (3, 0),
+        "a bad statement is the caller's"
+    );
+}
