@@ -206,3 +206,20 @@ fn guarded_repository_serves_the_cache_through_an_outage_and_recovers() {
         assert!(out.contains(needle), "{needle:?} missing in:\n{out}");
     }
 }
+
+#[test]
+fn grpc_client_and_server_breakers_trip_refuse_and_recover() {
+    let out = run(env!("CARGO_BIN_EXE_grpc"));
+    for needle in [
+        "call (NOT_FOUND: the caller's fault)     NotFound",
+        "client breaker: open, server breaker: open",
+        "call while open                          Unavailable from the breaker (retry after 5s): not sent",
+        "calls that reached the handlers so far: 5",
+        "call (probe)                             ok: n = 1",
+        "stream failing midway                    Internal in the trailers",
+        "handler calls: 8 before, 8 after",
+        "call while it is forced open             Unavailable: circuit breaker forced_open",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing in:\n{out}");
+    }
+}

@@ -45,8 +45,45 @@ impl<R: BreakerRef> Call<R> {
     }
 }
 
-/// The `grpc-status` in `headers`, if there is one.
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
+/// The `grpc-status` in `headers`, if there is one (a decimal code).
+#[inline]
 pub(crate) fn status_code(headers: &HeaderMap) -> Option<Code> {
-    let value = headers.get("grpc-status")?.to_str().ok()?;
-    value.parse::<i32>().ok().map(Code::from_i32)
+    let bytes = headers.get(&GRPC_STATUS)?.as_bytes();
+    if bytes.is_empty() || bytes.len() > 2 {
+        return None;
+    }
+    let mut code = 0i32;
+    for b in bytes {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        code = code * 10 + i32::from(b - b'0');
+    }
+    Some(Code::from_i32(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_code;
+    use tonic::Code;
+
+    #[test]
+    fn reads_the_status_code() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(status_code(&h), None);
+        for (text, code) in [
+            ("0", Code::Ok),
+            ("14", Code::Unavailable),
+            ("4", Code::DeadlineExceeded),
+        ] {
+            h.insert("grpc-status", http::HeaderValue::from_static(text));
+            assert_eq!(status_code(&h), Some(code), "{text}");
+        }
+        for bad in ["", "x", "140", "-1"] {
+            h.insert("grpc-status", http::HeaderValue::from_static(bad));
+            assert_eq!(status_code(&h), None, "{bad:?}");
+        }
+    }
 }

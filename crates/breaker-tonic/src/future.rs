@@ -80,17 +80,18 @@ where
         let call = this.call.take();
         Poll::Ready(match result {
             Ok(response) => {
-                let (parts, body) = response.into_parts();
-                let body = match call {
-                    // Trailers-only: the status is in the headers; the call is over.
-                    Some(call) if status_code(&parts.headers).is_some() => {
-                        call.record_status(&parts.headers);
-                        GuardedBody::passing(body)
+                // Trailers-only: the status is in the headers; the call is over.
+                let call = match call {
+                    Some(call) if status_code(response.headers()).is_some() => {
+                        call.record_status(response.headers());
+                        None
                     }
+                    call => call,
+                };
+                Ok(response.map(|body| match call {
                     Some(call) => GuardedBody::watching(body, call),
                     None => GuardedBody::passing(body),
-                };
-                Ok(http::Response::from_parts(parts, body))
+                }))
             }
             Err(e) => {
                 // A transport error: the call never got an answer.
