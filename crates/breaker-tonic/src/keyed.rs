@@ -89,6 +89,12 @@ pub struct KeyedGrpcBreaker<S, C, O> {
     layer: KeyedGrpcBreakerLayer<C, O>,
 }
 
+impl<S: tonic::server::NamedService, C, O> tonic::server::NamedService
+    for KeyedGrpcBreaker<S, C, O>
+{
+    const NAME: &'static str = S::NAME;
+}
+
 impl<S: Clone, C, O> Clone for KeyedGrpcBreaker<S, C, O> {
     fn clone(&self) -> Self {
         KeyedGrpcBreaker {

@@ -63,6 +63,13 @@ pub struct GrpcBreaker<S, R> {
     classify: GrpcClassifier,
 }
 
+/// A guarded service keeps the gRPC name of the service it wraps, so it can be added to a
+/// server on its own: `Server::builder().add_service(GrpcBreakerLayer::new(b).layer(svc))`
+/// protects that service only.
+impl<S: tonic::server::NamedService, R> tonic::server::NamedService for GrpcBreaker<S, R> {
+    const NAME: &'static str = S::NAME;
+}
+
 impl<S, R: BreakerRef> GrpcBreaker<S, R> {
     /// The breaker handle.
     pub fn breaker(&self) -> &R {

@@ -319,3 +319,24 @@ async fn the_interceptor_refuses_while_open() {
     assert_eq!(retry_pushback(&status), Some(OPEN));
     assert_eq!(service.calls(), 1);
 }
+
+/// One service guarded on its own, added to the server beside the others.
+#[tokio::test]
+async fn a_single_service_can_be_guarded_on_the_server() {
+    use tower::Layer;
+    let service = FlakyService::default();
+    let b = breaker(&ManualClock::new(), 1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .add_service(GrpcBreakerLayer::new(b.clone()).layer(FlakyServer::new(service.clone())))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let mut client = FlakyClient::new(channel(addr).await);
+    client.call(script(Code::Unavailable)).await.unwrap_err();
+    assert_eq!(b.state(), State::Open);
+    let status = client.call(script(Code::Ok)).await.unwrap_err();
+    assert!(retry_pushback(&status).is_some(), "{status:?}");
+    assert_eq!(service.calls(), 1);
+}
