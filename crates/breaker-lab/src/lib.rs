@@ -1,0 +1,208 @@
+//! Replays traffic through breaker configs and reports, for each, when it trips, what it
+//! sheds, what still reaches a failing dependency, and when it recovers: try a config
+//! against traffic before production.
+//!
+//! Traffic is a generated [`Pattern`](traffic::Pattern) (seeded: the same seed gives the same
+//! calls) or a recorded trace ([`parse_csv`](traffic::parse_csv)). Configs are the
+//! [`Settings`] users deploy (the same TOML). Time is the breaker's manual clock, so a run is
+//! exact, deterministic and fast (millions of calls in seconds).
+//!
+//! ```
+//! use std::time::Duration;
+//! use breaker_core::settings::Settings;
+//! use breaker_lab::{simulate, traffic::Pattern};
+//!
+//! let outage = Pattern::Outage { start: Duration::from_secs(10), end: Duration::from_secs(20) };
+//! let traffic = outage.generate(10, Duration::from_secs(30), 1);
+//! let config: Settings = toml::from_str("count_window = 20\nfailure_rate = 50.0")?;
+//! let report = simulate("sensitive", &config, &traffic)?;
+//! assert!(report.time_to_trip.unwrap() < Duration::from_secs(2));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use breaker_core::settings::Settings;
+use breaker_core::{
+    CircuitBreaker, ConfigError, Event, ManualClock, Observer, Outcome, OwnedPermit, State,
+};
+use serde::Serialize;
+
+pub mod traffic;
+
+use traffic::Traffic;
+
+/// What one config did with the traffic.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// The config's name.
+    pub config: String,
+    /// Calls in the traffic.
+    pub calls: u64,
+    /// Calls the breaker refused (they never reached the dependency).
+    pub shed: u64,
+    /// Admitted calls that started while the dependency was failing (known faults only).
+    pub hit_failing_dependency: u64,
+    /// Times the breaker opened.
+    pub trips: u64,
+    /// Times it opened while the dependency was healthy (known faults only).
+    pub false_trips: u64,
+    /// From the start of the first fault to the first trip after it.
+    #[serde(serialize_with = "millis")]
+    pub time_to_trip: Option<Duration>,
+    /// From the end of the first fault to the breaker closing again.
+    #[serde(serialize_with = "millis")]
+    pub time_to_recover: Option<Duration>,
+    /// Every state change: when, and to what.
+    pub timeline: Vec<(f64, &'static str)>,
+}
+
+fn millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&(d.as_secs_f64() * 1000.0)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Records every transition with the manual clock's time.
+struct Timeline {
+    clock: ManualClock,
+    changes: Mutex<Vec<(Duration, State)>>,
+}
+
+impl Observer for Timeline {
+    fn on_event(&self, event: &Event) {
+        if let Event::StateTransition { to, .. } = event {
+            self.changes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((self.clock.elapsed(), *to));
+        }
+    }
+}
+
+/// Replays `traffic` through a breaker built from `settings`, on the manual clock. Calls
+/// overlap as they would: a call's result is recorded when it ends (`at + latency`), in time
+/// order with the other calls' starts.
+pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Report, ConfigError> {
+    let clock = ManualClock::new();
+    let timeline = Arc::new(Timeline {
+        clock: clock.clone(),
+        changes: Mutex::new(Vec::new()),
+    });
+    let breaker = Arc::new(
+        settings
+            .apply(CircuitBreaker::builder_with_clock(clock.clone()).name(name.to_string()))?
+            .observer(Arc::clone(&timeline))
+            .build()?,
+    );
+    type Pending = OwnedPermit<ManualClock, Arc<Timeline>>;
+    let mut in_flight: BinaryHeap<Reverse<(Duration, u64)>> = BinaryHeap::new();
+    let mut pending: std::collections::HashMap<u64, (Pending, Outcome, Duration)> =
+        std::collections::HashMap::new();
+    let move_to = |to: Duration| {
+        let now = clock.elapsed();
+        if to > now {
+            clock.advance(to - now);
+        }
+    };
+    let finish_until =
+        |until: Duration,
+         in_flight: &mut BinaryHeap<Reverse<(Duration, u64)>>,
+         pending: &mut std::collections::HashMap<u64, (Pending, Outcome, Duration)>| {
+            while let Some(Reverse((done, id))) = in_flight.peek().copied() {
+                if done > until {
+                    break;
+                }
+                in_flight.pop();
+                move_to(done);
+                if let Some((permit, outcome, latency)) = pending.remove(&id) {
+                    permit.record(outcome, latency);
+                }
+            }
+        };
+    let in_fault = |at: Duration| traffic.faults.iter().any(|f| f.contains(&at));
+    let (mut shed, mut hit_failing) = (0u64, 0u64);
+    for (id, call) in traffic.calls.iter().enumerate() {
+        finish_until(call.at, &mut in_flight, &mut pending);
+        move_to(call.at);
+        match breaker.try_acquire_owned() {
+            Ok(permit) => {
+                hit_failing += u64::from(in_fault(call.at));
+                let id = id as u64;
+                in_flight.push(Reverse((call.at + call.latency, id)));
+                pending.insert(id, (permit, call.outcome, call.latency));
+            }
+            Err(_) => shed += 1,
+        }
+    }
+    finish_until(Duration::MAX, &mut in_flight, &mut pending);
+
+    let changes = timeline
+        .changes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let opens: Vec<Duration> = changes
+        .iter()
+        .filter(|(_, s)| *s == State::Open)
+        .map(|(t, _)| *t)
+        .collect();
+    let first_fault = traffic.faults.first();
+    Ok(Report {
+        config: name.to_string(),
+        calls: traffic.calls.len() as u64,
+        shed,
+        hit_failing_dependency: hit_failing,
+        trips: opens.len() as u64,
+        false_trips: opens.iter().filter(|t| !in_fault(**t)).count() as u64,
+        time_to_trip: first_fault
+            .and_then(|f| opens.iter().find(|t| **t >= f.start).map(|t| *t - f.start)),
+        time_to_recover: first_fault.and_then(|f| {
+            changes
+                .iter()
+                .find(|(t, s)| *t >= f.end && *s == State::Closed)
+                .map(|(t, _)| *t - f.end)
+        }),
+        timeline: changes
+            .iter()
+            .map(|(t, s)| (t.as_secs_f64(), s.as_str()))
+            .collect(),
+    })
+}
+
+/// The reports as a table for the terminal.
+pub fn table(reports: &[Report]) -> String {
+    let ms = |d: Option<Duration>| {
+        d.map_or("-".to_string(), |d| {
+            format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+        })
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| config | calls | shed | hit failing dependency | trips | false trips | time to trip | time to recover |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.config,
+            r.calls,
+            r.shed,
+            r.hit_failing_dependency,
+            r.trips,
+            r.false_trips,
+            ms(r.time_to_trip),
+            ms(r.time_to_recover)
+        );
+    }
+    out
+}

@@ -1,0 +1,184 @@
+//! The lab's numbers, exact: a scripted outage replayed through a config whose every step can
+//! be worked out by hand; determinism; trace errors with line numbers.
+
+use std::time::Duration;
+
+use breaker_core::settings::Settings;
+use breaker_lab::traffic::{Pattern, parse_csv};
+use breaker_lab::{Report, simulate, table};
+
+fn settings(toml_text: &str) -> Settings {
+    toml::from_str(toml_text).unwrap()
+}
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+#[test]
+fn an_outage_replayed_gives_the_numbers_worked_out_by_hand() {
+    // 10 calls a second for 30 s, each 20 ms; everything fails from 10 s to 20 s.
+    let traffic = Pattern::Outage {
+        start: Duration::from_secs(10),
+        end: Duration::from_secs(20),
+    }
+    .generate(10, Duration::from_secs(30), 7);
+    assert_eq!(traffic.calls.len(), 300);
+    let config = settings("count_window = 20\nfailure_rate = 50.0\nopen_duration = \"5s\"");
+    let r = simulate("count-20", &config, &traffic).unwrap();
+    // The window holds 20 successes when the outage starts; the 10th failure (the call at
+    // 10.9 s, ending at 10.92 s) makes it 50 %: open.
+    assert_eq!(r.time_to_trip, Some(MS(920)));
+    // Open until 15.92 s: the call at 16.0 s probes, fails (16.02 s), open again until
+    // 21.02 s; the call at 21.1 s probes, succeeds (21.12 s): closed, 1.12 s after the end.
+    assert_eq!(r.time_to_recover, Some(MS(1120)));
+    assert_eq!(r.trips, 2);
+    assert_eq!(r.false_trips, 0);
+    assert_eq!(r.hit_failing_dependency, 11, "10 before the trip, 1 probe");
+    assert_eq!(r.shed, 100, "11.0..=15.9 s and 16.1..=21.0 s");
+    let states: Vec<&str> = r.timeline.iter().map(|(_, s)| *s).collect();
+    assert_eq!(states, ["open", "half_open", "open", "half_open", "closed"]);
+    assert!((r.timeline[0].0 - 10.92).abs() < 1e-9);
+}
+
+#[test]
+fn noise_only_counts_as_false_trips() {
+    let traffic = Pattern::Steady { error_rate: 0.4 }.generate(50, Duration::from_secs(60), 3);
+    let touchy = simulate(
+        "touchy",
+        &settings("count_window = 10\nfailure_rate = 30.0"),
+        &traffic,
+    )
+    .unwrap();
+    let calm = simulate(
+        "calm",
+        &settings("count_window = 100\nfailure_rate = 60.0"),
+        &traffic,
+    )
+    .unwrap();
+    assert!(touchy.trips > 0);
+    assert_eq!(
+        touchy.false_trips, touchy.trips,
+        "no fault: every trip is false"
+    );
+    assert_eq!(calm.trips, 0, "40 % noise stays under 60 % over 100 calls");
+    assert_eq!((touchy.time_to_trip, calm.time_to_trip), (None, None));
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes() {
+    let run = |seed| {
+        let traffic =
+            Pattern::Steady { error_rate: 0.2 }.generate(100, Duration::from_secs(30), seed);
+        let reports: Vec<Report> = [
+            "count_window = 20\nfailure_rate = 30.0",
+            "consecutive_failures = 3",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| simulate(&format!("c{i}"), &settings(t), &traffic).unwrap())
+        .collect();
+        serde_json::to_string(&reports).unwrap()
+    };
+    assert_eq!(run(42), run(42));
+    assert_ne!(run(42), run(43));
+}
+
+#[test]
+fn every_pattern_replays_and_reports() {
+    let d = Duration::from_secs(30);
+    for pattern in [
+        Pattern::Steady { error_rate: 0.01 },
+        Pattern::Burst {
+            start: MS(10_000),
+            length: MS(2_000),
+            error_rate: 0.9,
+        },
+        Pattern::Degradation {
+            start: MS(10_000),
+            ramp: MS(10_000),
+        },
+        Pattern::Flapping {
+            period: MS(10_000),
+            down: MS(3_000),
+        },
+        Pattern::Outage {
+            start: MS(10_000),
+            end: MS(20_000),
+        },
+    ] {
+        let traffic = pattern.generate(100, d, 1);
+        assert_eq!(traffic.calls.len(), 3000, "{pattern:?}");
+        let r = simulate(
+            "slow-aware",
+            &settings("count_window = 50\nminimum_calls = 20\nslow_call_duration = \"1s\"\nslow_call_rate = 50.0"),
+            &traffic,
+        )
+        .unwrap();
+        assert!(
+            table(std::slice::from_ref(&r)).contains("| slow-aware | 3000 |"),
+            "{pattern:?}"
+        );
+        if matches!(pattern, Pattern::Degradation { .. }) {
+            assert!(r.trips > 0, "slow calls trip a slow-call rule");
+        }
+    }
+}
+
+#[test]
+fn an_invalid_config_names_its_key() {
+    let traffic = Pattern::Steady { error_rate: 0.0 }.generate(1, Duration::from_secs(1), 1);
+    let err = simulate("bad", &settings("count_window = 0"), &traffic).unwrap_err();
+    assert_eq!(err.field(), "count_window");
+}
+
+#[test]
+fn trace_errors_name_the_line_and_what_is_expected() {
+    let header = "timestamp_ms,latency_ms,outcome\n";
+    let cases = [
+        (
+            "ts,lat,out\n0,1,success\n",
+            1,
+            "header \"ts,lat,out\": expected timestamp_ms,latency_ms,outcome",
+        ),
+        ("", 1, "empty trace"),
+        (
+            "timestamp_ms,latency_ms,outcome\n0,1\n",
+            2,
+            "2 fields: expected 3",
+        ),
+        (
+            "timestamp_ms,latency_ms,outcome\n# a comment\n\nx,1,success\n",
+            4,
+            "timestamp_ms \"x\": expected milliseconds >= 0",
+        ),
+        (
+            "timestamp_ms,latency_ms,outcome\n0,-5,failure\n",
+            2,
+            "latency_ms \"-5\"",
+        ),
+        (
+            "timestamp_ms,latency_ms,outcome\n10,1,success\n5,1,success\n",
+            3,
+            "before the previous line's",
+        ),
+        (
+            "timestamp_ms,latency_ms,outcome\n0,1,fine\n",
+            2,
+            "outcome \"fine\": expected success, failure or ignored",
+        ),
+    ];
+    for (text, line, needle) in cases {
+        let err = parse_csv(text).unwrap_err();
+        assert_eq!(err.line, line, "{text:?}: {err}");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    let traffic = parse_csv(&format!(
+        "{header}0,12.5,success\n100,800,failure\n100,3,ignored\n"
+    ))
+    .unwrap();
+    assert_eq!(traffic.calls.len(), 3);
+    assert_eq!(traffic.calls[0].latency, Duration::from_micros(12_500));
+    assert!(
+        traffic.faults.is_empty(),
+        "a trace has no known fault periods"
+    );
+}
