@@ -34,6 +34,7 @@ use breaker_core::{
 };
 use serde::Serialize;
 
+pub mod picture;
 pub mod traffic;
 
 use traffic::Traffic;
@@ -59,8 +60,14 @@ pub struct Report {
     /// From the end of the first fault to the breaker closing again.
     #[serde(serialize_with = "millis")]
     pub time_to_recover: Option<Duration>,
-    /// Every state change: when, and to what.
+    /// Every state change: when (seconds), and to what.
     pub timeline: Vec<(f64, &'static str)>,
+    /// Calls shed in each second of the traffic.
+    pub shed_per_second: Vec<u64>,
+    /// The config's failure-rate threshold, in percent, if it has one.
+    pub failure_rate_threshold: Option<f64>,
+    /// The config's slow-call-rate threshold, in percent, if it has one.
+    pub slow_call_rate_threshold: Option<f64>,
 }
 
 fn millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -129,6 +136,11 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
         };
     let in_fault = |at: Duration| traffic.faults.iter().any(|f| f.contains(&at));
     let (mut shed, mut hit_failing) = (0u64, 0u64);
+    let seconds = traffic
+        .calls
+        .last()
+        .map_or(0, |c| c.at.as_secs() as usize + 1);
+    let mut shed_per_second = vec![0u64; seconds];
     for (id, call) in traffic.calls.iter().enumerate() {
         finish_until(call.at, &mut in_flight, &mut pending);
         move_to(call.at);
@@ -139,7 +151,10 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
                 in_flight.push(Reverse((call.at + call.latency, id)));
                 pending.insert(id, (permit, call.outcome, call.latency));
             }
-            Err(_) => shed += 1,
+            Err(_) => {
+                shed += 1;
+                shed_per_second[call.at.as_secs() as usize] += 1;
+            }
         }
     }
     finish_until(Duration::MAX, &mut in_flight, &mut pending);
@@ -174,7 +189,16 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
             .iter()
             .map(|(t, s)| (t.as_secs_f64(), s.as_str()))
             .collect(),
+        shed_per_second,
+        failure_rate_threshold: settings
+            .failure_rate
+            .or_else(|| windowed(settings).then_some(50.0)),
+        slow_call_rate_threshold: settings.slow_call_rate,
     })
+}
+
+fn windowed(s: &Settings) -> bool {
+    s.count_window.is_some() || s.time_window.is_some() || s.cumulative_window == Some(true)
 }
 
 /// The reports as a table for the terminal.

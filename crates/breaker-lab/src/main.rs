@@ -10,6 +10,9 @@
 //! --duration SECONDS      length of generated traffic (default 60)
 //! --seed N                random seed of generated traffic (default 1)
 //! --json                  JSON instead of a table
+//! --out DIR               where the picture goes (default: lab-out): DIR/NAME.svg and .png
+//! --name NAME             the picture's file name (default: the pattern's, or "trace")
+//! --font FILE.ttf         the pictures' font (default: DejaVu Sans, Debian's fonts-dejavu-core)
 //! ```
 
 use std::collections::BTreeMap;
@@ -17,6 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use breaker_core::settings::Settings;
+use breaker_lab::picture::{DEFAULT_FONT, draw_run};
 use breaker_lab::traffic::{Pattern, parse_csv};
 use breaker_lab::{simulate, table};
 use serde::Deserialize;
@@ -77,6 +81,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         None => EXAMPLE_CONFIGS.to_string(),
     };
     let configs: ConfigFile = toml::from_str(&configs_text)?;
+    let name = value("--name")
+        .map(str::to_string)
+        .unwrap_or_else(|| match value("--trace") {
+            Some(_) => "trace".into(),
+            None => value("--pattern").unwrap_or("outage").to_string(),
+        });
     let traffic = match value("--trace") {
         Some(path) => {
             parse_csv(&std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?)?
@@ -117,10 +127,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         reports
             .push(simulate(name, settings, &traffic).map_err(|e| format!("config {name}: {e}"))?);
     }
+    let out = std::path::PathBuf::from(value("--out").unwrap_or("lab-out"));
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let font = std::path::PathBuf::from(value("--font").unwrap_or(DEFAULT_FONT));
+    let slow = configs
+        .configs
+        .values()
+        .find_map(|s| s.slow_call_duration)
+        .unwrap_or(Duration::from_secs(1));
+    let (svg, png) = draw_run(&out.join(&name), &reports, &traffic, slow, &font)?;
     if args.iter().any(|a| a == "--json") {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
         print!("{}", table(&reports));
+        println!("\npictures: {} and {}", svg.display(), png.display());
     }
     Ok(())
 }

@@ -182,3 +182,81 @@ fn trace_errors_name_the_line_and_what_is_expected() {
         "a trace has no known fault periods"
     );
 }
+
+#[test]
+fn a_run_draws_one_svg_and_one_png_of_the_expected_size_and_the_same_bytes_for_a_seed() {
+    use breaker_lab::picture::{DEFAULT_FONT, WIDTH, draw_run, height};
+    let dir = std::env::temp_dir().join(format!("breaker-lab-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let traffic = Pattern::Flapping {
+        period: MS(10_000),
+        down: MS(3_000),
+    }
+    .generate(50, Duration::from_secs(30), 5);
+    let reports: Vec<Report> = [
+        ("a", "count_window = 20\nfailure_rate = 40.0"),
+        ("b", "consecutive_failures = 5"),
+    ]
+    .iter()
+    .map(|(n, t)| simulate(n, &settings(t), &traffic).unwrap())
+    .collect();
+    let font = std::path::Path::new(DEFAULT_FONT);
+    let (svg, png) = draw_run(
+        &dir.join("one"),
+        &reports,
+        &traffic,
+        Duration::from_secs(1),
+        font,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let png_bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&png_bytes[1..4], b"PNG");
+    let be = |at: usize| u32::from_be_bytes(png_bytes[at..at + 4].try_into().unwrap());
+    assert_eq!((be(16), be(20)), (WIDTH, height(2)), "PNG width and height");
+    assert!(
+        png_bytes.len() > 10_000,
+        "a real picture: {} bytes",
+        png_bytes.len()
+    );
+    let svg_text = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg_text.contains(&format!("width=\"{WIDTH}\"")));
+    assert!(svg_text.contains(&format!("height=\"{}\"", height(2))));
+    assert!(svg_text.contains("a: state"), "each config has its row");
+
+    // The same seed draws the same bytes.
+    let (svg2, _) = draw_run(
+        &dir.join("two"),
+        &reports,
+        &traffic,
+        Duration::from_secs(1),
+        font,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&svg2).unwrap(), svg_text.into_bytes());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The pictures in docs/ are what the lab draws today: regenerate them with
+/// `cargo run -p breaker-lab -- --pattern NAME --out docs/lab` when this fails.
+#[test]
+fn the_tuning_guides_pictures_are_current() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/lab");
+    for pattern in ["steady", "outage", "flapping"] {
+        let out = std::env::temp_dir().join(format!("lab-docs-{}-{pattern}", std::process::id()));
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_breaker-lab"))
+            .args(["--pattern", pattern, "--out"])
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let drawn = std::fs::read(out.join(format!("{pattern}.svg"))).unwrap();
+        let shipped = std::fs::read(root.join(format!("{pattern}.svg")))
+            .unwrap_or_else(|e| panic!("docs/lab/{pattern}.svg: {e}"));
+        assert!(
+            drawn == shipped,
+            "docs/lab/{pattern}.svg is out of date: regenerate it"
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
