@@ -64,6 +64,10 @@ pub struct Report {
     pub timeline: Vec<(f64, &'static str)>,
     /// Calls shed in each second of the traffic.
     pub shed_per_second: Vec<u64>,
+    /// The highest rates the breaker's window reached in each second, after each recorded
+    /// call: (second, failure rate %, slow-call rate %); 0 for an empty window (or a breaker
+    /// without one).
+    pub window_rates: Vec<(f64, f64, f64)>,
     /// The config's failure-rate threshold, in percent, if it has one.
     pub failure_rate_threshold: Option<f64>,
     /// The config's slow-call-rate threshold, in percent, if it has one.
@@ -77,19 +81,35 @@ fn millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::
     }
 }
 
-/// Records every transition with the manual clock's time.
+/// Records every transition, and the rates that tripped the breaker, with the manual
+/// clock's time.
 struct Timeline {
     clock: ManualClock,
     changes: Mutex<Vec<(Duration, State)>>,
+    /// (when, failure rate %, slow-call rate %) of each threshold reached.
+    thresholds: Mutex<Vec<(Duration, f64, f64)>>,
 }
 
 impl Observer for Timeline {
     fn on_event(&self, event: &Event) {
-        if let Event::StateTransition { to, .. } = event {
-            self.changes
+        match event {
+            Event::StateTransition { to, .. } => self
+                .changes
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((self.clock.elapsed(), *to));
+                .push((self.clock.elapsed(), *to)),
+            Event::ThresholdExceeded(threshold) => {
+                let (failure, slow) = match threshold {
+                    breaker_core::Threshold::FailureRate { percent } => (*percent, 0.0),
+                    breaker_core::Threshold::SlowCallRate { percent } => (0.0, *percent),
+                    _ => return,
+                };
+                self.thresholds
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((self.clock.elapsed(), failure, slow));
+            }
+            _ => {}
         }
     }
 }
@@ -102,6 +122,7 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
     let timeline = Arc::new(Timeline {
         clock: clock.clone(),
         changes: Mutex::new(Vec::new()),
+        thresholds: Mutex::new(Vec::new()),
     });
     let breaker = Arc::new(
         settings
@@ -122,7 +143,8 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
     let finish_until =
         |until: Duration,
          in_flight: &mut BinaryHeap<Reverse<(Duration, u64)>>,
-         pending: &mut std::collections::HashMap<u64, (Pending, Outcome, Duration)>| {
+         pending: &mut std::collections::HashMap<u64, (Pending, Outcome, Duration)>,
+         window_rates: &mut Vec<(f64, f64, f64)>| {
             while let Some(Reverse((done, id))) = in_flight.peek().copied() {
                 if done > until {
                     break;
@@ -131,6 +153,11 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
                 move_to(done);
                 if let Some((permit, outcome, latency)) = pending.remove(&id) {
                     permit.record(outcome, latency);
+                    let w = breaker.snapshot();
+                    if let Some(peak) = window_rates.get_mut(done.as_secs() as usize) {
+                        peak.1 = peak.1.max(w.failure_rate().unwrap_or(0.0));
+                        peak.2 = peak.2.max(w.slow_call_rate().unwrap_or(0.0));
+                    }
                 }
             }
         };
@@ -141,8 +168,10 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
         .last()
         .map_or(0, |c| c.at.as_secs() as usize + 1);
     let mut shed_per_second = vec![0u64; seconds];
+    let mut window_rates: Vec<(f64, f64, f64)> =
+        (0..=seconds).map(|s| (s as f64 + 0.5, 0.0, 0.0)).collect();
     for (id, call) in traffic.calls.iter().enumerate() {
-        finish_until(call.at, &mut in_flight, &mut pending);
+        finish_until(call.at, &mut in_flight, &mut pending, &mut window_rates);
         move_to(call.at);
         match breaker.try_acquire_owned() {
             Ok(permit) => {
@@ -157,8 +186,26 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
             }
         }
     }
-    finish_until(Duration::MAX, &mut in_flight, &mut pending);
+    finish_until(
+        Duration::MAX,
+        &mut in_flight,
+        &mut pending,
+        &mut window_rates,
+    );
 
+    // The record that trips the breaker leaves its window empty (open): the rate that
+    // tripped it comes from the threshold event.
+    for (at, failure, slow) in timeline
+        .thresholds
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        if let Some(peak) = window_rates.get_mut(at.as_secs() as usize) {
+            peak.1 = peak.1.max(*failure);
+            peak.2 = peak.2.max(*slow);
+        }
+    }
     let changes = timeline
         .changes
         .lock()
@@ -190,6 +237,7 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
             .map(|(t, s)| (t.as_secs_f64(), s.as_str()))
             .collect(),
         shed_per_second,
+        window_rates,
         failure_rate_threshold: settings
             .failure_rate
             .or_else(|| windowed(settings).then_some(50.0)),

@@ -172,8 +172,14 @@ where
         .label_font(("sans-serif", 12))
         .draw()?;
 
-    // One row per config: its state over time, and what it shed each second.
-    for (report, row) in reports.iter().zip(rest.split_evenly((reports.len(), 1))) {
+    // One row per config: its state over time, what it shed each second, and the rates its
+    // window saw against its thresholds.
+    for (i, (report, row)) in reports
+        .iter()
+        .zip(rest.split_evenly((reports.len(), 1)))
+        .enumerate()
+    {
+        let color = CONFIG_COLORS[i % CONFIG_COLORS.len()];
         let shed_max = report
             .shed_per_second
             .iter()
@@ -181,20 +187,25 @@ where
             .max()
             .unwrap_or(0)
             .max(1) as f64;
+        let band = shed_max * 1.25;
         let mut chart = ChartBuilder::on(&row)
             .caption(
                 format!(
-                    "{}: state (green closed, orange half-open, red open) and calls shed per second",
+                    "{}: state (green closed, orange half-open, red open), calls shed per second \
+                     (black, left), window failure rate (red) and slow-call rate (blue) against \
+                     its thresholds (dashed, right, %)",
                     report.config
                 ),
-                ("sans-serif", 14),
+                ("sans-serif", 13),
             )
             .margin(10)
             .x_label_area_size(24)
             .y_label_area_size(48)
-            .build_cartesian_2d(0f64..end, 0f64..shed_max * 1.25)?;
+            .right_y_label_area_size(40)
+            .build_cartesian_2d(0f64..end, 0f64..band)?
+            .set_secondary_coord(0f64..end, 0f64..125f64);
         chart.configure_mesh().light_line_style(WHITE).draw()?;
-        let band = shed_max * 1.25;
+        chart.configure_secondary_axes().draw()?;
         let mut from = (0.0, "closed");
         for &(at, state) in report.timeline.iter().chain([(end, "closed")].iter()) {
             let area = [(from.0, band * 0.9), (at, band)];
@@ -209,6 +220,30 @@ where
                 .map(|(s, n)| (s as f64 + 0.5, *n as f64)),
             BLACK,
         ))?;
+        chart.draw_secondary_series(LineSeries::new(
+            report.window_rates.iter().map(|r| (r.0, r.1)),
+            RED.mix(0.8),
+        ))?;
+        if report.slow_call_rate_threshold.is_some() {
+            chart.draw_secondary_series(LineSeries::new(
+                report.window_rates.iter().map(|r| (r.0, r.2)),
+                BLUE.mix(0.8),
+            ))?;
+        }
+        for t in [
+            report.failure_rate_threshold,
+            report.slow_call_rate_threshold,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            chart.draw_secondary_series(DashedLineSeries::new(
+                [(0.0, t), (end, t)],
+                6,
+                4,
+                color.into(),
+            ))?;
+        }
     }
     root.present()?;
     Ok(())
