@@ -23,12 +23,13 @@ pub enum KeyBy {
 }
 
 impl KeyBy {
-    fn key(self, path: &str) -> String {
+    /// The part of the request path that names the breaker (a slice: no allocation).
+    fn key(self, path: &str) -> &str {
         match self {
-            KeyBy::Method => path.to_string(),
+            KeyBy::Method => path,
             KeyBy::Service => match path.rfind('/') {
-                Some(i) if i > 0 => path[..i].to_string(),
-                _ => path.to_string(),
+                Some(i) if i > 0 => &path[..i],
+                _ => path,
             },
         }
     }
@@ -119,8 +120,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let key = self.layer.key_by.key(req.uri().path());
-        let breaker = self.layer.registry.get(&key);
+        let breaker = self
+            .layer
+            .registry
+            .get(self.layer.key_by.key(req.uri().path()));
         match Permit::acquire(&breaker) {
             Ok(permit) => ResponseFuture::called(
                 self.inner.call(req),

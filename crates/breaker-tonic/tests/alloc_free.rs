@@ -105,6 +105,42 @@ fn the_layer_adds_no_allocation_to_a_call() {
 }
 
 #[test]
+fn the_keyed_layer_adds_no_allocation_once_its_breaker_exists() {
+    use breaker_tonic::{KeyBy, KeyedGrpcBreakerLayer};
+    use breaker_tower::KeyedRegistry;
+    let inner = service_fn(|_: http::Request<()>| {
+        ready(Ok::<_, Infallible>(http::Response::new(OkTrailers(false))))
+    });
+    let registry = Arc::new(
+        KeyedRegistry::new(16, |_: &String| {
+            CircuitBreaker::builder_with_clock(ManualClock::new())
+                .build()
+                .unwrap()
+        })
+        .unwrap(),
+    );
+    let mut bare = inner;
+    let mut keyed = KeyedGrpcBreakerLayer::new(registry.clone(), KeyBy::Method).layer(inner);
+    drive(&mut bare);
+    drive(&mut keyed); // makes the breaker for the path
+    let bare_allocations = allocations(|| {
+        for _ in 0..1_000 {
+            drive(&mut bare);
+        }
+    });
+    let keyed_allocations = allocations(|| {
+        for _ in 0..1_000 {
+            drive(&mut keyed);
+        }
+    });
+    assert_eq!(
+        keyed_allocations, bare_allocations,
+        "the key is looked up as a &str"
+    );
+    assert_eq!(registry.len(), 1);
+}
+
+#[test]
 fn the_counting_allocator_sees_allocations() {
     assert_eq!(allocations(|| drop(std::hint::black_box(vec![1u8]))), 1);
 }

@@ -1,5 +1,6 @@
 //! One breaker per key (host, route, tenant), in a bounded registry.
 
+use std::borrow::Borrow;
 use std::convert::Infallible;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -73,19 +74,29 @@ where
         })
     }
 
-    /// The breaker for `key`, made now if there is none.
-    pub fn get(&self, key: &Key) -> Arc<CircuitBreaker<C, O>> {
-        match self
-            .breakers
-            .get_or_insert_with(key, || Ok::<_, Infallible>(Arc::new((self.make)(key))))
-        {
+    /// The breaker for `key`, made now if there is none. `key` may be any borrowed form of
+    /// the key (a `&str` for `String` keys): looking up an existing breaker allocates
+    /// nothing.
+    pub fn get<Q>(&self, key: &Q) -> Arc<CircuitBreaker<C, O>>
+    where
+        Key: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = Key> + ?Sized,
+    {
+        let made = self.breakers.get_or_insert_with(key, || {
+            Ok::<_, Infallible>(Arc::new((self.make)(&key.to_owned())))
+        });
+        match made {
             Ok(breaker) => breaker,
             Err(never) => match never {},
         }
     }
 
     /// The breaker for `key`, if one exists.
-    pub fn peek(&self, key: &Key) -> Option<Arc<CircuitBreaker<C, O>>> {
+    pub fn peek<Q>(&self, key: &Q) -> Option<Arc<CircuitBreaker<C, O>>>
+    where
+        Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.breakers.peek(key)
     }
 
