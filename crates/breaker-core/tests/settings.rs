@@ -2,10 +2,13 @@
 //! builder, and applied live to running breakers.
 #![cfg(all(feature = "serde", not(loom)))]
 
+mod common;
+
 use std::time::Duration;
 
 use breaker_core::settings::{RegistrySettings, Settings, SettingsError, parse_duration};
-use breaker_core::{ManualClock, Outcome, PolicyKind, State};
+use breaker_core::{ManualClock, PolicyKind, State};
+use common::{fail, succeed};
 
 const FILE: &str = r#"
 [defaults]
@@ -25,23 +28,6 @@ open_duration_max = "10m"
 consecutive_failures = 3
 count_window = 5
 "#;
-
-fn fail_then_succeed<C: breaker_core::Clock, O: breaker_core::Observer>(
-    b: &breaker_core::CircuitBreaker<C, O>,
-    failures: usize,
-    successes: usize,
-) {
-    for _ in 0..failures {
-        b.try_acquire()
-            .unwrap()
-            .record(Outcome::Failure, Duration::ZERO);
-    }
-    for _ in 0..successes {
-        b.try_acquire()
-            .unwrap()
-            .record(Outcome::Success, Duration::ZERO);
-    }
-}
 
 #[test]
 fn a_toml_file_builds_named_breakers_from_defaults_and_overrides() {
@@ -70,14 +56,16 @@ fn a_toml_file_builds_named_breakers_from_defaults_and_overrides() {
         PolicyKind::ConsecutiveFailures { threshold: 3 }
     );
     // payments trips at 20 %: 2 failures in 10 calls.
-    fail_then_succeed(&breakers["payments"], 2, 8);
+    fail(&breakers["payments"], 2);
+    succeed(&breakers["payments"], 8);
     assert_eq!(breakers["payments"].state(), State::Open);
     assert_eq!(
         breakers["payments"].retry_after(),
         Some(Duration::from_secs(60))
     );
     // orders keeps the default 50 %.
-    fail_then_succeed(&breakers["orders"], 2, 8);
+    fail(&breakers["orders"], 2);
+    succeed(&breakers["orders"], 8);
     assert_eq!(breakers["orders"].state(), State::Closed);
 }
 
@@ -230,7 +218,8 @@ async fn live_reconfiguration_through_a_watch_channel_keeps_state_and_counts() {
         .build_breakers(["inventory"], |_, b| b.clock(ManualClock::new()))
         .unwrap();
     let inventory = breakers["inventory"].clone();
-    fail_then_succeed(&inventory, 4, 4); // 8 calls: below the minimum of 10
+    fail(&inventory, 4);
+    succeed(&inventory, 4); // 8 calls: below the minimum of 10
     assert_eq!(inventory.state(), State::Closed);
 
     let (tx, mut rx) = tokio::sync::watch::channel(settings.clone());
@@ -242,7 +231,7 @@ async fn live_reconfiguration_through_a_watch_channel_keeps_state_and_counts() {
 
     let s = inventory.snapshot();
     assert_eq!((s.window.calls, s.window.failures), (8, 4), "counts kept");
-    fail_then_succeed(&inventory, 1, 0); // 5 of 9 >= 50 %, and 9 >= 8 calls
+    fail(&inventory, 1); // 5 of 9 >= 50 %, and 9 >= 8 calls
     assert_eq!(inventory.state(), State::Open);
 
     // An invalid reload changes nothing, and says which breaker and which key.

@@ -51,6 +51,18 @@ async fn channel(addr: SocketAddr) -> Channel {
         .unwrap()
 }
 
+/// A generated client whose channel to `addr` is guarded by `b`.
+async fn guarded_client(
+    addr: SocketAddr,
+    b: &Breaker,
+) -> FlakyClient<breaker_tonic::GrpcBreaker<Channel, Breaker>> {
+    FlakyClient::new(
+        tower::ServiceBuilder::new()
+            .layer(GrpcBreakerLayer::new(b.clone()))
+            .service(channel(addr).await),
+    )
+}
+
 fn script(code: Code) -> Script {
     Script {
         code: code as u32,
@@ -64,11 +76,7 @@ async fn failures_trip_the_breaker_and_refused_calls_never_reach_the_server() {
     let addr = serve(service.clone()).await;
     let clock = ManualClock::new();
     let b = breaker(&clock, 3);
-    let mut client = FlakyClient::new(
-        tower::ServiceBuilder::new()
-            .layer(GrpcBreakerLayer::new(b.clone()))
-            .service(channel(addr).await),
-    );
+    let mut client = guarded_client(addr, &b).await;
     client.call(script(Code::Ok)).await.unwrap();
     for _ in 0..3 {
         let status = client.call(script(Code::Unavailable)).await.unwrap_err();
@@ -99,11 +107,7 @@ async fn callers_faults_are_successes_and_cancelled_is_ignored() {
     let addr = serve(FlakyService::default()).await;
     let clock = ManualClock::new();
     let b = breaker(&clock, 1);
-    let mut client = FlakyClient::new(
-        tower::ServiceBuilder::new()
-            .layer(GrpcBreakerLayer::new(b.clone()))
-            .service(channel(addr).await),
-    );
+    let mut client = guarded_client(addr, &b).await;
     for code in [
         Code::InvalidArgument,
         Code::NotFound,
@@ -141,11 +145,7 @@ async fn callers_faults_are_successes_and_cancelled_is_ignored() {
 async fn a_slow_answer_past_the_deadline_is_a_failure() {
     let addr = serve(FlakyService::default()).await;
     let b = breaker(&ManualClock::new(), 1);
-    let mut client = FlakyClient::new(
-        tower::ServiceBuilder::new()
-            .layer(GrpcBreakerLayer::new(b.clone()))
-            .service(channel(addr).await),
-    );
+    let mut client = guarded_client(addr, &b).await;
     let mut request = tonic::Request::new(Script {
         delay_ms: 2_000,
         ..Script::default()
@@ -165,11 +165,7 @@ async fn a_slow_answer_past_the_deadline_is_a_failure() {
 async fn a_stream_is_decided_by_the_status_in_its_trailers() {
     let addr = serve(FlakyService::default()).await;
     let b = breaker(&ManualClock::new(), 1);
-    let mut client = FlakyClient::new(
-        tower::ServiceBuilder::new()
-            .layer(GrpcBreakerLayer::new(b.clone()))
-            .service(channel(addr).await),
-    );
+    let mut client = guarded_client(addr, &b).await;
     // Five items, then OK in the trailers: a success, recorded at the end.
     let mut stream = client
         .stream(Script {
@@ -211,11 +207,7 @@ async fn a_stream_is_decided_by_the_status_in_its_trailers() {
 async fn an_abandoned_stream_counts_nothing() {
     let addr = serve(FlakyService::default()).await;
     let b = breaker(&ManualClock::new(), 1);
-    let mut client = FlakyClient::new(
-        tower::ServiceBuilder::new()
-            .layer(GrpcBreakerLayer::new(b.clone()))
-            .service(channel(addr).await),
-    );
+    let mut client = guarded_client(addr, &b).await;
     let mut stream = client
         .stream(Script {
             items: 1_000,
