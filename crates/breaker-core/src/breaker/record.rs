@@ -75,7 +75,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             Kind::Closed => self.stats.add(Stat::Cancelled),
             Kind::Probe => {
                 self.stats.add(Stat::Cancelled);
-                self.release_probe(ticket.epoch());
+                self.control.release_probe(ticket.epoch());
             }
         }
     }
@@ -303,7 +303,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         let epoch = w.epoch();
         self.count_outcome(outcome, slow, elapsed);
         if outcome == Outcome::Ignored {
-            return self.release_probe(epoch);
+            return self.control.release_probe(epoch);
         }
         let slow_fails = slow && Tunables::get(&self.tunables.slow_rate_ppm) != 0;
         let failed = outcome == Outcome::Failure || slow_fails;
@@ -337,9 +337,5 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 }
             }
         }
-    }
-
-    pub(super) fn release_probe(&self, epoch: u32) {
-        self.control.release_probe(epoch)
     }
 }
