@@ -35,26 +35,38 @@ pub enum RejectReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rejected {
     pub(crate) reason: RejectReason,
-    pub(crate) retry_after: Option<Duration>,
+    /// Nanoseconds until a probe is admitted; [`Rejected::NO_RETRY_AFTER`]: unknown. One
+    /// word rather than an `Option<Duration>`, so that a `Result<_, Rejected>` travels in
+    /// registers on the rejection path.
+    pub(crate) retry_after_nanos: u64,
 }
 
 impl Rejected {
+    pub(crate) const NO_RETRY_AFTER: u64 = u64::MAX;
+
     /// Why the call was refused.
     pub fn reason(&self) -> RejectReason {
         self.reason
     }
 
-    /// How long until the breaker admits a probe call, if known. Exact for the open state;
+    /// How long until the breaker admits a probe call, if known: `Some` for the open state,
     /// `None` while half-open (try again when a probe finishes) or forced open.
+    ///
+    /// It is never too early. On a clock with a cheap coarse reading
+    /// ([`Clock::coarse_now_nanos`](crate::Clock::coarse_now_nanos), the default
+    /// [`MonotonicClock`](crate::MonotonicClock) on Linux) it may be late by up to that
+    /// reading's lag (one kernel tick, 4 ms at 250 Hz) while the deadline is further away
+    /// than the lag; within the lag, and on other clocks, it is exact.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        (self.retry_after_nanos != Self::NO_RETRY_AFTER)
+            .then(|| Duration::from_nanos(self.retry_after_nanos))
     }
 
     /// When to retry, in words (for logs and messages to people); see [`RetryHint`].
     pub fn retry_hint(&self) -> RetryHint {
         RetryHint {
             reason: self.reason,
-            retry_after: self.retry_after,
+            retry_after: self.retry_after(),
         }
     }
 

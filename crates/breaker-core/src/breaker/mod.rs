@@ -337,8 +337,13 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 }
                 State::ForcedOpen => return Err(self.reject(RejectReason::ForcedOpen, None)),
                 State::Open | State::HalfOpen => {
-                    let now = self.now();
                     let deadline = self.deadline(w.epoch());
+                    if let (State::Open, Some(deadline)) = (w.state(), deadline) {
+                        if let Some(left) = self.far_from(deadline) {
+                            return Err(self.reject_open(left));
+                        }
+                    }
+                    let now = self.now();
                     if let Some(next) = Self::due_transition(w, now, deadline, true) {
                         match self.transition(w, next, Some(now)) {
                             Ok(()) => {
@@ -380,12 +385,41 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         }
     }
 
+    /// How long until `deadline`, if the coarse clock shows it is still more than the
+    /// coarse clock's lag away (so the precise clock need not be read). The answer errs on
+    /// the long side, by at most that lag: a caller is never told to retry too early.
+    #[inline(always)]
+    fn far_from(&self, deadline: u64) -> Option<u64> {
+        let lag = self.clock.coarse_lag_nanos();
+        if lag == 0 {
+            return None;
+        }
+        let recent = self.clock.coarse_now_nanos().saturating_sub(self.origin);
+        (recent.saturating_add(lag) < deadline).then(|| deadline - recent)
+    }
+
+    /// A rejection while open, `retry_after_nanos` before a probe is admitted.
+    #[inline]
+    fn reject_open(&self, retry_after_nanos: u64) -> Rejected {
+        self.stats.add(Stat::Rejected);
+        self.emit(&Event::Rejected {
+            reason: RejectReason::Open,
+        });
+        Rejected {
+            reason: RejectReason::Open,
+            retry_after_nanos: retry_after_nanos.min(Rejected::NO_RETRY_AFTER - 1),
+        }
+    }
+
+    #[inline]
     fn reject(&self, reason: RejectReason, retry_after: Option<Duration>) -> Rejected {
         self.stats.add(Stat::Rejected);
         self.emit(&Event::Rejected { reason });
         Rejected {
             reason,
-            retry_after,
+            retry_after_nanos: retry_after.map_or(Rejected::NO_RETRY_AFTER, |d| {
+                crate::clock::nanos(d).min(Rejected::NO_RETRY_AFTER - 1)
+            }),
         }
     }
 

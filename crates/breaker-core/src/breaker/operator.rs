@@ -103,8 +103,10 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         }
         self.tunables.store(&config);
         #[cfg(feature = "alloc")]
-        if let Window::Time(window) = &self.window {
-            window.forget_verdict();
+        match &self.window {
+            Window::Time(window) => window.forget_verdict(),
+            Window::Count(window) => window.forget_verdict(),
+            Window::None => {}
         }
         Ok(())
     }

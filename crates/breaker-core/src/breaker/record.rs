@@ -229,7 +229,14 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         match &self.window {
             Window::None => {}
             Window::Count(window) => {
-                return window.record(epoch, failed, slow, |e| self.is_current(e));
+                let predicate = self.trip_when.is_some();
+                return window.record(
+                    epoch,
+                    failed,
+                    slow,
+                    |e| self.is_current(e),
+                    |counts| (!predicate).then(|| self.rate_rules(counts).is_none()),
+                );
             }
             Window::Time(window) => {
                 let tick = self.tick(window, epoch);
@@ -258,7 +265,10 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         if window.is_cumulative() {
             return 0;
         }
-        let now = self.now();
+        // Buckets at least 16 times wider than the coarse clock's lag take the coarse
+        // reading: a bucket's edges then move by at most 1/16 of its width (see
+        // `Clock::coarse_now_nanos`).
+        let now = self.now_within(window.width() / 16);
         // An unpublished period start means the period began an instant ago: tick 0.
         let start = self.phase.get(epoch).unwrap_or(now);
         window.tick(now.saturating_sub(start))

@@ -139,6 +139,18 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         self.clock.now_nanos().saturating_sub(self.origin)
     }
 
+    /// The time since the origin, from the clock's coarse reading if its lag is within
+    /// `tolerance` nanoseconds, else from the precise one.
+    #[inline]
+    pub(super) fn now_within(&self, tolerance: u64) -> u64 {
+        let lag = self.clock.coarse_lag_nanos();
+        if lag != 0 && lag <= tolerance {
+            self.clock.coarse_now_nanos().saturating_sub(self.origin)
+        } else {
+            self.now()
+        }
+    }
+
     /// The current word, after any transition that time has made due.
     pub(super) fn current(&self) -> Word {
         let mut w = self.control.load();

@@ -31,6 +31,16 @@ pub(crate) struct CountWindow {
     slots: Box<[AtomicU64]>,
     aggregate: AtomicU64,
     slow: AtomicU64,
+    /// [`verdict_key`] of counts found below every rate threshold by the last record that
+    /// changed nothing; 0: none.
+    below: AtomicU64,
+}
+
+/// The counts of an aggregate and a slow word as one non-zero key:
+/// `[1 | calls:16 | failures:16 | slow:16]`.
+#[inline]
+fn verdict_key(aggregate: u64, slow: u16) -> u64 {
+    (1 << 63) | ((aggregate & 0xFFFF_FFFF) << 16) | u64::from(slow)
 }
 
 /// `n % d` for 32-bit `n` and `d >= 1`, with `magic = (u64::MAX / d).wrapping_add(1)`
@@ -92,18 +102,29 @@ impl CountWindow {
             slots: slots.into_boxed_slice(),
             aggregate: AtomicU64::new(0),
             slow: AtomicU64::new(0),
+            below: AtomicU64::new(0),
         }
     }
 
     /// Records one call of generation `generation`. `None` when the result is late (its
     /// generation is no longer the current one); `Some(None)` when recorded but the
     /// aggregate is in flux; `Some(Some(counts))` otherwise.
+    ///
+    /// Inlined into its one caller: returned through memory, the counts would be stored
+    /// field by field and reloaded in wider pieces, a store-forwarding stall that costs more
+    /// than the rest of the record.
+    #[inline(always)]
+    ///
+    /// `rates_below` tells whether counts are below every rate threshold (`None`: do not
+    /// remember verdicts, a trip predicate decides). A record that changes nothing returns
+    /// `Some(None)` when the counts as they stand were already found below.
     pub(crate) fn record(
         &self,
         generation: u32,
         failed: bool,
         slow: bool,
         is_current: impl Fn(u32) -> bool,
+        rates_below: impl Fn(&Counts) -> Option<bool>,
     ) -> Option<Option<Counts>> {
         // The cursor counts calls (wrapping at 2^32: the ring then jumps once, which the slot
         // protocol tolerates like any other index); the slot is the count modulo the size,
@@ -116,6 +137,12 @@ impl CountWindow {
             | if failed { FAILED } else { 0 }
             | if slow { SLOW } else { 0 };
         let mut old = slot.load(Ordering::Acquire);
+        if old == new {
+            // The slot already holds this very outcome of this generation (the steady state:
+            // a success evicting a success). Replacing it would change nothing, so the load
+            // stands for the compare-and-swap, and the aggregate stays as it is.
+            return self.unchanged(generation, &is_current, rates_below);
+        }
         loop {
             // Another generation's call in the slot: stale if ours is current (asked again
             // after every failed compare-and-swap), else this record is late.
@@ -148,6 +175,41 @@ impl CountWindow {
         Some(self.settled(aggregate, self.slow_of(generation)))
     }
 
+    /// The result of a record that changed nothing: the counts as they stand, or `Some(None)`
+    /// if the last record that changed nothing found these very counts below every rate
+    /// threshold. The verdict is a function of the counts and the thresholds alone, so it
+    /// cannot have changed (a reconfiguration forgets it).
+    #[inline(always)]
+    fn unchanged(
+        &self,
+        generation: u32,
+        is_current: &impl Fn(u32) -> bool,
+        rates_below: impl Fn(&Counts) -> Option<bool>,
+    ) -> Option<Option<Counts>> {
+        let aggregate = self.aggregate.load(Ordering::Acquire);
+        if generation_of(aggregate) != generation {
+            // Either the record that put this generation in the slot has not reached the
+            // aggregate yet, or this record is late.
+            return is_current(generation).then_some(None);
+        }
+        let slow = self.slow_of(generation);
+        let key = verdict_key(aggregate, slow);
+        if self.below.load(Ordering::Relaxed) == key {
+            return Some(None);
+        }
+        let counts = self.settled(aggregate, slow);
+        if let Some(below) = counts.as_ref().and_then(&rates_below) {
+            self.below
+                .store(if below { key } else { 0 }, Ordering::Relaxed);
+        }
+        Some(counts)
+    }
+
+    /// Forgets the last verdict (the thresholds changed).
+    pub(crate) fn forget_verdict(&self) {
+        self.below.store(0, Ordering::Relaxed);
+    }
+
     #[inline]
     fn slow_of(&self, generation: u32) -> u16 {
         let s = self.slow.load(Ordering::Acquire);
@@ -163,6 +225,7 @@ impl CountWindow {
     /// past the window size). Skipping such a reading never trips on garbage; the next
     /// record evaluates again. Outside that case, a reading differs from a settled one only
     /// by the records still in flight.
+    #[inline(always)]
     fn settled(&self, aggregate: u64, slow: u16) -> Option<Counts> {
         let (c, f) = agg_fields(aggregate);
         let size = self.size as u16;
@@ -170,6 +233,7 @@ impl CountWindow {
     }
 
     /// Counts of an aggregate, clamped into range (see [`settled`](Self::settled)).
+    #[inline(always)]
     fn counts_of(&self, aggregate: u64, slow: u16) -> Counts {
         let (c, f) = agg_fields(aggregate);
         let calls = u64::from(c).min(self.size as u64);
@@ -224,11 +288,11 @@ mod loom_tests {
                 .map(|failed| {
                     let w = window.clone();
                     thread::spawn(move || {
-                        w.record(1, failed, false, |g| g == 1);
+                        w.record(1, failed, false, |g| g == 1, |_| None);
                     })
                 })
                 .collect();
-            window.record(1, true, false, |g| g == 1);
+            window.record(1, true, false, |g| g == 1, |_| None);
             for r in records {
                 r.join().unwrap();
             }
@@ -242,6 +306,25 @@ mod loom_tests {
         });
     }
 
+    /// A record that finds its own outcome in the slot skips the compare-and-swap; racing a
+    /// record that changes the same slot, the aggregate still ends equal to the slot.
+    #[test]
+    fn a_record_that_changes_nothing_keeps_the_aggregate_exact() {
+        loom::model(|| {
+            let window = Arc::new(CountWindow::new(1));
+            window.record(1, false, false, |g| g == 1, |_| None);
+            let w = window.clone();
+            let failure = thread::spawn(move || {
+                w.record(1, true, false, |g| g == 1, |_| None);
+            });
+            window.record(1, false, false, |g| g == 1, |_| None);
+            failure.join().unwrap();
+            let counts = window.counts(1);
+            let failed = window.slots[0].load(Ordering::Relaxed) & super::FAILED != 0;
+            assert_eq!((counts.calls, counts.failures), (1, u64::from(failed)));
+        });
+    }
+
     /// A record of generation 1 racing the breaker's move to generation 2 (and a record of
     /// 2): the old one is either counted before the move or refused, never mixed into 2.
     #[test]
@@ -251,10 +334,16 @@ mod loom_tests {
             let current = Arc::new(AtomicU32::new(1));
             let (w, c) = (window.clone(), current.clone());
             let late = thread::spawn(move || {
-                w.record(1, true, false, |g| g == c.load(Ordering::Acquire));
+                w.record(1, true, false, |g| g == c.load(Ordering::Acquire), |_| None);
             });
             current.store(2, Ordering::Release);
-            window.record(2, false, false, |g| g == current.load(Ordering::Acquire));
+            window.record(
+                2,
+                false,
+                false,
+                |g| g == current.load(Ordering::Acquire),
+                |_| None,
+            );
             late.join().unwrap();
             let counts = window.counts(2);
             assert_eq!((counts.calls, counts.failures), (1, 0));

@@ -20,6 +20,7 @@
 //! accident. Every update is one compare-and-swap on one word.
 
 mod count;
+mod fastdiv;
 mod time;
 
 pub(crate) use count::CountWindow;

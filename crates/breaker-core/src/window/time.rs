@@ -8,6 +8,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+use super::fastdiv::FastDiv;
 use super::generation_of;
 use crate::snapshot::Counts;
 use crate::sync::{AtomicU64, Ordering, spin_hint};
@@ -37,6 +38,10 @@ struct Bucket {
 
 pub(crate) struct TimeWindow {
     width: u64,
+    /// Division by `width`.
+    per_width: FastDiv,
+    /// Remainder by the number of buckets.
+    per_bucket: FastDiv,
     buckets: Box<[Bucket]>,
     /// [`verdict_key`] of the last evaluation that found every rate below its threshold in
     /// that tick; 0: none.
@@ -106,6 +111,8 @@ impl TimeWindow {
             .collect();
         TimeWindow {
             width,
+            per_width: FastDiv::new(width),
+            per_bucket: FastDiv::new(buckets.len() as u64),
             buckets: buckets.into_boxed_slice(),
             below: AtomicU64::new(0),
         }
@@ -135,6 +142,12 @@ impl TimeWindow {
         self.below.store(0, Ordering::Relaxed);
     }
 
+    /// A bucket's width, in nanoseconds.
+    #[inline]
+    pub(crate) fn width(&self) -> u64 {
+        self.width
+    }
+
     /// One bucket of unbounded width: every call since the period began.
     #[inline]
     pub(crate) fn is_cumulative(&self) -> bool {
@@ -143,7 +156,7 @@ impl TimeWindow {
 
     #[inline]
     pub(crate) fn tick(&self, since_period_start: u64) -> u64 {
-        since_period_start / self.width
+        self.per_width.div(since_period_start)
     }
 
     /// Records one call of generation `generation` at `tick`. `false` if the result is late
@@ -157,7 +170,8 @@ impl TimeWindow {
         slow: bool,
         is_current: impl Fn(u32) -> bool,
     ) -> bool {
-        let bucket = &self.buckets[(tick % self.buckets.len() as u64) as usize];
+        let bucket =
+            &self.buckets[(self.per_bucket.rem(tick) as usize).min(self.buckets.len() - 1)];
         let mine = stamp_of(generation, tick);
         let mut s = bucket.stamp.load(Ordering::Acquire);
         while s != mine {
