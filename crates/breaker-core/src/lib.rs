@@ -130,7 +130,7 @@ pub use permit::OwnedPermit;
 pub use permit::Permit;
 #[cfg(feature = "std")]
 pub use registry::{DuplicateName, Inspect, InspectGroup, Registry, Report};
-pub use snapshot::{Counts, Snapshot, Totals};
+pub use snapshot::{Counts, MemoryUse, Snapshot, Totals};
 pub use state::State;
 #[cfg(feature = "tracing")]
 pub use trace::TracingObserver;

@@ -96,3 +96,28 @@ impl Snapshot {
         self.window.slow_call_rate()
     }
 }
+
+/// What a breaker occupies, from [`CircuitBreaker::memory`](crate::CircuitBreaker::memory).
+///
+/// `inline_bytes` is `size_of` the breaker (where it lives: in an `Arc`, a map, a static);
+/// `heap_bytes` what it allocated: its window's slots or buckets, its per-thread counters,
+/// an owned name, and boxed closures (open-duration function, jitter source, trip
+/// predicate; their captured state, not what that state points to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryUse {
+    /// `size_of` the breaker value.
+    pub inline_bytes: usize,
+    /// Bytes the breaker allocated.
+    pub heap_bytes: usize,
+    /// Threads that count on a cache line of their own
+    /// ([`Builder::thread_counters`](crate::Builder::thread_counters)).
+    pub thread_counters: usize,
+}
+
+impl MemoryUse {
+    /// Inline plus heap bytes.
+    pub fn total_bytes(&self) -> usize {
+        self.inline_bytes + self.heap_bytes
+    }
+}

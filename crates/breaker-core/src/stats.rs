@@ -12,15 +12,18 @@
 use crate::snapshot::Totals;
 use crate::sync::{AtomicU64, Ordering};
 
-/// Under `std`, each thread gets a stripe of its own (while it lives, up to `STRIPES - 1`
-/// threads at once), so counting is a plain load and store on a cache line no other thread
-/// writes; further threads share the last stripe with atomic read-modify-writes.
+/// Under `std`, each thread gets a stripe index of its own (while it lives, up to
+/// `MAX_THREAD_COUNTERS` threads at once); a breaker has exclusive stripes for the first
+/// `thread_counters` indices, where counting is a plain load and store on a cache line no
+/// other thread writes. Further threads share the breaker's last stripe with atomic
+/// read-modify-writes.
 #[cfg(all(feature = "std", not(loom)))]
-const STRIPES: usize = 16;
+pub(crate) const MAX_THREAD_COUNTERS: usize = 15;
 #[cfg(not(all(feature = "std", not(loom))))]
-const STRIPES: usize = 1;
+pub(crate) const MAX_THREAD_COUNTERS: usize = 0;
 
-const SHARED: usize = STRIPES - 1;
+/// The index a thread gets when every exclusive one is taken.
+const SHARED: usize = MAX_THREAD_COUNTERS;
 
 #[derive(Clone, Copy)]
 pub(crate) enum Stat {
@@ -38,29 +41,78 @@ const FIELDS: usize = 7;
 #[repr(align(128))]
 struct Stripe([AtomicU64; FIELDS]);
 
+impl Stripe {
+    fn new() -> Self {
+        Stripe(core::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
 pub(crate) struct Stats {
-    stripes: [Stripe; STRIPES],
+    /// The exclusive stripes, then the shared one.
+    #[cfg(feature = "alloc")]
+    stripes: alloc::boxed::Box<[Stripe]>,
+    #[cfg(not(feature = "alloc"))]
+    stripes: [Stripe; 1],
+}
+
+/// The default number of exclusive stripes: one per CPU the process may run on, at most
+/// [`MAX_THREAD_COUNTERS`] (looked up once).
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) fn default_thread_counters() -> u8 {
+    static CPUS: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_THREAD_COUNTERS) as u8
+    })
+}
+
+#[cfg(not(all(feature = "std", not(loom))))]
+pub(crate) fn default_thread_counters() -> u8 {
+    0
 }
 
 impl Stats {
-    pub(crate) fn new() -> Self {
+    /// Counters with `thread_counters` exclusive stripes (at most [`MAX_THREAD_COUNTERS`]).
+    pub(crate) fn new(thread_counters: u8) -> Self {
+        let exclusive = usize::from(thread_counters).min(MAX_THREAD_COUNTERS);
         Stats {
-            stripes: core::array::from_fn(|_| Stripe(core::array::from_fn(|_| AtomicU64::new(0)))),
+            #[cfg(feature = "alloc")]
+            stripes: (0..=exclusive).map(|_| Stripe::new()).collect(),
+            #[cfg(not(feature = "alloc"))]
+            stripes: {
+                let _ = exclusive;
+                [Stripe::new()]
+            },
         }
+    }
+
+    /// Threads with a stripe of their own.
+    pub(crate) fn thread_counters(&self) -> usize {
+        self.stripes.len() - 1
+    }
+
+    /// Heap bytes the stripes take.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        #[cfg(feature = "alloc")]
+        return core::mem::size_of_val::<[Stripe]>(&self.stripes);
+        #[cfg(not(feature = "alloc"))]
+        0
     }
 
     #[inline]
     pub(crate) fn add(&self, stat: Stat) {
-        let stripe = stripe();
-        let counter = &self.stripes[stripe].0[stat as usize];
-        if stripe == SHARED {
-            counter.fetch_add(1, Ordering::Relaxed);
-        } else {
+        let index = stripe();
+        let shared = self.stripes.len() - 1;
+        if index < shared {
             // This thread is the only writer of its stripe.
+            let counter = &self.stripes[index].0[stat as usize];
             counter.store(
                 counter.load(Ordering::Relaxed).wrapping_add(1),
                 Ordering::Relaxed,
             );
+        } else if let Some(stripe) = self.stripes.last() {
+            stripe.0[stat as usize].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -140,7 +192,7 @@ fn claim_stripe() -> usize {
 #[cfg(not(all(feature = "std", not(loom))))]
 #[inline(always)]
 fn stripe() -> usize {
-    0
+    SHARED
 }
 
 #[cfg(all(test, loom))]
@@ -153,7 +205,7 @@ mod loom_tests {
     #[test]
     fn concurrent_adds_sum_exactly() {
         loom::model(|| {
-            let stats = Arc::new(Stats::new());
+            let stats = Arc::new(Stats::new(0));
             let others: Vec<_> = (0..2)
                 .map(|_| {
                     let s = stats.clone();

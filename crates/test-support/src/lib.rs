@@ -24,7 +24,7 @@ pub use proxy::{FaultProxy, Mode};
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// Counts allocations, then forwards to [`System`].
 #[derive(Debug)]
@@ -36,6 +36,8 @@ thread_local! {
 
 static ALL_THREADS: AtomicBool = AtomicBool::new(false);
 static ALL_THREADS_COUNT: AtomicU64 = AtomicU64::new(0);
+static TRACK_BYTES: AtomicBool = AtomicBool::new(false);
+static NET_BYTES: AtomicI64 = AtomicI64::new(0);
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the counting touches
 // only a const-initialised thread-local without destructor and two atomics.
@@ -49,11 +51,17 @@ unsafe impl GlobalAlloc for CountingAllocator {
         if ALL_THREADS.load(Ordering::Relaxed) {
             ALL_THREADS_COUNT.fetch_add(1, Ordering::Relaxed);
         }
+        if TRACK_BYTES.load(Ordering::Relaxed) {
+            NET_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
         // SAFETY: forwarded with the caller's layout.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if TRACK_BYTES.load(Ordering::Relaxed) {
+            NET_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        }
         // SAFETY: `ptr` came from `System.alloc` with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -74,4 +82,27 @@ pub fn allocations_all_threads(f: impl FnOnce()) -> u64 {
     f();
     ALL_THREADS.store(false, Ordering::SeqCst);
     ALL_THREADS_COUNT.load(Ordering::SeqCst)
+}
+
+/// Runs `f` and returns what it returned with the heap bytes it left allocated, counted on
+/// every thread: bytes allocated minus bytes freed while `f` ran (requested sizes, without
+/// the allocator's own overhead). Keep the result alive to measure a structure `f` builds.
+/// Needs [`CountingAllocator`] as the global allocator.
+///
+/// ```
+/// use breaker_test_support::{CountingAllocator, heap_growth};
+///
+/// #[global_allocator]
+/// static GLOBAL: CountingAllocator = CountingAllocator;
+///
+/// let (v, bytes) = heap_growth(|| vec![0u8; 4096]);
+/// assert_eq!(bytes, 4096);
+/// drop(v);
+/// ```
+pub fn heap_growth<T>(f: impl FnOnce() -> T) -> (T, i64) {
+    NET_BYTES.store(0, Ordering::SeqCst);
+    TRACK_BYTES.store(true, Ordering::SeqCst);
+    let value = f();
+    TRACK_BYTES.store(false, Ordering::SeqCst);
+    (value, NET_BYTES.load(Ordering::SeqCst))
 }

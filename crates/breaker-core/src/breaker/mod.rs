@@ -31,7 +31,7 @@ use crate::observer::{Event, NoopObserver, Observer};
 use crate::permit::OwnedPermit;
 use crate::permit::Permit;
 use crate::phase::PhaseCell;
-use crate::snapshot::{Counts, Snapshot};
+use crate::snapshot::{Counts, MemoryUse, Snapshot};
 use crate::state::State;
 use crate::stats::{Stat, Stats};
 use crate::sync::{AtomicU64, Ordering};
@@ -198,7 +198,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             control: ControlWord::new(),
             phase: PhaseCell::new(),
             tunables,
-            stats: Stats::new(),
+            stats: Stats::new(config.thread_counters),
             success_mark: AtomicU64::new(0),
             origin,
             name: config.name,
@@ -477,6 +477,40 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             open_attempts: w.attempts(),
             retry_after: self.retry_after_of(w),
             totals,
+        }
+    }
+
+    /// What this breaker occupies: its inline size and what it allocated (see [`MemoryUse`]).
+    ///
+    /// ```
+    /// use breaker_core::CircuitBreaker;
+    ///
+    /// let small = CircuitBreaker::builder().consecutive_failures(5).thread_counters(0).build()?;
+    /// let window = CircuitBreaker::builder().count_window(100).thread_counters(0).build()?;
+    /// // 100 slots of 8 bytes more.
+    /// assert_eq!(window.memory().heap_bytes - small.memory().heap_bytes, 800);
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn memory(&self) -> MemoryUse {
+        #[allow(unused_mut)]
+        let mut heap = self.stats.heap_bytes();
+        #[cfg(feature = "alloc")]
+        {
+            heap += self.window.heap_bytes();
+            if let alloc::borrow::Cow::Owned(name) = &self.name {
+                heap += name.capacity();
+            }
+            heap += self.open_fn.as_ref().map_or(0, |f| core::mem::size_of_val(&**f));
+            heap += self
+                .jitter
+                .as_ref()
+                .map_or(0, |j| core::mem::size_of_val(&*j.source));
+            heap += self.trip_when.as_ref().map_or(0, |f| core::mem::size_of_val(&**f));
+        }
+        MemoryUse {
+            inline_bytes: core::mem::size_of::<Self>(),
+            heap_bytes: heap,
+            thread_counters: self.stats.thread_counters(),
         }
     }
 

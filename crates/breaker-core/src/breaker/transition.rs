@@ -141,6 +141,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
 
     /// The time since the origin, from the clock's coarse reading if its lag is within
     /// `tolerance` nanoseconds, else from the precise one.
+    #[cfg(feature = "alloc")]
     #[inline]
     pub(super) fn now_within(&self, tolerance: u64) -> u64 {
         let lag = self.clock.coarse_lag_nanos();

@@ -190,6 +190,8 @@ pub(crate) type TripPredicate = Box<dyn Fn(&Counts) -> bool + Send + Sync>;
 /// [`CircuitBreaker::reconfigure`] and kept by every breaker.
 pub struct Config {
     pub(crate) name: Name,
+    /// Threads with lifetime counters of their own (see `Builder::thread_counters`).
+    pub(crate) thread_counters: u8,
     pub(crate) policy: PolicyKind,
     pub(crate) minimum_calls: u32,
     /// Failure-rate threshold in parts per million (0: no rule).

@@ -205,6 +205,11 @@ impl CountWindow {
         Some(counts)
     }
 
+    /// Heap bytes of the slots.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        core::mem::size_of_val(&*self.slots)
+    }
+
     /// Forgets the last verdict (the thresholds changed).
     pub(crate) fn forget_verdict(&self) {
         self.below.store(0, Ordering::Relaxed);

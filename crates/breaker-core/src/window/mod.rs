@@ -53,3 +53,14 @@ impl Window {
 pub(super) fn generation_of(word: u64) -> u32 {
     (word >> 32) as u32
 }
+
+impl Window {
+    /// Heap bytes of the slots or buckets.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            Window::None => 0,
+            Window::Count(w) => w.heap_bytes(),
+            Window::Time(w) => w.heap_bytes(),
+        }
+    }
+}

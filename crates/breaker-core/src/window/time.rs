@@ -137,6 +137,11 @@ impl TimeWindow {
         }
     }
 
+    /// Heap bytes of the buckets.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        core::mem::size_of_val(&*self.buckets)
+    }
+
     /// Forgets the last verdict (the thresholds changed).
     pub(crate) fn forget_verdict(&self) {
         self.below.store(0, Ordering::Relaxed);
