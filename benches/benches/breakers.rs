@@ -64,9 +64,10 @@ fn ours_count_window() -> Ours {
         .unwrap()
 }
 
-/// Time windows read the clock on every call: on the hot path, the coarse clock.
-fn ours_time_window() -> CircuitBreaker<CoarseClock> {
-    CircuitBreaker::builder_with_clock(CoarseClock::new(Duration::from_millis(1)))
+/// The time window on the default clock (`MonotonicClock`: the coarse reading picks the
+/// bucket, since buckets of 1 s are far wider than its lag).
+fn ours_time_window() -> Ours {
+    CircuitBreaker::builder()
         .time_window(Duration::from_secs(10), 10)
         .minimum_calls(10)
         .failure_rate(50.0)
@@ -75,9 +76,9 @@ fn ours_time_window() -> CircuitBreaker<CoarseClock> {
         .unwrap()
 }
 
-/// The same on `Instant::now` for every call.
-fn ours_time_window_instant() -> Ours {
-    CircuitBreaker::builder()
+/// The same on `CoarseClock` (one atomic load, refreshed by a background thread).
+fn ours_time_window_coarse_clock() -> CircuitBreaker<CoarseClock> {
+    CircuitBreaker::builder_with_clock(CoarseClock::new(Duration::from_millis(1)))
         .time_window(Duration::from_secs(10), 10)
         .minimum_calls(10)
         .failure_rate(50.0)
@@ -168,6 +169,20 @@ impl Subject for recloser::Recloser {
     }
 }
 
+/// No breaker: the guarded function called directly through the same harness (the base
+/// of the "overhead over direct_call" columns).
+struct Direct;
+
+impl Subject for Direct {
+    #[inline]
+    fn call(&self, i: u64, f: fn(u64) -> Result<u64, u64>) -> bool {
+        f(i).is_ok()
+    }
+    fn is_open(&self) -> bool {
+        false
+    }
+}
+
 /// Our breaker used through the two-step protocol instead of the `call` helper.
 struct TwoStep(Ours);
 
@@ -243,8 +258,8 @@ fn subjects() -> Vec<MakeSubject> {
             Box::new(|| Box::new(ours_time_window())),
         ),
         (
-            "ours_time_window_instant",
-            Box::new(|| Box::new(ours_time_window_instant())),
+            "ours_time_window_coarse_clock",
+            Box::new(|| Box::new(ours_time_window_coarse_clock())),
         ),
         ("recloser_sync", Box::new(|| Box::new(recloser()))),
         (
@@ -367,7 +382,7 @@ fn tower_subjects() -> (
 ) {
     let ours = Arc::new(ours_consecutive());
     let layered = BreakerLayer::new(Arc::clone(&ours)).layer(inner());
-    let static_breaker: &'static Ours = Box::leak(Box::new(ours_consecutive()));
+    let static_breaker: &'static Ours = ours_consecutive().leak();
     let layered_static = BreakerLayer::new(static_breaker).layer(inner());
     let theirs = tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
         .failure_rate_threshold(0.5)
@@ -488,7 +503,78 @@ fn thread_spawn_allocations() -> u64 {
 
 // ----- main --------------------------------------------------------------------------------
 
+// ----- memory ------------------------------------------------------------------------------
+
+/// Bytes per breaker (inline and heap) for each policy, with the default number of
+/// per-thread counters and with none, and what a keyed registry of 100,000 per-host breakers
+/// takes (heap bytes requested, net of frees, from the counting allocator).
+fn memory_report() -> String {
+    let mut out = String::from("subject\tthread_counters\tinline_bytes\theap_bytes\n");
+    type MakeWithCounters = fn(u32) -> Ours;
+    let policies: [(&str, MakeWithCounters); 3] = [
+        ("consecutive", |n| {
+            CircuitBreaker::builder()
+                .consecutive_failures(5)
+                .thread_counters(n)
+                .build()
+                .unwrap()
+        }),
+        ("count_window_100", |n| {
+            CircuitBreaker::builder()
+                .count_window(100)
+                .thread_counters(n)
+                .build()
+                .unwrap()
+        }),
+        ("time_window_10x1s", |n| {
+            CircuitBreaker::builder()
+                .time_window(Duration::from_secs(10), 10)
+                .thread_counters(n)
+                .build()
+                .unwrap()
+        }),
+    ];
+    let default_counters = ours_consecutive().memory().thread_counters as u32;
+    for (name, make) in policies {
+        for n in [default_counters, 0] {
+            let m = make(n).memory();
+            out.push_str(&format!(
+                "{name}\t{}\t{}\t{}\n",
+                m.thread_counters, m.inline_bytes, m.heap_bytes
+            ));
+        }
+    }
+    const HOSTS: usize = 100_000;
+    let (registry, bytes) = breaker_test_support::heap_growth(|| {
+        let registry = breaker_tower::KeyedRegistry::new(HOSTS * 5 / 4, |_: &String| {
+            CircuitBreaker::builder()
+                .count_window(20)
+                .minimum_calls(10)
+                .failure_rate(50.0)
+                .thread_counters(0)
+                .build()
+                .unwrap()
+        })
+        .unwrap();
+        for i in 0..HOSTS {
+            registry.get(format!("host-{i:06}.internal.example.com").as_str());
+        }
+        registry
+    });
+    assert_eq!(registry.len(), HOSTS);
+    out.push_str(&format!(
+        "keyed_registry_100k_count_window_20\t0\t\t{bytes}\n"
+    ));
+    out
+}
+
 fn main() {
+    let memory = memory_report();
+    let path =
+        std::env::var("BENCH_MEMORY_OUT").unwrap_or_else(|_| "target/bench-memory.tsv".into());
+    std::fs::write(&path, &memory).unwrap_or_else(|e| eprintln!("could not write {path}: {e}"));
+    eprint!("{memory}");
+
     let report = allocations_report();
     let path = std::env::var("BENCH_ALLOCATIONS_OUT")
         .unwrap_or_else(|_| "target/bench-allocations.tsv".into());
@@ -500,7 +586,7 @@ fn main() {
     let mut g = c.benchmark_group("baseline");
     let mut i = 0u64;
     let counter = AtomicU64::new(0);
-    g.bench_function("direct_call", |b| {
+    g.bench_function("loop_only", |b| {
         b.iter(|| {
             i += 1;
             black_box(work(i))
@@ -513,21 +599,28 @@ fn main() {
         b.iter(|| black_box(counter.fetch_add(1, Ordering::AcqRel)))
     });
     g.bench_function("instant_now", |b| b.iter(|| black_box(Instant::now())));
+    let clock = MonotonicClock::new();
+    g.bench_function("coarse_clock_now", |b| {
+        b.iter(|| black_box(clock.coarse_now_nanos()))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("closed_1t");
+    closed_one_thread(&mut g, "direct_call", &Direct, work);
     for (name, make) in subjects() {
         closed_one_thread(&mut g, name, make().as_ref(), work);
     }
     g.finish();
 
     let mut g = c.benchmark_group("closed_10pct_failures");
+    closed_one_thread(&mut g, "direct_call", &Direct, flaky);
     for (name, make) in subjects() {
         closed_one_thread(&mut g, name, make().as_ref(), flaky);
     }
     g.finish();
 
     let mut g = c.benchmark_group("closed_2t");
+    closed_two_threads(&mut g, "direct_call", &Direct);
     for (name, make) in subjects() {
         closed_two_threads(&mut g, name, make().as_ref());
     }

@@ -8,13 +8,27 @@ use std::process::Command;
 
 use crate::{root, run as cargo};
 
+/// The circuit-breaker subjects, ours first, in report order, after the unguarded call.
+const CLOSED_SUBJECTS: &[&str] = &[
+    "direct_call",
+    "ours_consecutive",
+    "ours_consecutive_permit",
+    "ours_count_window",
+    "ours_time_window",
+    "ours_time_window_coarse_clock",
+    "recloser_sync",
+    "recloser_async",
+    "failsafe_default",
+    "failsafe_consecutive",
+];
+
 /// The circuit-breaker subjects, ours first, in report order.
 const BREAKERS: &[&str] = &[
     "ours_consecutive",
     "ours_consecutive_permit",
     "ours_count_window",
     "ours_time_window",
-    "ours_time_window_instant",
+    "ours_time_window_coarse_clock",
     "recloser_sync",
     "recloser_async",
     "failsafe_default",
@@ -26,18 +40,18 @@ const SCENARIOS: &[(&str, &str, &[&str])] = &[
     (
         "closed_1t",
         "closed, every call succeeds, one thread",
-        BREAKERS,
+        CLOSED_SUBJECTS,
     ),
     (
         "closed_2t",
         "closed, every call succeeds, two threads on one breaker (per call per thread)",
-        BREAKERS,
+        CLOSED_SUBJECTS,
     ),
     ("open_rejected", "open, every call rejected", BREAKERS),
     (
         "closed_10pct_failures",
         "closed, 10 % failures that do not trip",
-        BREAKERS,
+        CLOSED_SUBJECTS,
     ),
     (
         "tower",
@@ -53,10 +67,11 @@ const SCENARIOS: &[(&str, &str, &[&str])] = &[
         "baseline",
         "baselines",
         &[
-            "direct_call",
+            "loop_only",
             "atomic_load",
             "atomic_fetch_add",
             "instant_now",
+            "coarse_clock_now",
         ],
     ),
 ];
@@ -75,10 +90,10 @@ const RATIO_TARGETS: &[(&str, &str, &str, &str, f64)] = &[
         "closed_1t",
         "ours_count_window",
         "recloser_sync",
-        0.6,
+        1.0,
     ),
     (
-        "closed, 1 thread, time window",
+        "closed, 1 thread, time window, default clock",
         "closed_1t",
         "ours_time_window",
         "recloser_sync",
@@ -99,11 +114,11 @@ const RATIO_TARGETS: &[(&str, &str, &str, &str, f64)] = &[
         0.5,
     ),
     (
-        "open, rejected",
+        "open, rejected, default configuration",
         "open_rejected",
         "ours_consecutive",
         "recloser_sync",
-        0.8,
+        0.3,
     ),
     (
         "tower layer",
@@ -113,6 +128,38 @@ const RATIO_TARGETS: &[(&str, &str, &str, &str, f64)] = &[
         0.1,
     ),
 ];
+
+/// (what, scenario, ours, limit in ns).
+const ABSOLUTE_TARGETS: &[(&str, &str, &str, f64)] = &[(
+    "open, rejected, default configuration",
+    "open_rejected",
+    "ours_consecutive",
+    10.0,
+)];
+
+/// (what, ours, base, limit in ns added) in the `tower` scenario.
+const OVERHEAD_TARGETS: &[(&str, &str, &str, f64)] = &[
+    (
+        "tower layer over the bare service, `&'static` breaker",
+        "ours_layer_static",
+        "bare_service",
+        10.0,
+    ),
+    (
+        "tower layer over the bare service, `Arc` breaker",
+        "ours_layer",
+        "bare_service",
+        10.0,
+    ),
+];
+
+/// The end-to-end load test's goals: throughput lost and p99 latency added by the
+/// middleware.
+const LOAD_MAX_THROUGHPUT_LOSS: f64 = 0.03;
+const LOAD_MAX_P99_ADDED_US: f64 = 20.0;
+
+/// The keyed-registry memory goal: 100,000 per-host breakers.
+const KEYED_100K_MAX_BYTES: f64 = 100e6;
 
 pub(crate) fn run(quick: bool) -> Result<(), String> {
     let root = root();
@@ -137,11 +184,30 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
         ]);
     }
     let out = allocations_file.to_string_lossy().into_owned();
-    cargo(&args, &[("BENCH_ALLOCATIONS_OUT", &out)])?;
+    let memory_file = root.join("target/bench-memory.tsv");
+    let memory_out = memory_file.to_string_lossy().into_owned();
+    cargo(
+        &args,
+        &[
+            ("BENCH_ALLOCATIONS_OUT", &out),
+            ("BENCH_MEMORY_OUT", &memory_out),
+        ],
+    )?;
+    let load_file = root.join("target/bench-axum-load.tsv");
+    let load_out = load_file.to_string_lossy().into_owned();
+    let mut load_args = vec!["bench", "-p", "breaker-benches", "--bench", "axum_load"];
+    if quick {
+        load_args.extend(["--", "--quick"]);
+    }
+    cargo(&load_args, &[("BENCH_AXUM_LOAD_OUT", &load_out)])?;
 
     let medians = read_medians(&root.join("target/criterion"))?;
     let allocations = read_allocations(&allocations_file)?;
-    let report = render(&medians, &allocations, quick);
+    let tables = Tables {
+        memory: read_tsv(&memory_file)?,
+        load: read_tsv(&load_file)?,
+    };
+    let report = render(&medians, &allocations, &tables, quick);
     let path = root.join("docs/benchmarks.md");
     fs::write(&path, report).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
@@ -181,6 +247,47 @@ fn read_allocations(file: &Path) -> Result<BTreeMap<(String, String), f64>, Stri
         .collect())
 }
 
+/// Rows of a tab-separated file with a header line, as strings.
+fn read_tsv(file: &Path) -> Result<Vec<Vec<String>>, String> {
+    let text = fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect())
+}
+
+/// The tables the benchmark binaries write besides criterion's estimates.
+struct Tables {
+    /// subject, thread counters, inline bytes, heap bytes.
+    memory: Vec<Vec<String>>,
+    /// subject, requests per second (busy), p50 µs and p99 µs (one connection), p99 µs (busy).
+    load: Vec<Vec<String>>,
+}
+
+impl Tables {
+    fn load(&self, subject: &str) -> Option<(f64, f64, f64)> {
+        let row = self.load.iter().find(|r| r[0] == subject)?;
+        Some((
+            row[1].parse().ok()?,
+            row[2].parse().ok()?,
+            row[3].parse().ok()?,
+        ))
+    }
+
+    fn keyed_100k_bytes(&self) -> Option<f64> {
+        let row = self
+            .memory
+            .iter()
+            .find(|r| r[0].starts_with("keyed_registry"))?;
+        row.get(3)?.parse().ok()
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "yes" } else { "**no**" }
+}
+
 fn locked_version(name: &str) -> String {
     let lock = fs::read_to_string(root().join("Cargo.lock")).unwrap_or_default();
     let needle = format!("name = \"{name}\"\nversion = \"");
@@ -211,7 +318,12 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-fn render(medians: &Medians, allocations: &BTreeMap<(String, String), f64>, quick: bool) -> String {
+fn render(
+    medians: &Medians,
+    allocations: &BTreeMap<(String, String), f64>,
+    tables: &Tables,
+    quick: bool,
+) -> String {
     let get = |scenario: &str, subject: &str| medians[&(scenario.to_string(), subject.to_string())];
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
@@ -257,14 +369,55 @@ fn render(medians: &Medians, allocations: &BTreeMap<(String, String), f64>, quic
             if ratio <= *limit { "yes" } else { "**no**" }
         );
     }
-    let overhead = get("tower", "ours_layer") - get("tower", "bare_service");
-    let _ = writeln!(
-        md,
-        "| tower layer overhead over the bare service | {:.1} | {:.1} | +{overhead:.1} ns | +10 ns | {} |",
-        get("tower", "ours_layer"),
-        get("tower", "bare_service"),
-        if overhead <= 10.0 { "yes" } else { "**no**" }
-    );
+    for (what, scenario, ours, limit) in ABSOLUTE_TARGETS {
+        let a = get(scenario, ours);
+        let _ = writeln!(
+            md,
+            "| {what}: `{ours}` | {a:.1} | | | {limit} ns | {} |",
+            met(a <= *limit)
+        );
+    }
+    for (what, ours, base, limit) in OVERHEAD_TARGETS {
+        let (a, b) = (get("tower", ours), get("tower", base));
+        let _ = writeln!(
+            md,
+            "| {what}: `{ours}` | {a:.1} | {b:.1} | +{:.1} ns | +{limit} ns | {} |",
+            a - b,
+            met(a - b <= *limit)
+        );
+    }
+    if let Some(bytes) = tables.keyed_100k_bytes() {
+        let _ = writeln!(
+            md,
+            "| keyed registry of 100,000 per-host breakers (count window of 20, no thread counters) | {:.1} MB | | | {:.0} MB | {} |",
+            bytes / 1e6,
+            KEYED_100K_MAX_BYTES / 1e6,
+            met(bytes <= KEYED_100K_MAX_BYTES)
+        );
+    }
+    if let (Some(bare), Some(guarded)) = (
+        tables.load("without_breaker"),
+        tables.load("with_breaker_closed"),
+    ) {
+        let loss = 1.0 - guarded.0 / bare.0;
+        let _ = writeln!(
+            md,
+            "| axum hello under load: throughput lost to the middleware | {:.0} req/s | {:.0} req/s | {:+.1} % | {:.0} % | {} |",
+            guarded.0,
+            bare.0,
+            loss * 100.0,
+            LOAD_MAX_THROUGHPUT_LOSS * 100.0,
+            met(loss <= LOAD_MAX_THROUGHPUT_LOSS)
+        );
+        let added = guarded.2 - bare.2;
+        let _ = writeln!(
+            md,
+            "| axum hello: p99 latency added by the middleware (one connection) | {:.1} us | {:.1} us | {added:+.1} us | +{LOAD_MAX_P99_ADDED_US:.0} us | {} |",
+            guarded.2,
+            bare.2,
+            met(added <= LOAD_MAX_P99_ADDED_US)
+        );
+    }
     let ours_allocs: f64 = allocations
         .iter()
         .filter(|((_, subject), _)| subject.starts_with("ours"))
@@ -278,17 +431,27 @@ fn render(medians: &Medians, allocations: &BTreeMap<(String, String), f64>, quic
 
     for (scenario, title, subjects) in SCENARIOS {
         let _ = writeln!(md, "## {title} (`{scenario}`)\n");
-        let (peers, header): (Vec<&str>, &str) = if *scenario == "tower" {
+        // What a subject adds to the call it guards: over the bare tower service, or over
+        // calling the guarded function directly.
+        let (peers, base, header): (Vec<&str>, f64, &str) = if *scenario == "tower" {
             (
-                vec!["tower_resilience", "bare_service"],
-                "| subject | median ns | vs tower_resilience | vs bare_service | allocations / call |",
+                vec!["tower_resilience"],
+                get("tower", "bare_service"),
+                "| subject | median ns | overhead over bare_service (ns) | vs tower_resilience | allocations / call |",
             )
         } else if *scenario == "baseline" {
-            (vec![], "| subject | median ns |")
+            (vec![], f64::NAN, "| subject | median ns |")
         } else {
+            // A rejection is compared with making the call.
+            let base = if *scenario == "open_rejected" {
+                "closed_1t"
+            } else {
+                scenario
+            };
             (
                 vec!["recloser_sync", "failsafe_consecutive"],
-                "| subject | median ns | vs recloser_sync | vs failsafe_consecutive | allocations / call |",
+                get(base, "direct_call"),
+                "| subject | median ns | overhead over direct_call (ns) | vs recloser_sync | vs failsafe_consecutive | allocations / call |",
             )
         };
         let _ = writeln!(md, "{header}");
@@ -297,6 +460,9 @@ fn render(medians: &Medians, allocations: &BTreeMap<(String, String), f64>, quic
         for subject in *subjects {
             let m = get(scenario, subject);
             let mut line = format!("| `{subject}` | {m:.1} |");
+            if !base.is_nan() {
+                let _ = write!(line, " {:+.1} |", m - base);
+            }
             for peer in &peers {
                 let _ = write!(line, " {:.3} |", m / get(scenario, peer));
             }
@@ -312,6 +478,54 @@ fn render(medians: &Medians, allocations: &BTreeMap<(String, String), f64>, quic
         }
         let _ = writeln!(md);
     }
+    let _ = writeln!(md, "## Memory per breaker (`memory`)\n");
+    let _ = writeln!(
+        md,
+        "From `CircuitBreaker::memory()`: `size_of` the breaker and the heap it allocated; the \
+         registry row is the heap growth of a `KeyedRegistry` filled with 100,000 host keys, \
+         keys and map included, from the counting allocator.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| subject | thread counters | inline bytes | heap bytes | total bytes |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    for row in &tables.memory {
+        let inline: f64 = row[2].parse().unwrap_or(0.0);
+        let heap: f64 = row[3].parse().unwrap_or(0.0);
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {} | {:.0} |",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            inline + heap
+        );
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(md, "## axum hello server under load (`axum_load`)\n");
+    let _ = writeln!(
+        md,
+        "`benches/benches/axum_load.rs`: the server on one core (one-thread tokio runtime), a \
+         closed-loop load generator on the other: throughput (and a busy p99) with 32 \
+         keep-alive HTTP/1.1 connections, latency with one connection (no request queues \
+         behind another). Median of {} alternating rounds of {} per subject and measurement. \
+         With the breaker open every request is answered 503 by the middleware (a JSON body \
+         and `Retry-After`): its requests / s are rejections / s.\n",
+        if quick { 3 } else { 5 },
+        if quick { "1 s" } else { "3 s" },
+    );
+    let _ = writeln!(md, "| subject | requests / s | p50 us | p99 us |");
+    let _ = writeln!(md, "|---|---:|---:|---:|");
+    for row in &tables.load {
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {} |",
+            row[0], row[1], row[2], row[3]
+        );
+    }
+    let _ = writeln!(md);
     if let Ok(notes) = fs::read_to_string(root().join("benches/NOTES.md")) {
         md.push_str(&notes);
     }

@@ -81,6 +81,9 @@ pub struct Settings {
     /// Cap of the open duration (exponential backoff).
     #[serde(deserialize_with = "optional_duration")]
     pub open_duration_max: Option<Duration>,
+    /// Threads that count on a cache line of their own (`0` for many per-key breakers;
+    /// see [`Builder::thread_counters`]).
+    pub thread_counters: Option<u32>,
 }
 
 impl Settings {
@@ -114,6 +117,7 @@ impl Settings {
                 .open_duration_multiplier
                 .or(base.open_duration_multiplier),
             open_duration_max: self.open_duration_max.or(base.open_duration_max),
+            thread_counters: self.thread_counters.or(base.thread_counters),
         };
         if !merged.names_window() {
             merged.minimum_calls = self.minimum_calls;
@@ -183,6 +187,9 @@ impl Settings {
         }
         if let Some(n) = self.half_open_probes {
             b = b.half_open_probes(n);
+        }
+        if let Some(n) = self.thread_counters {
+            b = b.thread_counters(n);
         }
         if let Some(d) = self.max_half_open {
             b = b.max_half_open(d);
@@ -272,6 +279,7 @@ impl Settings {
                 "OPEN_DURATION" => s.open_duration = Some(duration()?),
                 "OPEN_DURATION_MULTIPLIER" => s.open_duration_multiplier = Some(number()?),
                 "OPEN_DURATION_MAX" => s.open_duration_max = Some(duration()?),
+                "THREAD_COUNTERS" => s.thread_counters = Some(count()?),
                 _ => return Err(SettingsError::UnknownVariable { variable: name }),
             }
         }

@@ -1,12 +1,8 @@
 //! The atomics the breaker is built from, switched to loom's under `cfg(loom)` so the same
 //! code is model-checked (the pattern tokio uses).
 
-#[cfg(all(feature = "alloc", not(loom)))]
-pub(crate) use core::sync::atomic::AtomicUsize;
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{AtomicU64, Ordering};
-#[cfg(all(feature = "alloc", loom))]
-pub(crate) use loom::sync::atomic::AtomicUsize;
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
 

@@ -175,6 +175,13 @@ fn environment_variables_with_a_prefix() {
     // Out-of-range values from the environment get the builder's checks.
     let s = Settings::from_vars("P", vars(&[("P_COUNT_WINDOW", "0")])).unwrap();
     assert_eq!(s.to_config().unwrap_err().field(), "count_window");
+    // Per-key breakers leave out the per-thread counters; more than 15 is refused.
+    let s = Settings::from_vars("P", vars(&[("P_THREAD_COUNTERS", "0")])).unwrap();
+    assert_eq!(s.build().unwrap().memory().thread_counters, 0);
+    let s = Settings::from_vars("P", vars(&[("P_THREAD_COUNTERS", "16")])).unwrap();
+    let err = s.to_config().unwrap_err();
+    assert_eq!(err.field(), "thread_counters");
+    assert!(err.to_string().contains("0..=15"), "{err}");
     // The real environment: nothing set under this prefix.
     assert_eq!(
         Settings::from_env("BREAKER_TEST_UNSET_PREFIX").unwrap(),

@@ -74,5 +74,8 @@ fn per_thread_counters_are_what_a_shared_breaker_pays_for() {
     // 128 bytes (one cache-line pair) per thread counter.
     assert_eq!(max.heap_bytes - none.heap_bytes, 15 * 128);
     let (_, measured) = heap_growth(|| make(15));
-    assert_eq!(measured as usize, max.heap_bytes, "memory() reports what was allocated");
+    assert_eq!(
+        measured as usize, max.heap_bytes,
+        "memory() reports what was allocated"
+    );
 }

@@ -257,6 +257,24 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         Permit::acquire(&self)
     }
 
+    /// Moves the breaker to the heap for the rest of the process and returns a `'static`
+    /// reference to it: for breakers made once at start-up. Adapters holding a
+    /// `&'static CircuitBreaker` copy a pointer per call, where over an `Arc` they clone and
+    /// drop it (two atomic read-modify-writes on a line every calling thread writes).
+    ///
+    /// ```
+    /// use breaker_core::CircuitBreaker;
+    ///
+    /// let breaker: &'static CircuitBreaker<_> =
+    ///     CircuitBreaker::builder().consecutive_failures(5).build()?.leak();
+    /// std::thread::spawn(move || breaker.call(|| Ok::<_, ()>(1))).join().unwrap().unwrap();
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    #[cfg(feature = "alloc")]
+    pub fn leak(self) -> &'static Self {
+        Box::leak(Box::new(self))
+    }
+
     /// Like [`try_acquire`](Self::try_acquire), for a breaker in an `Arc`: the permit owns a
     /// clone of the `Arc`, so it can move into a `'static` future or another thread.
     #[cfg(feature = "alloc")]
@@ -500,12 +518,18 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             if let alloc::borrow::Cow::Owned(name) = &self.name {
                 heap += name.capacity();
             }
-            heap += self.open_fn.as_ref().map_or(0, |f| core::mem::size_of_val(&**f));
+            heap += self
+                .open_fn
+                .as_ref()
+                .map_or(0, |f| core::mem::size_of_val(&**f));
             heap += self
                 .jitter
                 .as_ref()
                 .map_or(0, |j| core::mem::size_of_val(&*j.source));
-            heap += self.trip_when.as_ref().map_or(0, |f| core::mem::size_of_val(&**f));
+            heap += self
+                .trip_when
+                .as_ref()
+                .map_or(0, |f| core::mem::size_of_val(&**f));
         }
         MemoryUse {
             inline_bytes: core::mem::size_of::<Self>(),

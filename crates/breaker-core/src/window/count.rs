@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 
 use super::generation_of;
 use crate::snapshot::Counts;
-use crate::sync::{AtomicU64, AtomicUsize, Ordering, spin_hint};
+use crate::sync::{AtomicU64, Ordering, spin_hint};
 
 // slot word:  [generation:32 | 0..:29 | slow:1 | failure:1 | valid:1]
 // aggregate:  [generation:32 | calls:16 | failures:16]
@@ -27,8 +27,11 @@ pub(crate) struct CountWindow {
     size: usize,
     /// `fastmod` constant for `size`.
     magic: u64,
-    cursor: AtomicUsize,
-    slots: Box<[AtomicU64]>,
+    /// The cursor, then `size` slots starting [`CURSOR_WORDS`] words later. The cursor is
+    /// the one word every record writes; apart from the fields beside it (read by every
+    /// record) and from the slots, they are not fetched again after every other thread's
+    /// increment. It lives with the slots so that one pointer reaches both.
+    ring: Box<[AtomicU64]>,
     aggregate: AtomicU64,
     slow: AtomicU64,
     /// [`verdict_key`] of counts found below every rate threshold by the last record that
@@ -42,6 +45,9 @@ pub(crate) struct CountWindow {
 fn verdict_key(aggregate: u64, slow: u16) -> u64 {
     (1 << 63) | ((aggregate & 0xFFFF_FFFF) << 16) | u64::from(slow)
 }
+
+/// Words from the cursor to the first slot: 128 bytes, a cache-line pair.
+const CURSOR_WORDS: usize = 16;
 
 /// `n % d` for 32-bit `n` and `d >= 1`, with `magic = (u64::MAX / d).wrapping_add(1)`
 /// (D. Lemire, "Faster Remainder by Direct Computation", 2019).
@@ -94,12 +100,13 @@ fn add_in_generation(
 
 impl CountWindow {
     pub(super) fn new(size: u32) -> Self {
-        let slots: Vec<AtomicU64> = (0..size).map(|_| AtomicU64::new(0)).collect();
+        let ring: Vec<AtomicU64> = (0..CURSOR_WORDS + size as usize)
+            .map(|_| AtomicU64::new(0))
+            .collect();
         CountWindow {
             size: size as usize,
             magic: (u64::MAX / u64::from(size)).wrapping_add(1),
-            cursor: AtomicUsize::new(0),
-            slots: slots.into_boxed_slice(),
+            ring: ring.into_boxed_slice(),
             aggregate: AtomicU64::new(0),
             slow: AtomicU64::new(0),
             below: AtomicU64::new(0),
@@ -129,9 +136,9 @@ impl CountWindow {
         // The cursor counts calls (wrapping at 2^32: the ring then jumps once, which the slot
         // protocol tolerates like any other index); the slot is the count modulo the size,
         // computed without a division (Lemire's fastmod).
-        let n = self.cursor.fetch_add(1, Ordering::Relaxed) as u32;
+        let n = self.ring[0].fetch_add(1, Ordering::Relaxed) as u32;
         let index = fastmod(n, self.magic, self.size as u32) as usize;
-        let slot = &self.slots[index.min(self.size - 1)];
+        let slot = &self.slots()[index.min(self.size - 1)];
         let new = (u64::from(generation) << 32)
             | VALID
             | if failed { FAILED } else { 0 }
@@ -207,7 +214,12 @@ impl CountWindow {
 
     /// Heap bytes of the slots.
     pub(crate) fn heap_bytes(&self) -> usize {
-        core::mem::size_of_val(&*self.slots)
+        core::mem::size_of_val(&*self.ring)
+    }
+
+    #[inline(always)]
+    fn slots(&self) -> &[AtomicU64] {
+        &self.ring[CURSOR_WORDS..]
     }
 
     /// Forgets the last verdict (the thresholds changed).
@@ -303,7 +315,7 @@ mod loom_tests {
             }
             let counts = window.counts(1);
             let failed_slots = window
-                .slots
+                .slots()
                 .iter()
                 .filter(|s| s.load(loom::sync::atomic::Ordering::Relaxed) & super::FAILED != 0)
                 .count() as u64;
@@ -325,7 +337,7 @@ mod loom_tests {
             window.record(1, false, false, |g| g == 1, |_| None);
             failure.join().unwrap();
             let counts = window.counts(1);
-            let failed = window.slots[0].load(Ordering::Relaxed) & super::FAILED != 0;
+            let failed = window.slots()[0].load(Ordering::Relaxed) & super::FAILED != 0;
             assert_eq!((counts.calls, counts.failures), (1, u64::from(failed)));
         });
     }
