@@ -191,9 +191,9 @@ fn main() {
         return;
     }
     let (rounds, warm_up, measure) = if quick {
-        (3, Duration::from_millis(300), Duration::from_secs(1))
+        (5, Duration::from_millis(200), Duration::from_millis(500))
     } else {
-        (5, Duration::from_millis(500), Duration::from_secs(3))
+        (15, Duration::from_millis(300), Duration::from_secs(1))
     };
     let subjects = [Subject::Bare, Subject::Guarded, Subject::Open];
     // (subject, busy rounds, one-connection rounds)
@@ -202,7 +202,9 @@ fn main() {
         .map(|&s| (s, Vec::new(), Vec::new()))
         .collect();
     for r in 0..rounds {
-        for (subject, busy, single) in &mut results {
+        // Rotate the order, so that no subject always runs first (or right after another).
+        for k in 0..results.len() {
+            let (subject, busy, single) = &mut results[(r + k) % subjects.len()];
             let expected = if *subject == Subject::Open { 503 } else { 200 };
             for (connections, into) in [(CONNECTIONS, &mut *busy), (1, &mut *single)] {
                 let result = round(*subject, connections, warm_up, measure);
@@ -226,11 +228,19 @@ fn main() {
         }
     }
     let mut tsv = String::from(
-        "subject\trequests_per_second\tp50_us_one_connection\tp99_us_one_connection\tp99_us_busy\n",
+        "subject\trequests_per_second\tp50_us_one_connection\tp99_us_one_connection\tp99_us_busy\tratio_to_without\n",
     );
+    let bare: Vec<f64> = results[0].1.iter().map(|r| r.per_second).collect();
     for (subject, busy, single) in &results {
+        // Each round's throughput over the bare server's in the same round.
+        let ratio = median(
+            busy.iter()
+                .zip(&bare)
+                .map(|(r, b)| r.per_second / b)
+                .collect(),
+        );
         let line = format!(
-            "{}\t{:.0}\t{:.1}\t{:.1}\t{:.1}\n",
+            "{}\t{:.0}\t{:.1}\t{:.1}\t{:.1}\t{ratio:.3}\n",
             subject.name(),
             median(busy.iter().map(|r| r.per_second).collect()),
             median(single.iter().map(|r| r.p50_us).collect()),

@@ -161,7 +161,7 @@ const LOAD_MAX_P99_ADDED_US: f64 = 20.0;
 /// The keyed-registry memory goal: 100,000 per-host breakers.
 const KEYED_100K_MAX_BYTES: f64 = 100e6;
 
-pub(crate) fn run(quick: bool) -> Result<(), String> {
+pub(crate) fn run(quick: bool, no_run: bool) -> Result<(), String> {
     let root = root();
     let allocations_file = root.join("target/bench-allocations.tsv");
     let mut args = vec![
@@ -183,24 +183,11 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
             "30",
         ]);
     }
-    let out = allocations_file.to_string_lossy().into_owned();
     let memory_file = root.join("target/bench-memory.tsv");
-    let memory_out = memory_file.to_string_lossy().into_owned();
-    cargo(
-        &args,
-        &[
-            ("BENCH_ALLOCATIONS_OUT", &out),
-            ("BENCH_MEMORY_OUT", &memory_out),
-        ],
-    )?;
     let load_file = root.join("target/bench-axum-load.tsv");
-    let load_out = load_file.to_string_lossy().into_owned();
-    let mut load_args = vec!["bench", "-p", "breaker-benches", "--bench", "axum_load"];
-    if quick {
-        load_args.extend(["--", "--quick"]);
+    if !no_run {
+        run_benches(&args, quick, &allocations_file, &memory_file, &load_file)?;
     }
-    cargo(&load_args, &[("BENCH_AXUM_LOAD_OUT", &load_out)])?;
-
     let medians = read_medians(&root.join("target/criterion"))?;
     let allocations = read_allocations(&allocations_file)?;
     let tables = Tables {
@@ -212,6 +199,31 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
     fs::write(&path, report).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// Runs the micro-benchmarks and the load test, which write their results to these files.
+fn run_benches(
+    args: &[&str],
+    quick: bool,
+    allocations_file: &Path,
+    memory_file: &Path,
+    load_file: &Path,
+) -> Result<(), String> {
+    let out = allocations_file.to_string_lossy().into_owned();
+    let memory_out = memory_file.to_string_lossy().into_owned();
+    cargo(
+        args,
+        &[
+            ("BENCH_ALLOCATIONS_OUT", &out),
+            ("BENCH_MEMORY_OUT", &memory_out),
+        ],
+    )?;
+    let load_out = load_file.to_string_lossy().into_owned();
+    let mut load_args = vec!["bench", "-p", "breaker-benches", "--bench", "axum_load"];
+    if quick {
+        load_args.extend(["--", "--quick"]);
+    }
+    cargo(&load_args, &[("BENCH_AXUM_LOAD_OUT", &load_out)])
 }
 
 type Medians = BTreeMap<(String, String), f64>;
@@ -261,7 +273,8 @@ fn read_tsv(file: &Path) -> Result<Vec<Vec<String>>, String> {
 struct Tables {
     /// subject, thread counters, inline bytes, heap bytes.
     memory: Vec<Vec<String>>,
-    /// subject, requests per second (busy), p50 µs and p99 µs (one connection), p99 µs (busy).
+    /// subject, requests per second (busy), p50 µs and p99 µs (one connection), p99 µs (busy),
+    /// median per-round throughput ratio to `without_breaker`.
     load: Vec<Vec<String>>,
 }
 
@@ -273,6 +286,11 @@ impl Tables {
             row[2].parse().ok()?,
             row[3].parse().ok()?,
         ))
+    }
+
+    fn load_ratio(&self, subject: &str) -> Option<f64> {
+        let row = self.load.iter().find(|r| r[0] == subject)?;
+        row.get(5)?.parse().ok()
     }
 
     fn keyed_100k_bytes(&self) -> Option<f64> {
@@ -399,10 +417,13 @@ fn render(
         tables.load("without_breaker"),
         tables.load("with_breaker_closed"),
     ) {
-        let loss = 1.0 - guarded.0 / bare.0;
+        let ratio = tables
+            .load_ratio("with_breaker_closed")
+            .unwrap_or(guarded.0 / bare.0);
+        let loss = 1.0 - ratio;
         let _ = writeln!(
             md,
-            "| axum hello under load: throughput lost to the middleware | {:.0} req/s | {:.0} req/s | {:+.1} % | {:.0} % | {} |",
+            "| axum hello under load: throughput lost to the middleware (median of per-round ratios) | {:.0} req/s | {:.0} req/s | {:+.1} % | {:.0} % | {} |",
             guarded.0,
             bare.0,
             loss * 100.0,
@@ -510,19 +531,25 @@ fn render(
         "`benches/benches/axum_load.rs`: the server on one core (one-thread tokio runtime), a \
          closed-loop load generator on the other: throughput (and a busy p99) with 32 \
          keep-alive HTTP/1.1 connections, latency with one connection (no request queues \
-         behind another). Median of {} alternating rounds of {} per subject and measurement. \
-         With the breaker open every request is answered 503 by the middleware (a JSON body \
-         and `Retry-After`): its requests / s are rejections / s.\n",
-        if quick { 3 } else { 5 },
-        if quick { "1 s" } else { "3 s" },
+         behind another). {} rounds of {} per subject and measurement; in each round the \
+         subjects run back to back in a rotating order, and \"vs without\" is the median over \
+         rounds of that round's ratio, so that drift of the machine between rounds cancels. \
+         The other columns are medians over rounds. With the breaker open every request is \
+         answered 503 by the middleware (a JSON body and `Retry-After`): its requests / s are \
+         rejections / s.\n",
+        if quick { 5 } else { 15 },
+        if quick { "0.5 s" } else { "1 s" },
     );
-    let _ = writeln!(md, "| subject | requests / s | p50 us | p99 us |");
-    let _ = writeln!(md, "|---|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "| subject | requests / s (32 connections) | vs without | p50 us (1 connection) | p99 us (1 connection) | p99 us (32 connections) |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
     for row in &tables.load {
         let _ = writeln!(
             md,
-            "| `{}` | {} | {} | {} |",
-            row[0], row[1], row[2], row[3]
+            "| `{}` | {} | {} | {} | {} | {} |",
+            row[0], row[1], row[5], row[2], row[3], row[4]
         );
     }
     let _ = writeln!(md);

@@ -8,7 +8,7 @@
 //!                     the no_std link check, the alert rules (promtool) and the loom models
 //! cargo xtask loom    only the loom models (LOOM_MAX_PREEMPTIONS defaults to 3)
 //! cargo xtask nostd   only the no_std build-and-link check
-//! cargo xtask bench [--quick]
+//! cargo xtask bench [--quick] [--no-run]
 //!                     criterion benchmarks side by side with the peer crates; writes
 //!                     docs/benchmarks.md (--quick: well under five minutes)
 //! ```
@@ -29,7 +29,10 @@ fn main() -> ExitCode {
         "test" => test(),
         "loom" => loom(),
         "nostd" => nostd(),
-        "bench" => bench::run(args.iter().any(|a| a == "--quick")),
+        "bench" => bench::run(
+            args.iter().any(|a| a == "--quick"),
+            args.iter().any(|a| a == "--no-run"),
+        ),
         "help" | "-h" | "--help" => {
             println!("{}", HELP.trim());
             Ok(())
@@ -54,6 +57,7 @@ usage: cargo xtask <command>
   loom    loom models only
   nostd   no_std build-and-link check only
   bench   benchmarks vs. the peer crates, writes docs/benchmarks.md [--quick]
+          [--no-run: only rewrite the report from the last run's results]
 ";
 
 pub(crate) fn root() -> PathBuf {
