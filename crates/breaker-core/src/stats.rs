@@ -75,6 +75,8 @@ pub(crate) fn default_thread_counters() -> u8 {
 impl Stats {
     /// Counters with `thread_counters` exclusive stripes (at most [`MAX_THREAD_COUNTERS`]).
     pub(crate) fn new(thread_counters: u8) -> Self {
+        // Without `std` the maximum is 0 and this is always 0.
+        #[allow(clippy::unnecessary_min_or_max)]
         let exclusive = usize::from(thread_counters).min(MAX_THREAD_COUNTERS);
         Stats {
             #[cfg(feature = "alloc")]
