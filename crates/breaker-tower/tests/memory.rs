@@ -10,6 +10,10 @@ use breaker_tower::KeyedRegistry;
 static GLOBAL: CountingAllocator = CountingAllocator;
 
 const HOSTS: usize = 100_000;
+
+/// The counting allocator counts every thread's allocations: the tests here measure one at a
+/// time (`cargo test` runs tests of one binary on parallel threads).
+static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const LIMIT_BYTES: i64 = 100_000_000;
 
 fn fill<C, O>(registry: &KeyedRegistry<String, C, O>) {
@@ -24,6 +28,7 @@ fn fill<C, O>(registry: &KeyedRegistry<String, C, O>) {
 
 #[test]
 fn one_hundred_thousand_per_host_breakers_fit_in_one_hundred_megabytes() {
+    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let (registry, bytes) = heap_growth(|| {
         let registry = KeyedRegistry::new(HOSTS * 5 / 4, |_: &String| {
             CircuitBreaker::builder()
@@ -61,6 +66,7 @@ fn one_hundred_thousand_per_host_breakers_fit_in_one_hundred_megabytes() {
 
 #[test]
 fn per_thread_counters_are_what_a_shared_breaker_pays_for() {
+    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let make = |counters: u32| {
         CircuitBreaker::builder()
             .consecutive_failures(5)
