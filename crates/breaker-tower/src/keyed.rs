@@ -28,8 +28,8 @@ type Make<Key, C, O> = dyn Fn(&Key) -> CircuitBreaker<C, O> + Send + Sync;
 /// Per-key breakers are many and each sees a share of the traffic: build them with
 /// [`thread_counters(0)`](breaker_core::Builder::thread_counters), which leaves out the
 /// per-thread counter lines a breaker shared by every thread wants (128 bytes per CPU). A
-/// per-key breaker with a count window of 20 then takes about 660 bytes, and a registry of
-/// 100,000 hosts about 80 MB with keys and map (measured by `tests/memory.rs`).
+/// per-key breaker with a count window of 20 then takes about 780 bytes, and a registry of
+/// 100,000 hosts about 91 MB with keys and map (measured by `tests/memory.rs`).
 ///
 /// ```
 /// use breaker_core::CircuitBreaker;

@@ -505,8 +505,8 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     ///
     /// let small = CircuitBreaker::builder().consecutive_failures(5).thread_counters(0).build()?;
     /// let window = CircuitBreaker::builder().count_window(100).thread_counters(0).build()?;
-    /// // 100 slots of 8 bytes more.
-    /// assert_eq!(window.memory().heap_bytes - small.memory().heap_bytes, 800);
+    /// // 100 slots of 8 bytes more, and the window's 128-byte cursor block.
+    /// assert_eq!(window.memory().heap_bytes - small.memory().heap_bytes, 800 + 128);
     /// # Ok::<(), breaker_core::ConfigError>(())
     /// ```
     pub fn memory(&self) -> MemoryUse {
