@@ -10,11 +10,11 @@ use breaker_tower::KeyedRegistry;
 static GLOBAL: CountingAllocator = CountingAllocator;
 
 const HOSTS: usize = 100_000;
+const LIMIT_BYTES: i64 = 100_000_000;
 
 /// The counting allocator counts every thread's allocations: the tests here measure one at a
 /// time (`cargo test` runs tests of one binary on parallel threads).
 static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-const LIMIT_BYTES: i64 = 100_000_000;
 
 fn fill<C, O>(registry: &KeyedRegistry<String, C, O>) {
     for i in 0..HOSTS {

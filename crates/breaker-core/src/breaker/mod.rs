@@ -20,7 +20,7 @@ use core::time::Duration;
 #[cfg(feature = "alloc")]
 use alloc::boxed::Box;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, nanos};
 #[cfg(feature = "alloc")]
 use crate::config::OpenDuration;
 use crate::config::{Builder, Config, PolicyKind, name_str};
@@ -353,12 +353,14 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 State::Disabled => {
                     return Ok(Ticket::new(w.epoch(), Kind::Passthrough));
                 }
-                State::ForcedOpen => return Err(self.reject(RejectReason::ForcedOpen, None)),
+                State::ForcedOpen => {
+                    return Err(self.reject(RejectReason::ForcedOpen, None));
+                }
                 State::Open | State::HalfOpen => {
                     let deadline = self.deadline(w.epoch());
                     if let (State::Open, Some(deadline)) = (w.state(), deadline) {
                         if let Some(left) = self.far_from(deadline) {
-                            return Err(self.reject_open(left));
+                            return Err(self.reject(RejectReason::Open, Some(left)));
                         }
                     }
                     let now = self.now();
@@ -386,7 +388,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                             }
                         }
                         let retry_after = self.open_retry_after(w, deadline, now);
-                        return Err(self.reject(RejectReason::Open, Some(retry_after)));
+                        return Err(self.reject(RejectReason::Open, Some(nanos(retry_after))));
                     }
                     let limit = Tunables::get(&self.tunables.half_open_probes) as u32;
                     match self.control.take_probe(w, limit) {
@@ -412,31 +414,20 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         if lag == 0 {
             return None;
         }
-        let recent = self.clock.coarse_now_nanos().saturating_sub(self.origin);
+        let recent = self.coarse_now();
         (recent.saturating_add(lag) < deadline).then(|| deadline - recent)
     }
 
-    /// A rejection while open, `retry_after_nanos` before a probe is admitted.
+    /// Counts and reports a refused call, `retry_after_nanos` before a probe is admitted if
+    /// that is known.
     #[inline]
-    fn reject_open(&self, retry_after_nanos: u64) -> Rejected {
-        self.stats.add(Stat::Rejected);
-        self.emit(&Event::Rejected {
-            reason: RejectReason::Open,
-        });
-        Rejected {
-            reason: RejectReason::Open,
-            retry_after_nanos: retry_after_nanos.min(Rejected::NO_RETRY_AFTER - 1),
-        }
-    }
-
-    #[inline]
-    fn reject(&self, reason: RejectReason, retry_after: Option<Duration>) -> Rejected {
+    fn reject(&self, reason: RejectReason, retry_after_nanos: Option<u64>) -> Rejected {
         self.stats.add(Stat::Rejected);
         self.emit(&Event::Rejected { reason });
         Rejected {
             reason,
-            retry_after_nanos: retry_after.map_or(Rejected::NO_RETRY_AFTER, |d| {
-                crate::clock::nanos(d).min(Rejected::NO_RETRY_AFTER - 1)
+            retry_after_nanos: retry_after_nanos.map_or(Rejected::NO_RETRY_AFTER, |n| {
+                n.min(Rejected::NO_RETRY_AFTER - 1)
             }),
         }
     }

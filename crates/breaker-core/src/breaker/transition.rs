@@ -146,10 +146,16 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     pub(super) fn now_within(&self, tolerance: u64) -> u64 {
         let lag = self.clock.coarse_lag_nanos();
         if lag != 0 && lag <= tolerance {
-            self.clock.coarse_now_nanos().saturating_sub(self.origin)
+            self.coarse_now()
         } else {
             self.now()
         }
+    }
+
+    /// The clock's coarse reading, since the origin (see [`Clock::coarse_now_nanos`]).
+    #[inline]
+    pub(super) fn coarse_now(&self) -> u64 {
+        self.clock.coarse_now_nanos().saturating_sub(self.origin)
     }
 
     /// The current word, after any transition that time has made due.

@@ -8,6 +8,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+use super::fastdiv::fastmod;
 use super::generation_of;
 use crate::snapshot::Counts;
 use crate::sync::{AtomicU64, Ordering, spin_hint};
@@ -48,14 +49,6 @@ fn verdict_key(aggregate: u64, slow: u16) -> u64 {
 
 /// Words from the cursor to the first slot: 128 bytes, a cache-line pair.
 const CURSOR_WORDS: usize = 16;
-
-/// `n % d` for 32-bit `n` and `d >= 1`, with `magic = (u64::MAX / d).wrapping_add(1)`
-/// (D. Lemire, "Faster Remainder by Direct Computation", 2019).
-#[inline]
-fn fastmod(n: u32, magic: u64, d: u32) -> u32 {
-    let low = magic.wrapping_mul(u64::from(n));
-    ((u128::from(low) * u128::from(d)) >> 64) as u32
-}
 
 #[inline]
 fn agg_pack(generation: u32, calls: u16, failures: u16) -> u64 {
@@ -117,14 +110,14 @@ impl CountWindow {
     /// generation is no longer the current one); `Some(None)` when recorded but the
     /// aggregate is in flux; `Some(Some(counts))` otherwise.
     ///
+    /// `rates_below` tells whether counts are below every rate threshold (`None`: do not
+    /// remember verdicts, a trip predicate decides). A record that changes nothing returns
+    /// `Some(None)` when the counts as they stand were already found below.
+    ///
     /// Inlined into its one caller: returned through memory, the counts would be stored
     /// field by field and reloaded in wider pieces, a store-forwarding stall that costs more
     /// than the rest of the record.
     #[inline(always)]
-    ///
-    /// `rates_below` tells whether counts are below every rate threshold (`None`: do not
-    /// remember verdicts, a trip predicate decides). A record that changes nothing returns
-    /// `Some(None)` when the counts as they stand were already found below.
     pub(crate) fn record(
         &self,
         generation: u32,
@@ -201,13 +194,17 @@ impl CountWindow {
         }
         let slow = self.slow_of(generation);
         let key = verdict_key(aggregate, slow);
-        if self.below.load(Ordering::Relaxed) == key {
+        let remembered = self.below.load(Ordering::Relaxed);
+        if remembered == key {
             return Some(None);
         }
         let counts = self.settled(aggregate, slow);
         if let Some(below) = counts.as_ref().and_then(&rates_below) {
-            self.below
-                .store(if below { key } else { 0 }, Ordering::Relaxed);
+            // Written only when it changes: the line is read by every record.
+            let verdict = if below { key } else { 0 };
+            if verdict != remembered {
+                self.below.store(verdict, Ordering::Relaxed);
+            }
         }
         Some(counts)
     }
@@ -268,21 +265,6 @@ impl CountWindow {
             self.counts_of(a, self.slow_of(generation))
         } else {
             Counts::default()
-        }
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::fastmod;
-
-    #[test]
-    fn fastmod_is_the_remainder() {
-        for d in [1u32, 2, 3, 7, 10, 100, 1000, 32_767] {
-            let magic = (u64::MAX / u64::from(d)).wrapping_add(1);
-            for n in (0..10_000u32).chain([u32::MAX - 5, u32::MAX - 1, u32::MAX]) {
-                assert_eq!(fastmod(n, magic, d), n % d, "{n} % {d}");
-            }
         }
     }
 }

@@ -3,7 +3,15 @@
 //!
 //! D. Lemire, O. Kaser, N. Kurz, "Faster Remainder by Direct Computation: Applications to
 //! Compilers and Software Libraries", 2019: with `m = ceil(2^128 / d)`, the quotient of any
-//! 64-bit `n` by `d` is the top 64 bits of the 192-bit product `m * n`.
+//! 64-bit `n` by `d` is the top 64 bits of the 192-bit product `m * n` ([`FastDiv`]); for
+//! 32-bit numbers a 64-bit `m` gives the remainder directly ([`fastmod`]).
+
+/// `n % d` for 32-bit `n` and `d >= 1`, with `magic = (u64::MAX / d).wrapping_add(1)`.
+#[inline]
+pub(crate) fn fastmod(n: u32, magic: u64, d: u32) -> u32 {
+    let low = magic.wrapping_mul(u64::from(n));
+    ((u128::from(low) * u128::from(d)) >> 64) as u32
+}
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FastDiv {
@@ -44,8 +52,18 @@ impl FastDiv {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::FastDiv;
+    use super::{FastDiv, fastmod};
     use proptest::prelude::*;
+
+    #[test]
+    fn fastmod_is_the_remainder() {
+        for d in [1u32, 2, 3, 7, 10, 100, 1000, 32_767] {
+            let magic = (u64::MAX / u64::from(d)).wrapping_add(1);
+            for n in (0..10_000u32).chain([u32::MAX - 5, u32::MAX - 1, u32::MAX]) {
+                assert_eq!(fastmod(n, magic, d), n % d, "{n} % {d}");
+            }
+        }
+    }
 
     const EDGES: [u64; 12] = [
         0,

@@ -46,15 +46,7 @@ impl Window {
             PolicyKind::Cumulative => Window::Time(TimeWindow::new(u64::MAX, 1)),
         }
     }
-}
 
-/// The generation (or tag) in the high half of a window word.
-#[inline]
-pub(super) fn generation_of(word: u64) -> u32 {
-    (word >> 32) as u32
-}
-
-impl Window {
     /// Heap bytes of the slots or buckets.
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
@@ -63,4 +55,10 @@ impl Window {
             Window::Time(w) => w.heap_bytes(),
         }
     }
+}
+
+/// The generation (or tag) in the high half of a window word.
+#[inline]
+pub(super) fn generation_of(word: u64) -> u32 {
+    (word >> 32) as u32
 }
