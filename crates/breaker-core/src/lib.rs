@@ -110,7 +110,7 @@ mod tunables;
 #[cfg(feature = "alloc")]
 mod window;
 
-pub use breaker::{CircuitBreaker, Outcome};
+pub use breaker::{CircuitBreaker, Follow, Outcome, ProbeAllowance};
 pub use classify::{BreakerRef, Classify, ErrorsAreFailures};
 pub use clock::Clock;
 #[cfg(feature = "alloc")]

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use breaker_core::{CircuitBreaker, Event, ManualClock, Observer, Outcome, RejectReason, State};
+use breaker_core::{
+    CircuitBreaker, Event, ManualClock, Observer, Outcome, ProbeAllowance, RejectReason, State,
+};
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::thread;
 use std::sync::Arc;
@@ -444,6 +446,76 @@ fn reset_racing_trip_leaves_a_breaker_that_can_recover() {
         let resetter = thread::spawn(move || b.reset());
         breaker.trip();
         resetter.join().unwrap();
+        assert_recoverable(&breaker, &clock);
+    });
+}
+
+/// A coordinator's probe allowance (a fleet's share, see `breaker-redis`) caps the probes
+/// below `half_open_probes`, including the caller admitted by the open to half-open
+/// transition itself, while the allowance is being granted concurrently.
+#[test]
+fn a_probe_allowance_caps_concurrent_probes() {
+    loom::model(|| {
+        let (breaker, clock) = consecutive(1, 3);
+        breaker.trip();
+        let half_open = breaker.snapshot().generation + 1;
+        breaker.set_probe_allowance(ProbeAllowance::InGeneration {
+            generation: half_open,
+            probes: 0,
+        });
+        clock.advance(OPEN + Duration::from_nanos(1));
+        let b = breaker.clone();
+        let granter = thread::spawn(move || {
+            b.set_probe_allowance(ProbeAllowance::InGeneration {
+                generation: half_open,
+                probes: 1,
+            })
+        });
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let b = breaker.clone();
+                thread::spawn(move || b.try_acquire_owned().ok())
+            })
+            .collect();
+        granter.join().unwrap();
+        let held: Vec<_> = handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect();
+        assert!(held.len() <= 1, "at most the one allowed probe");
+        assert_eq!(breaker.snapshot().half_open_admitted as usize, held.len());
+        assert_eq!(breaker.observer().to_half_open.load(Ordering::Relaxed), 1);
+        drop(held);
+        // Granted now: one probe gets through; its success does not free a slot, so the
+        // allowance is spent and the breaker waits, half-open, for more allowance.
+        let probe = breaker.try_acquire().expect("the allowed probe");
+        probe.record(Outcome::Success, Duration::ZERO);
+        let refused = breaker.try_acquire().unwrap_err();
+        assert_eq!(refused.reason(), RejectReason::HalfOpenFull);
+        assert_eq!(breaker.snapshot().half_open_successes, 1);
+    });
+}
+
+/// Following a state decided elsewhere races the breaker's own transitions through the same
+/// compare-and-swap: exactly one of them makes the transition, and the breaker always ends
+/// in a state it can recover from.
+#[test]
+fn following_a_fleet_races_a_local_trip() {
+    loom::model(|| {
+        let (breaker, clock) = consecutive(1, 1);
+        let b = breaker.clone();
+        let open = breaker_core::Follow::Open {
+            open_for: OPEN,
+            attempts: 1,
+        };
+        let follower = thread::spawn(move || b.follow(0, open));
+        let permit = breaker.try_acquire();
+        if let Ok(permit) = permit {
+            permit.record(Outcome::Failure, Duration::ZERO);
+        }
+        let _followed = follower.join().unwrap();
+        assert_eq!(breaker.observer().to_open.load(Ordering::Relaxed), 1);
+        assert_eq!(breaker.snapshot().generation, 1, "one transition, by whichever came first");
         assert_recoverable(&breaker, &clock);
     });
 }

@@ -11,6 +11,7 @@
 #[cfg(feature = "std")]
 mod call;
 mod operator;
+pub use operator::{Follow, ProbeAllowance};
 mod record;
 mod transition;
 
@@ -143,6 +144,9 @@ pub struct CircuitBreaker<C, O = NoopObserver> {
     stats: Stats,
     /// Total successes when the current run of successes began.
     success_mark: AtomicU64,
+    /// A coordinator's cap on half-open probes (see [`ProbeAllowance`]), packed as
+    /// `[generation:32 | probes:32]`; `u64::MAX` for none.
+    probe_allowance: AtomicU64,
     origin: u64,
     name: crate::config::Name,
     policy: PolicyKind,
@@ -200,6 +204,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             tunables,
             stats: Stats::new(config.thread_counters),
             success_mark: AtomicU64::new(0),
+            probe_allowance: AtomicU64::new(u64::MAX),
             origin,
             name: config.name,
             policy: config.policy,
@@ -364,11 +369,12 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                         }
                     }
                     let now = self.now();
-                    if let Some(next) = Self::due_transition(w, now, deadline, true) {
+                    let admit = self.probes_allowed(w.epoch().wrapping_add(1)) > 0;
+                    if let Some(next) = Self::due_transition(w, now, deadline, admit) {
                         match self.transition(w, next, Some(now)) {
                             Ok(()) => {
                                 self.announce(w, next, None);
-                                if next.state() == State::HalfOpen {
+                                if next.state() == State::HalfOpen && admit {
                                     return Ok(Ticket::new(next.epoch(), Kind::Probe));
                                 }
                                 w = next;
@@ -390,7 +396,8 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                         let retry_after = self.open_retry_after(w, deadline, now);
                         return Err(self.reject(RejectReason::Open, Some(nanos(retry_after))));
                     }
-                    let limit = Tunables::get(&self.tunables.half_open_probes) as u32;
+                    let limit = (Tunables::get(&self.tunables.half_open_probes) as u32)
+                        .min(self.probes_allowed(w.epoch()));
                     match self.control.take_probe(w, limit) {
                         ProbeSlot::Taken => {
                             return Ok(Ticket::new(w.epoch(), Kind::Probe));

@@ -1,14 +1,18 @@
 //! Operator controls (force open, disable, metrics-only, trip, reset) and run-time
 //! reconfiguration.
 
+use core::time::Duration;
+
 use super::CircuitBreaker;
-use crate::clock::Clock;
+use crate::clock::{Clock, nanos};
 use crate::config::Config;
 use crate::control::MAX_ATTEMPTS;
 use crate::error::ReconfigureError;
 use crate::observer::{Event, Observer};
+use crate::phase::NO_TIME;
 use crate::state::State;
-use crate::sync::spin_hint;
+use crate::sync::{Ordering, spin_hint};
+use crate::tunables::Tunables;
 #[cfg(feature = "alloc")]
 use crate::window::Window;
 
@@ -69,6 +73,143 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         self.force(State::Closed, true)
     }
 
+    // ----- following a state decided elsewhere -----------------------------------------
+
+    /// Moves the breaker to a state decided elsewhere (the shared state of a fleet of
+    /// replicas, see the `breaker-redis` crate), if it is still in `generation` (the
+    /// [`Snapshot::generation`](crate::Snapshot::generation) the decision was made on): a
+    /// transition the breaker made on its own meanwhile wins, and is not overwritten.
+    /// Returns whether this made the transition. Nothing changes either if the breaker is
+    /// already in that state, or in an operator mode (forced open, disabled, metrics-only),
+    /// which wins over anything decided elsewhere.
+    ///
+    /// A followed open period lasts the given time with the given backoff count; a followed
+    /// half-open period starts its limit now; a followed close empties counts and backoff
+    /// like [`reset`](Self::reset), reported as an ordinary transition.
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, Follow, ManualClock, State};
+    /// use std::time::Duration;
+    ///
+    /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new()).build()?;
+    /// let seen = breaker.snapshot().generation;
+    /// let open = Follow::Open { open_for: Duration::from_secs(3), attempts: 1 };
+    /// assert!(breaker.follow(seen, open));
+    /// assert_eq!(breaker.state(), State::Open);
+    /// assert_eq!(breaker.retry_after(), Some(Duration::from_secs(3)));
+    /// // Decided on a generation the breaker has left: nothing happens.
+    /// assert!(!breaker.follow(seen, Follow::Closed));
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn follow(&self, generation: u32, target: Follow) -> bool {
+        let mut w = self.control.load();
+        let (state, attempts, phase) = match target {
+            Follow::Open { open_for, attempts } => (
+                State::Open,
+                attempts.clamp(1, MAX_ATTEMPTS),
+                self.now().saturating_add(nanos(open_for)),
+            ),
+            Follow::HalfOpen => (
+                State::HalfOpen,
+                w.attempts().max(1),
+                match Tunables::get(&self.tunables.max_half_open_nanos) {
+                    0 => NO_TIME,
+                    limit => self.now().saturating_add(limit),
+                },
+            ),
+            Follow::Closed => (
+                State::Closed,
+                0,
+                if self.window_needs_period_start() {
+                    self.now()
+                } else {
+                    NO_TIME
+                },
+            ),
+        };
+        loop {
+            let movable = matches!(w.state(), State::Closed | State::Open | State::HalfOpen);
+            if w.epoch() != generation || !movable || w.state() == state {
+                return false;
+            }
+            let next = w.next(state, attempts, 0);
+            match self.transition_with_phase(w, next, phase) {
+                Ok(()) => {
+                    self.announce(w, next, None);
+                    return true;
+                }
+                // Only the counters of the same generation changed: decide again.
+                Err(actual) => {
+                    w = actual;
+                    spin_hint();
+                }
+            }
+        }
+    }
+
+    /// Caps the half-open probes this breaker admits (below its `half_open_probes`), for a
+    /// coordinator that shares one probe budget among replicas (the `breaker-redis` crate).
+    /// See [`ProbeAllowance`].
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, ManualClock, ProbeAllowance, RejectReason};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let breaker = CircuitBreaker::builder_with_clock(clock.clone())
+    ///     .half_open_probes(3)
+    ///     .open_duration(Duration::from_secs(1))
+    ///     .build()?;
+    /// breaker.trip();
+    /// let half_open_generation = breaker.snapshot().generation + 1;
+    /// breaker.set_probe_allowance(ProbeAllowance::InGeneration {
+    ///     generation: half_open_generation,
+    ///     probes: 1,
+    /// });
+    /// clock.advance(Duration::from_secs(2));
+    /// let probe = breaker.try_acquire().expect("one probe allowed");
+    /// let refused = breaker.try_acquire().unwrap_err();
+    /// assert_eq!(refused.reason(), RejectReason::HalfOpenFull);
+    /// # drop(probe);
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn set_probe_allowance(&self, allowance: ProbeAllowance) {
+        let packed = match allowance {
+            ProbeAllowance::Unlimited => u64::MAX,
+            ProbeAllowance::InGeneration { generation, probes } => {
+                (u64::from(generation) << 32) | u64::from(probes.min(u32::MAX - 1))
+            }
+        };
+        self.probe_allowance.store(packed, Ordering::Release);
+    }
+
+    /// The allowance in force (see [`set_probe_allowance`](Self::set_probe_allowance)).
+    pub fn probe_allowance(&self) -> ProbeAllowance {
+        match self.probe_allowance.load(Ordering::Acquire) {
+            u64::MAX => ProbeAllowance::Unlimited,
+            packed => ProbeAllowance::InGeneration {
+                generation: (packed >> 32) as u32,
+                probes: packed as u32,
+            },
+        }
+    }
+
+    /// How many probes the allowance lets generation `epoch` admit.
+    #[inline]
+    pub(super) fn probes_allowed(&self, epoch: u32) -> u32 {
+        match self.probe_allowance.load(Ordering::Acquire) {
+            u64::MAX => u32::MAX,
+            packed if (packed >> 32) as u32 == epoch => packed as u32,
+            _ => 0,
+        }
+    }
+
+    /// How long the `attempt`-th open period lasts under this breaker's configuration
+    /// (backoff applied, jitter not): what a coordinator publishes when it trips a fleet.
+    pub fn open_duration(&self, attempt: u32) -> Duration {
+        Duration::from_nanos(self.open_nanos(attempt, false))
+    }
+
     /// Applies a new configuration to the live breaker, keeping its state and counts.
     ///
     /// Thresholds, rates, minimum calls, slow-call duration, half-open probes and limit,
@@ -110,4 +251,39 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         }
         Ok(())
     }
+}
+
+/// A cap on the half-open probes a breaker admits, set by a coordinator with
+/// [`CircuitBreaker::set_probe_allowance`]: the breaker admits at most
+/// `min(half_open_probes, allowance)` probes in a half-open period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeAllowance {
+    /// No cap beyond `half_open_probes` (the default).
+    Unlimited,
+    /// `probes` probes in the half-open period of generation `generation` (see
+    /// [`Snapshot::generation`](crate::Snapshot::generation)); none in any other half-open
+    /// period, so an allowance granted for one period never leaks into the next.
+    InGeneration {
+        /// The generation of the half-open period the probes are for.
+        generation: u32,
+        /// How many probes that period may admit.
+        probes: u32,
+    },
+}
+
+/// A state decided outside the breaker, for [`CircuitBreaker::follow`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Follow {
+    /// Open for `open_for` from now, the `attempts`-th open period since the breaker last
+    /// closed (at least 1).
+    Open {
+        /// How long the open period lasts, from now.
+        open_for: Duration,
+        /// The backoff count.
+        attempts: u32,
+    },
+    /// Half-open now.
+    HalfOpen,
+    /// Closed now, with empty counts and backoff.
+    Closed,
 }

@@ -60,8 +60,12 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// user code, so a transition that happened always gets its phase. The caller reports
     /// the events ([`announce`](Self::announce)) when this returns `Ok`.
     pub(super) fn transition(&self, from: Word, to: Word, now: Option<u64>) -> Result<(), Word> {
+        self.transition_with_phase(from, to, self.phase_time(to, now))
+    }
+
+    /// [`transition`](Self::transition) with the new generation's phase time given.
+    pub(super) fn transition_with_phase(&self, from: Word, to: Word, time: u64) -> Result<(), Word> {
         debug_assert_eq!(to.epoch(), from.epoch().wrapping_add(1));
-        let time = self.phase_time(to, now);
         self.control.cas(from, to)?;
         self.phase.publish(to.epoch(), time);
         self.success_mark

@@ -246,6 +246,36 @@ impl Config {
         self.slow_nanos != u64::MAX
     }
 
+    /// The breaker's name (`""` if it has none).
+    pub fn name(&self) -> &str {
+        name_str(&self.name)
+    }
+
+    /// Calls a window needs before its rate rules apply.
+    pub fn minimum_calls(&self) -> u32 {
+        self.minimum_calls
+    }
+
+    /// The failure-rate threshold in percent, `None` without a failure-rate rule.
+    pub fn failure_rate(&self) -> Option<f64> {
+        (self.failure_rate_ppm != 0).then(|| f64::from(self.failure_rate_ppm) / 10_000.0)
+    }
+
+    /// The slow-call-rate threshold in percent, `None` without a slow-call rule.
+    pub fn slow_call_rate(&self) -> Option<f64> {
+        (self.slow_rate_ppm != 0).then(|| f64::from(self.slow_rate_ppm) / 10_000.0)
+    }
+
+    /// Successful probes that close a half-open breaker (and its probe limit).
+    pub fn half_open_probes(&self) -> u32 {
+        self.half_open_probes
+    }
+
+    /// The longest half-open period, `None` for no limit.
+    pub fn max_half_open(&self) -> Option<core::time::Duration> {
+        (self.max_half_open_nanos != 0).then(|| core::time::Duration::from_nanos(self.max_half_open_nanos))
+    }
+
     #[cfg(feature = "alloc")]
     pub(crate) fn has_closures(&self) -> bool {
         self.jitter.is_some()

@@ -1,0 +1,185 @@
+//! Following a state decided elsewhere (`CircuitBreaker::follow`) and the
+//! probe allowance a coordinator sets: the hooks `breaker-redis` builds on.
+
+use std::time::Duration;
+
+use breaker_core::{
+    CircuitBreaker, Event, Follow, ManualClock, Observer, Outcome, ProbeAllowance, RejectReason, State,
+};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct Log(Mutex<Vec<String>>);
+
+impl Observer for Log {
+    fn on_event(&self, event: &Event) {
+        if let Event::StateTransition { .. } | Event::Reset = event {
+            self.0.lock().unwrap().push(format!("{event:?}"));
+        }
+    }
+}
+
+fn breaker(probes: u32) -> (CircuitBreaker<ManualClock, Log>, ManualClock) {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder_with_clock(clock.clone())
+        .consecutive_failures(2)
+        .half_open_probes(probes)
+        .open_duration(Duration::from_secs(10))
+        .observer(Log::default())
+        .build()
+        .unwrap();
+    (b, clock)
+}
+
+#[test]
+fn a_followed_open_lasts_the_given_period_with_the_given_backoff() {
+    let (b, clock) = breaker(1);
+    let open = |secs, attempts| Follow::Open {
+        open_for: Duration::from_secs(secs),
+        attempts,
+    };
+    assert!(b.follow(0, open(3, 4)));
+    assert_eq!(b.snapshot().open_attempts, 4);
+    assert_eq!(b.retry_after(), Some(Duration::from_secs(3)));
+    assert_eq!(
+        b.try_acquire().unwrap_err().retry_after(),
+        Some(Duration::from_secs(3))
+    );
+    assert!(!b.follow(1, open(1, 1)), "already open");
+    clock.advance(Duration::from_secs(3) + Duration::from_nanos(1));
+    assert!(b.try_acquire().unwrap().is_probe());
+    assert_eq!(
+        *b.observer().0.lock().unwrap(),
+        [
+            "StateTransition { from: Closed, to: Open }",
+            "StateTransition { from: Open, to: HalfOpen }"
+        ]
+    );
+}
+
+#[test]
+fn a_followed_close_or_half_open_is_an_ordinary_transition() {
+    let (b, _clock) = breaker(1);
+    assert!(!b.follow(0, Follow::Closed), "already closed");
+    assert!(b.follow(0, Follow::HalfOpen));
+    assert_eq!(b.state(), State::HalfOpen);
+    assert!(b.follow(1, Follow::Closed));
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(b.snapshot().open_attempts, 0);
+    let log = b.observer().0.lock().unwrap();
+    assert!(!log.iter().any(|e| e.contains("Reset")), "{log:?}");
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn operator_modes_win_over_a_followed_state() {
+    let (b, _clock) = breaker(1);
+    for (mode, state) in [
+        (CircuitBreaker::force_open as fn(&_), State::ForcedOpen),
+        (CircuitBreaker::disable, State::Disabled),
+        (CircuitBreaker::metrics_only, State::MetricsOnly),
+    ] {
+        mode(&b);
+        let generation = b.snapshot().generation;
+        let open = Follow::Open {
+            open_for: Duration::from_secs(1),
+            attempts: 1,
+        };
+        assert!(!b.follow(generation, open));
+        assert!(!b.follow(generation, Follow::HalfOpen));
+        assert!(!b.follow(generation, Follow::Closed));
+        assert_eq!(b.state(), state);
+        b.reset();
+    }
+}
+
+#[test]
+fn a_followed_close_drops_results_of_the_open_generation() {
+    let (b, clock) = breaker(2);
+    b.trip();
+    clock.advance(Duration::from_secs(11));
+    let probe = b.try_acquire().unwrap();
+    assert!(b.follow(b.snapshot().generation, Follow::Closed));
+    probe.record(Outcome::Failure, Duration::ZERO);
+    assert_eq!(b.state(), State::Closed, "the late probe result changes nothing");
+    assert_eq!(b.snapshot().totals.late, 1);
+}
+
+#[test]
+fn without_an_allowance_half_open_admits_nothing_and_says_so() {
+    let (b, clock) = breaker(3);
+    b.trip();
+    let half_open = b.snapshot().generation + 1;
+    b.set_probe_allowance(ProbeAllowance::InGeneration {
+        generation: half_open,
+        probes: 0,
+    });
+    clock.advance(Duration::from_secs(11));
+    let refused = b.try_acquire().unwrap_err();
+    assert_eq!(refused.reason(), RejectReason::HalfOpenFull);
+    assert_eq!(b.state(), State::HalfOpen, "the period began all the same");
+    assert_eq!(b.snapshot().half_open_admitted, 0);
+
+    b.set_probe_allowance(ProbeAllowance::InGeneration {
+        generation: half_open,
+        probes: 2,
+    });
+    let p1 = b.try_acquire().unwrap();
+    let p2 = b.try_acquire().unwrap();
+    assert_eq!(
+        b.try_acquire().unwrap_err().reason(),
+        RejectReason::HalfOpenFull,
+        "two allowed, although half_open_probes is 3"
+    );
+    p1.record(Outcome::Success, Duration::ZERO);
+    p2.record(Outcome::Success, Duration::ZERO);
+    assert_eq!(b.state(), State::HalfOpen, "closing still takes 3 successes");
+    assert_eq!(b.snapshot().half_open_successes, 2);
+}
+
+#[test]
+fn an_allowance_for_one_period_does_not_leak_into_the_next() {
+    let (b, clock) = breaker(2);
+    b.trip();
+    let first = b.snapshot().generation + 1;
+    b.set_probe_allowance(ProbeAllowance::InGeneration {
+        generation: first,
+        probes: 2,
+    });
+    clock.advance(Duration::from_secs(11));
+    b.try_acquire().unwrap().record(Outcome::Failure, Duration::ZERO);
+    assert_eq!(b.state(), State::Open);
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        b.try_acquire().unwrap_err().reason(),
+        RejectReason::HalfOpenFull,
+        "the next half-open period has no allowance"
+    );
+    b.set_probe_allowance(ProbeAllowance::Unlimited);
+    assert_eq!(b.probe_allowance(), ProbeAllowance::Unlimited);
+    assert!(b.try_acquire().unwrap().is_probe());
+}
+
+#[test]
+fn open_duration_follows_the_backoff() {
+    let b = CircuitBreaker::builder_with_clock(ManualClock::new())
+        .exponential_open_duration(Duration::from_secs(1), 2.0, Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let d: Vec<_> = (1..=4).map(|a| b.open_duration(a).as_secs()).collect();
+    assert_eq!(d, [1, 2, 4, 5]);
+}
+
+#[test]
+fn a_decision_made_on_a_generation_the_breaker_left_is_not_followed() {
+    let (b, _clock) = breaker(1);
+    let seen = b.snapshot().generation;
+    b.trip(); // the breaker's own decision, after the one elsewhere was made
+    assert!(!b.follow(seen, Follow::Closed));
+    assert_eq!(b.state(), State::Open, "the local trip stands");
+    // Counters moving within a generation do not make a decision stale.
+    b.reset();
+    let seen = b.snapshot().generation;
+    b.try_acquire().unwrap().record(Outcome::Failure, Duration::ZERO);
+    assert!(b.follow(seen, Follow::HalfOpen));
+}

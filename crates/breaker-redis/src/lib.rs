@@ -1,0 +1,67 @@
+//! One circuit-breaker state across every replica of a service, shared through Redis.
+//!
+//! Each replica keeps its own lock-free [`CircuitBreaker`](breaker_core::CircuitBreaker) and
+//! decides every call from it, as if it were alone: **a call never waits on Redis**. A
+//! background task syncs the breaker with the fleet's shared state every
+//! [`sync_interval`](RedisSharing::sync_interval) (and at once when the local breaker changes
+//! state), in one Lua script run atomically by Redis:
+//!
+//! - the calls the replica recorded since its last sync go into **window buckets** (one hash
+//!   per bucket, with a time-to-live); the fleet's failure and slow-call rates over those
+//!   buckets trip the whole fleet, by the thresholds of the local configuration;
+//! - a local decision (a trip, a probe's failure, the probes' success) is **proposed on the
+//!   fleet generation the replica last saw**: of replicas racing to make the same transition,
+//!   exactly one makes it, and the others follow;
+//! - the fleet's state (open with the time left, half-open, closed) is **followed** by every
+//!   replica, so open and half-open reach every replica within one sync interval;
+//! - half-open probes come from **one budget for the fleet**
+//!   ([`fleet_probes`](RedisSharing::fleet_probes)): a replica admits a probe only with a
+//!   token it was granted (see [`ProbeAllowance`](breaker_core::ProbeAllowance)).
+//!
+//! When Redis is unreachable, slow (a sync takes longer than
+//! [`command_timeout`](RedisSharing::command_timeout)) or holds data this crate did not write,
+//! the replica runs on its local state alone, says so in [`SharedBreaker::status`] (and in
+//! metrics with the `metrics` feature), and heals when a sync succeeds again. The consistency
+//! model, with its bounds, is in `docs/consistency.md`.
+//!
+//! ```no_run
+//! use breaker_core::Config;
+//! use breaker_redis::RedisSharing;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::builder()
+//!     .name("payments") // replicas share state by name
+//!     .count_window(100)
+//!     .failure_rate(50.0)
+//!     .build_config()?;
+//! // BREAKER_REDIS_URL, or redis://127.0.0.1:6379
+//! let payments = RedisSharing::from_env()?.start(config)?;
+//! match payments.try_acquire() {
+//!     Ok(permit) => { /* call the dependency, then permit.record(...) */ drop(permit) }
+//!     Err(rejected) => println!("not now: {rejected}"),
+//! }
+//! println!("{:?}", payments.status().link);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod settings;
+mod shared;
+mod sync;
+
+pub use settings::{RedisSharing, SharingError, URL_ENV};
+pub use shared::{FleetObserver, FleetView, Link, SharedBreaker, SharingStatus, SyncError};
+
+/// Metric names reported with the `metrics` feature (label `breaker`, the breaker's name).
+pub mod names {
+    /// Gauge: 1 while the last sync with Redis succeeded, 0 while the replica runs on its
+    /// local state alone.
+    pub const CONNECTED: &str = "circuit_breaker_redis_connected";
+    /// Counter: syncs with Redis that succeeded.
+    pub const SYNCS: &str = "circuit_breaker_redis_syncs_total";
+    /// Counter: syncs that failed (label `error`: `unreachable`, `timeout`, `bad_data`).
+    pub const SYNC_ERRORS: &str = "circuit_breaker_redis_sync_errors_total";
+    /// Counter: fleet transitions this replica made in Redis.
+    pub const FLEET_TRANSITIONS: &str = "circuit_breaker_redis_fleet_transitions_total";
+}

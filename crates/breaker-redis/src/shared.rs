@@ -1,0 +1,261 @@
+//! [`SharedBreaker`]: the local breaker, its sync task, and what the task last saw.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use breaker_core::{CircuitBreaker, Clock, Counts, Event, Observer, State};
+use tokio::sync::Notify;
+
+use crate::settings::Settings;
+use crate::sync::Syncer;
+
+/// The observer of a shared breaker: forwards every event to yours, and wakes the sync task
+/// when the local breaker changes state, so a local trip reaches Redis at once rather than
+/// at the next interval.
+pub struct FleetObserver<O> {
+    inner: O,
+    wake: Arc<Notify>,
+}
+
+impl<O> FleetObserver<O> {
+    pub(crate) fn new(inner: O) -> (Self, Arc<Notify>) {
+        let wake = Arc::new(Notify::new());
+        (
+            FleetObserver {
+                inner,
+                wake: wake.clone(),
+            },
+            wake,
+        )
+    }
+
+    /// The observer given to [`RedisSharing::start_with`](crate::RedisSharing::start_with).
+    pub fn inner(&self) -> &O {
+        &self.inner
+    }
+}
+
+impl<O> fmt::Debug for FleetObserver<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FleetObserver").finish_non_exhaustive()
+    }
+}
+
+impl<O: Observer> Observer for FleetObserver<O> {
+    #[inline]
+    fn on_breaker_event(&self, breaker: &str, event: &Event) {
+        if let Event::StateTransition { .. } = event {
+            self.wake.notify_one();
+        }
+        self.inner.on_breaker_event(breaker, event)
+    }
+}
+
+/// How the replica is linked to the fleet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// No sync has finished yet: local state only.
+    Connecting,
+    /// The last sync succeeded: the replica follows the fleet.
+    Synced,
+    /// The last sync failed (Redis unreachable, too slow, or holding bad data): local
+    /// state only, until a sync succeeds again.
+    Degraded,
+}
+
+/// The fleet's shared state as of the replica's last successful sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FleetView {
+    /// The fleet's generation: bumped by every fleet transition.
+    pub generation: u64,
+    /// Closed, open or half-open.
+    pub state: State,
+    /// Open periods since the fleet last closed (the backoff count).
+    pub open_attempts: u32,
+    /// While open: how long the open period had left when synced.
+    pub retry_after: Option<Duration>,
+    /// While half-open: probe tokens not yet granted to any replica.
+    pub probes_left: u32,
+    /// While half-open: probes that succeeded, fleet-wide.
+    pub probe_successes: u32,
+    /// While closed: the fleet's window (`calls`, `failures`, `slow_calls`; consecutive
+    /// failures are per replica and not shared).
+    pub window: Counts,
+}
+
+/// What the replica knows of its link to the fleet: [`SharedBreaker::status`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharingStatus {
+    /// Synced, or running on local state alone.
+    pub link: Link,
+    /// The fleet as of the last successful sync.
+    pub fleet: Option<FleetView>,
+    /// How long ago the last successful sync finished.
+    pub since_last_sync: Option<Duration>,
+    /// Successful syncs.
+    pub syncs: u64,
+    /// Failed syncs (unreachable, timed out, bad data).
+    pub errors: u64,
+    /// Failed syncs that found data this crate did not write.
+    pub bad_data: u64,
+    /// Fleet transitions this replica made.
+    pub fleet_transitions: u64,
+    /// Why the last failed sync failed, while the link is degraded.
+    pub last_error: Option<SyncError>,
+}
+
+/// Why a sync failed. The replica keeps running on its local state; the next sync retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// Redis could not be reached or answered with an error.
+    Unreachable(String),
+    /// Redis did not answer within the command timeout.
+    Timeout(Duration),
+    /// A key holds data this crate did not write: it is ignored, not trusted.
+    BadData(String),
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncError::Unreachable(why) => write!(
+                f,
+                "Redis is unreachable ({why}); running on local state until it answers again"
+            ),
+            SyncError::Timeout(limit) => write!(
+                f,
+                "Redis did not answer within {limit:?}; running on local state (raise \
+                 RedisSharing::command_timeout if Redis is known to be this slow)"
+            ),
+            SyncError::BadData(what) => write!(
+                f,
+                "{what}; ignoring it and running on local state: delete the key (or choose \
+                 another RedisSharing::key_prefix) to share state again"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SyncError {}
+
+pub(crate) struct Status {
+    pub(crate) link: Link,
+    pub(crate) fleet: Option<FleetView>,
+    pub(crate) last_sync: Option<Instant>,
+    pub(crate) syncs: u64,
+    pub(crate) errors: u64,
+    pub(crate) bad_data: u64,
+    pub(crate) fleet_transitions: u64,
+    pub(crate) last_error: Option<SyncError>,
+}
+
+/// The local breaker of one replica, shared with the fleet through Redis.
+///
+/// Derefs to the [`CircuitBreaker`]: acquire permits from it exactly as from an unshared
+/// one, and hand [`breaker`](Self::breaker) to the adapters (tower, tonic, sqlx). Dropping
+/// the `SharedBreaker` stops the sync task; the breaker goes on alone.
+pub struct SharedBreaker<C, O = breaker_core::NoopObserver> {
+    breaker: Arc<CircuitBreaker<C, FleetObserver<O>>>,
+    syncer: Arc<tokio::sync::Mutex<Syncer<C, O>>>,
+    status: Arc<Mutex<Status>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<C, O> fmt::Debug for SharedBreaker<C, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBreaker")
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, O> Drop for SharedBreaker<C, O> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<C, O> Deref for SharedBreaker<C, O> {
+    type Target = CircuitBreaker<C, FleetObserver<O>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.breaker
+    }
+}
+
+impl<C, O> SharedBreaker<C, O>
+where
+    C: Clock + Send + Sync + 'static,
+    O: Observer + Send + Sync + 'static,
+{
+    pub(crate) fn start(
+        runtime: tokio::runtime::Handle,
+        client: redis::Client,
+        breaker: Arc<CircuitBreaker<C, FleetObserver<O>>>,
+        settings: Settings,
+        wake: Arc<Notify>,
+    ) -> Result<Self, crate::SharingError> {
+        let status = Arc::new(Mutex::new(Status {
+            link: Link::Connecting,
+            fleet: None,
+            last_sync: None,
+            syncs: 0,
+            errors: 0,
+            bad_data: 0,
+            fleet_transitions: 0,
+            last_error: None,
+        }));
+        let interval = settings.sync_interval;
+        let syncer = Syncer::new(client, breaker.clone(), settings, status.clone())?;
+        let syncer = Arc::new(tokio::sync::Mutex::new(syncer));
+        let task = {
+            let syncer = syncer.clone();
+            runtime.spawn(async move {
+                loop {
+                    syncer.lock().await.sync().await.ok();
+                    // The schedule of the sync task, not a synchronisation: a local state
+                    // change wakes it early.
+                    tokio::select! {
+                        () = tokio::time::sleep(interval) => {}
+                        () = wake.notified() => {}
+                    }
+                }
+            })
+        };
+        Ok(SharedBreaker {
+            breaker,
+            syncer,
+            status,
+            task,
+        })
+    }
+
+    /// The local breaker, for adapters that take an `Arc` (tower layers, tonic, sqlx).
+    pub fn breaker(&self) -> &Arc<CircuitBreaker<C, FleetObserver<O>>> {
+        &self.breaker
+    }
+
+    /// Syncs with the fleet now (the sync task also does, every interval) and returns the
+    /// fleet's state. For tests and tools; calls never need it.
+    pub async fn sync_now(&self) -> Result<FleetView, SyncError> {
+        self.syncer.lock().await.sync().await
+    }
+
+    /// The link to the fleet and the fleet's state as last synced.
+    pub fn status(&self) -> SharingStatus {
+        let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        SharingStatus {
+            link: s.link,
+            fleet: s.fleet,
+            since_last_sync: s.last_sync.map(|t| t.elapsed()),
+            syncs: s.syncs,
+            errors: s.errors,
+            bad_data: s.bad_data,
+            fleet_transitions: s.fleet_transitions,
+            last_error: s.last_error.clone(),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Redis failing under a replica: unreachable (a fault proxy refusing and cutting
+//! connections), slow (the proxy black-holing them), and holding data this crate did not
+//! write. The replica goes on alone, says so, and heals.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use breaker_core::{Config, Outcome, ProbeAllowance, State};
+use breaker_redis::{Link, RedisSharing, SyncError};
+use breaker_test_support::proxy::{FaultProxy, Mode};
+use common::{eventually, fresh_name, on_demand, redis, replica};
+
+fn config(name: &str) -> Config {
+    Config::builder()
+        .name(name.to_string())
+        .consecutive_failures(2)
+        .open_duration(Duration::from_secs(10))
+        .build_config()
+        .unwrap()
+}
+
+fn redis_addr() -> SocketAddr {
+    let url = common::redis_url();
+    let host = url
+        .trim_start_matches("redis://")
+        .split(['/', '@'])
+        .next_back()
+        .map(|s| s.split('/').next().unwrap().to_string())
+        .unwrap();
+    host.parse().unwrap_or_else(|_| {
+        panic!("the outage tests need BREAKER_REDIS_URL as redis://<ip>:<port>, got {url}")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_degrades_to_local_state_and_a_reconnect_heals() {
+    let name = fresh_name("outage").await;
+    redis().await; // fails with a clear message if Redis is not there at all
+    let proxy = FaultProxy::start(redis_addr()).await;
+    let (cut_off, _) = replica(
+        on_demand_via(&proxy).replica_id("behind-proxy"),
+        config(&name),
+    );
+    let (direct, _) = replica(on_demand(), config(&name));
+    cut_off.sync_now().await.expect("through the proxy, Redis answers");
+    direct.sync_now().await.unwrap();
+    assert_eq!(cut_off.status().link, Link::Synced);
+
+    // Redis goes away: new connections refused, open ones cut.
+    proxy.set_mode(Mode::Refuse);
+    proxy.cut();
+    let error = cut_off.sync_now().await.unwrap_err();
+    assert!(matches!(error, SyncError::Unreachable(_)), "{error}");
+    let status = cut_off.status();
+    assert_eq!(status.link, Link::Degraded);
+    assert_eq!(status.last_error, Some(error));
+    assert_eq!(cut_off.probe_allowance(), ProbeAllowance::Unlimited);
+
+    // The replica goes on alone: calls are admitted and it trips on its own.
+    cut_off
+        .try_acquire()
+        .unwrap()
+        .record(Outcome::Failure, Duration::ZERO);
+    cut_off
+        .try_acquire()
+        .unwrap()
+        .record(Outcome::Failure, Duration::ZERO);
+    assert_eq!(cut_off.state(), State::Open);
+    assert_eq!(direct.sync_now().await.unwrap().state, State::Closed, "the fleet did not hear");
+
+    // Redis is back: the next syncs reconnect and carry the trip made meanwhile.
+    proxy.set_mode(Mode::Pass);
+    eventually(Duration::from_secs(10), "the replica reconnects", || async {
+        cut_off.sync_now().await.is_ok()
+    })
+    .await;
+    assert_eq!(cut_off.status().link, Link::Synced);
+    let view = direct.sync_now().await.unwrap();
+    assert_eq!(view.state, State::Open, "the trip made while cut off reached the fleet");
+    assert_eq!(direct.state(), State::Open);
+}
+
+fn on_demand_via(proxy: &FaultProxy) -> RedisSharing {
+    RedisSharing::new(format!("redis://{}", proxy.addr()))
+        .sync_interval(Duration::from_secs(60))
+        .command_timeout(Duration::from_millis(200))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_counts_as_down_and_calls_never_wait_for_it() {
+    let name = fresh_name("slow").await;
+    let proxy = FaultProxy::start(redis_addr()).await;
+    let (r, _) = replica(on_demand_via(&proxy), config(&name));
+    r.sync_now().await.unwrap();
+    // Redis hangs: connections accepted, nothing answered.
+    proxy.set_mode(Mode::BlackHole);
+    proxy.cut();
+    let error = r.sync_now().await.unwrap_err();
+    assert!(
+        matches!(error, SyncError::Timeout(_) | SyncError::Unreachable(_)),
+        "{error}"
+    );
+    assert_eq!(r.status().link, Link::Degraded);
+    // While a sync hangs on Redis, calls are decided from local state.
+    let hung = {
+        let breaker = r.breaker().clone();
+        tokio::task::spawn_blocking(move || {
+            breaker
+                .try_acquire()
+                .map(|p| p.record(Outcome::Success, Duration::ZERO))
+                .is_ok()
+        })
+    };
+    let during = r.sync_now();
+    let (admitted, sync) = tokio::join!(hung, during);
+    assert!(admitted.unwrap());
+    assert!(sync.is_err());
+    proxy.set_mode(Mode::Pass);
+    eventually(Duration::from_secs(10), "Redis answers again", || async {
+        r.sync_now().await.is_ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_data_in_redis_is_reported_and_ignored() {
+    let name = fresh_name("garbage").await;
+    let state_key = format!("breaker:{{{name}}}");
+    let (r, _) = replica(on_demand(), config(&name));
+    let mut conn = redis().await;
+    let cases: [(&str, Vec<&str>); 4] = [
+        ("SET", vec!["not a hash"]),
+        ("HSET", vec!["gen", "banana", "state", "open"]),
+        ("HSET", vec!["gen", "3", "state", "exploded"]),
+        ("HSET", vec!["gen", "-1", "state", "closed"]),
+    ];
+    for (i, (command, args)) in cases.iter().enumerate() {
+        let _: () = redis::cmd("DEL").arg(&state_key).query_async(&mut conn).await.unwrap();
+        let mut cmd = redis::cmd(command);
+        cmd.arg(&state_key).arg(args);
+        let _: () = cmd.query_async(&mut conn).await.unwrap();
+        let error = r.sync_now().await.unwrap_err();
+        let SyncError::BadData(what) = &error else {
+            panic!("case {i}: {error}");
+        };
+        assert!(what.contains(&state_key), "{what}");
+        assert!(error.to_string().contains("delete the key"), "{error}");
+        let status = r.status();
+        assert_eq!((status.link, status.bad_data), (Link::Degraded, i as u64 + 1));
+        // Nothing of it was trusted: the breaker is closed and admits calls.
+        assert_eq!(r.state(), State::Closed);
+        assert!(r.try_acquire().is_ok());
+        // Nothing was overwritten either.
+        let kind: String = redis::cmd("TYPE").arg(&state_key).query_async(&mut conn).await.unwrap();
+        assert_eq!(kind, if *command == "SET" { "string" } else { "hash" });
+    }
+    // A garbage window bucket is refused the same way.
+    let _: () = redis::cmd("DEL").arg(&state_key).query_async(&mut conn).await.unwrap();
+    r.sync_now().await.expect("a deleted key heals");
+    let now_ms: Vec<u64> = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let bucket = (now_ms[0] * 1000 + now_ms[1] / 1000) / 1000;
+    let bucket_key = format!("{state_key}:b:0:{bucket}");
+    let _: () = redis::cmd("HSET")
+        .arg(&bucket_key)
+        .arg(&["calls", "1", "failures", "999"][..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let error = r.sync_now().await.unwrap_err();
+    assert!(matches!(&error, SyncError::BadData(w) if w.contains(&bucket_key)), "{error}");
+    let _: () = redis::cmd("DEL").arg(&bucket_key).query_async(&mut conn).await.unwrap();
+    r.sync_now().await.expect("healed");
+    assert_eq!(r.status().link, Link::Synced);
+}
