@@ -223,3 +223,25 @@ fn grpc_client_and_server_breakers_trip_refuse_and_recover() {
         assert!(out.contains(needle), "{needle:?} missing in:\n{out}");
     }
 }
+
+#[test]
+fn fleet_opens_every_replica_probes_once_per_period_and_recovers() {
+    let out = run(env!("CARGO_BIN_EXE_fleet"));
+    let down = out.find("--- the dependency goes down ---").expect(&out);
+    // B and C open without a failure of their own.
+    let all_open = out
+        .find("A open       B open       C open")
+        .unwrap_or_else(|| panic!("every replica open at once:\n{out}"));
+    assert!(down < all_open, "{out}");
+    let probes: u32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("half-open probes, whole fleet: "))
+        .and_then(|l| l.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("the probe count:\n{out}"));
+    assert!(probes >= 1, "the fleet recovered through a probe:\n{out}");
+    assert!(
+        out.trim_end()
+            .ends_with("every replica closed: the fleet recovered together"),
+        "{out}"
+    );
+}

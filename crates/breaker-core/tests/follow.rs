@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use breaker_core::{
-    CircuitBreaker, Event, Follow, ManualClock, Observer, Outcome, ProbeAllowance, RejectReason, State,
+    CircuitBreaker, Event, Follow, ManualClock, Observer, Outcome, ProbeAllowance, RejectReason,
+    State,
 };
 use std::sync::Mutex;
 
@@ -101,7 +102,11 @@ fn a_followed_close_drops_results_of_the_open_generation() {
     let probe = b.try_acquire().unwrap();
     assert!(b.follow(b.snapshot().generation, Follow::Closed));
     probe.record(Outcome::Failure, Duration::ZERO);
-    assert_eq!(b.state(), State::Closed, "the late probe result changes nothing");
+    assert_eq!(
+        b.state(),
+        State::Closed,
+        "the late probe result changes nothing"
+    );
     assert_eq!(b.snapshot().totals.late, 1);
 }
 
@@ -133,7 +138,11 @@ fn without_an_allowance_half_open_admits_nothing_and_says_so() {
     );
     p1.record(Outcome::Success, Duration::ZERO);
     p2.record(Outcome::Success, Duration::ZERO);
-    assert_eq!(b.state(), State::HalfOpen, "closing still takes 3 successes");
+    assert_eq!(
+        b.state(),
+        State::HalfOpen,
+        "closing still takes 3 successes"
+    );
     assert_eq!(b.snapshot().half_open_successes, 2);
 }
 
@@ -147,7 +156,9 @@ fn an_allowance_for_one_period_does_not_leak_into_the_next() {
         probes: 2,
     });
     clock.advance(Duration::from_secs(11));
-    b.try_acquire().unwrap().record(Outcome::Failure, Duration::ZERO);
+    b.try_acquire()
+        .unwrap()
+        .record(Outcome::Failure, Duration::ZERO);
     assert_eq!(b.state(), State::Open);
     clock.advance(Duration::from_secs(60));
     assert_eq!(
@@ -180,6 +191,8 @@ fn a_decision_made_on_a_generation_the_breaker_left_is_not_followed() {
     // Counters moving within a generation do not make a decision stale.
     b.reset();
     let seen = b.snapshot().generation;
-    b.try_acquire().unwrap().record(Outcome::Failure, Duration::ZERO);
+    b.try_acquire()
+        .unwrap()
+        .record(Outcome::Failure, Duration::ZERO);
     assert!(b.follow(seen, Follow::HalfOpen));
 }

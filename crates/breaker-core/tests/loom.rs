@@ -515,7 +515,11 @@ fn following_a_fleet_races_a_local_trip() {
         }
         let _followed = follower.join().unwrap();
         assert_eq!(breaker.observer().to_open.load(Ordering::Relaxed), 1);
-        assert_eq!(breaker.snapshot().generation, 1, "one transition, by whichever came first");
+        assert_eq!(
+            breaker.snapshot().generation,
+            1,
+            "one transition, by whichever came first"
+        );
         assert_recoverable(&breaker, &clock);
     });
 }

@@ -338,12 +338,18 @@ mod tests {
     #[test]
     fn bad_settings_name_the_field_and_the_range() {
         let cases = [
-            (RedisSharing::new(DEFAULT_URL).sync_interval(Duration::ZERO), "sync_interval"),
+            (
+                RedisSharing::new(DEFAULT_URL).sync_interval(Duration::ZERO),
+                "sync_interval",
+            ),
             (
                 RedisSharing::new(DEFAULT_URL).command_timeout(Duration::from_secs(61)),
                 "command_timeout",
             ),
-            (RedisSharing::new(DEFAULT_URL).fleet_probes(0), "fleet_probes"),
+            (
+                RedisSharing::new(DEFAULT_URL).fleet_probes(0),
+                "fleet_probes",
+            ),
             (
                 RedisSharing::new(DEFAULT_URL).fleet_window(Duration::from_millis(1)),
                 "fleet_window",
@@ -352,7 +358,10 @@ mod tests {
                 RedisSharing::new(DEFAULT_URL).fleet_half_open_limit(Duration::ZERO),
                 "fleet_half_open_limit",
             ),
-            (RedisSharing::new(DEFAULT_URL).key_prefix("a{b"), "key_prefix"),
+            (
+                RedisSharing::new(DEFAULT_URL).key_prefix("a{b"),
+                "key_prefix",
+            ),
         ];
         for (sharing, field) in cases {
             let err = sharing.check(&config()).unwrap_err();
@@ -382,7 +391,10 @@ mod tests {
             .unwrap();
         let s = RedisSharing::new(DEFAULT_URL).check(&config).unwrap();
         assert_eq!((s.fail_ppm, s.slow_ppm, s.minimum_calls), (250_000, 0, 40));
-        assert_eq!((s.window_ms, s.bucket_ms, s.fleet_probes), (30_000, 3_000, 4));
+        assert_eq!(
+            (s.window_ms, s.bucket_ms, s.fleet_probes),
+            (30_000, 3_000, 4)
+        );
         assert_eq!(s.state_key, "breaker:{orders}");
         assert_eq!(s.log_key, "breaker:{orders}:log");
     }

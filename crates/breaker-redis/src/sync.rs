@@ -160,7 +160,11 @@ where
             local == State::HalfOpen && demand && snapshot.half_open_admitted >= granted_here;
         let probe_successes = if local == State::HalfOpen {
             let (generation, reported) = self.reported_probe_successes;
-            let already = if generation == snapshot.generation { reported } else { 0 };
+            let already = if generation == snapshot.generation {
+                reported
+            } else {
+                0
+            };
             snapshot.half_open_successes.saturating_sub(already)
         } else {
             0
@@ -313,7 +317,8 @@ fn parse(reply: &[Value]) -> Result<(FleetView, u32, u64), SyncError> {
         Value::SimpleString(s) => Some(s.clone()),
         _ => None,
     };
-    let bad = |what: &str| SyncError::BadData(format!("unexpected answer from the sync script: {what}"));
+    let bad =
+        |what: &str| SyncError::BadData(format!("unexpected answer from the sync script: {what}"));
     match reply.first().and_then(text).as_deref() {
         Some("ok") => {}
         Some("bad") => {
@@ -329,7 +334,8 @@ fn parse(reply: &[Value]) -> Result<(FleetView, u32, u64), SyncError> {
         Value::Int(n) if n >= 0 => Ok(n as u64),
         ref other => Err(bad(&format!("field {i} is {other:?}"))),
     };
-    let small = |i: usize| int(i).and_then(|n| u32::try_from(n).map_err(|_| bad("count too large")));
+    let small =
+        |i: usize| int(i).and_then(|n| u32::try_from(n).map_err(|_| bad("count too large")));
     let state = match text(&reply[2]).as_deref() {
         Some("closed") => State::Closed,
         Some("open") => State::Open,
@@ -369,9 +375,7 @@ impl Metrics {
     fn new(name: &str) -> Self {
         use crate::names::*;
         let label = [("breaker", name.to_string())];
-        let error = |kind: &'static str| {
-            metrics::counter!(SYNC_ERRORS, "breaker" => name.to_string(), "error" => kind)
-        };
+        let error = |kind: &'static str| metrics::counter!(SYNC_ERRORS, "breaker" => name.to_string(), "error" => kind);
         Metrics {
             connected: metrics::gauge!(CONNECTED, &label),
             syncs: metrics::counter!(SYNCS, &label),

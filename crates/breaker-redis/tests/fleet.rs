@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use breaker_core::{Config, Outcome, RejectReason, State};
 use breaker_redis::{Link, RedisSharing};
-use common::{eventually, fresh_name, on_demand, replica, transition_log, Replica};
+use common::{Replica, eventually, fresh_name, on_demand, replica, transition_log};
 
 const OPEN: Duration = Duration::from_secs(10);
 
@@ -66,15 +66,19 @@ async fn the_sync_task_carries_a_trip_to_every_replica_on_its_own() {
     let replicas: Vec<_> = (0..3)
         .map(|_| replica(sharing.clone(), consecutive(&name, 2, 1)).0)
         .collect();
-    eventually(Duration::from_secs(10), "every replica synced once", || async {
-        replicas.iter().all(|r| r.status().link == Link::Synced)
-    })
+    eventually(
+        Duration::from_secs(10),
+        "every replica synced once",
+        || async { replicas.iter().all(|r| r.status().link == Link::Synced) },
+    )
     .await;
     fail(&replicas[2]);
     fail(&replicas[2]);
-    eventually(Duration::from_secs(10), "the trip reached every replica", || async {
-        replicas.iter().all(|r| r.state() == State::Open)
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the trip reached every replica",
+        || async { replicas.iter().all(|r| r.state() == State::Open) },
+    )
     .await;
     assert_eq!(transition_log(&name).await.len(), 1);
 }
@@ -156,7 +160,12 @@ async fn the_fleet_admits_its_probe_budget_in_total() {
     }
     let held: Vec<_> = futures_join_all(rounds).await;
     let probes: usize = held.iter().map(Vec::len).sum();
-    assert_eq!(probes, 2, "the fleet's budget, not 2 per replica: {:?}", held.iter().map(Vec::len).collect::<Vec<_>>());
+    assert_eq!(
+        probes,
+        2,
+        "the fleet's budget, not 2 per replica: {:?}",
+        held.iter().map(Vec::len).collect::<Vec<_>>()
+    );
     assert!(breakers.iter().all(|r| r.state() == State::HalfOpen));
     for permit in held.into_iter().flatten() {
         permit.record(Outcome::Success, Duration::ZERO);
@@ -227,7 +236,10 @@ async fn racing_replicas_make_exactly_one_transition() {
         replicas[(round as usize) % 8].reset();
         sync_all(&replicas).await;
         sync_all(&replicas).await;
-        let states: Vec<_> = replicas.iter().map(|r| (r.state(), r.status().fleet)).collect();
+        let states: Vec<_> = replicas
+            .iter()
+            .map(|r| (r.state(), r.status().fleet))
+            .collect();
         assert!(
             replicas.iter().all(|r| r.state() == State::Closed),
             "{states:?} {:?}",
@@ -237,7 +249,14 @@ async fn racing_replicas_make_exactly_one_transition() {
     let log = transition_log(&name).await;
     assert_eq!(log.len(), 10, "{log:?}");
     for (i, entry) in log.iter().enumerate() {
-        let expected = if i % 2 == 0 { "open trip" } else { "closed reset" };
-        assert!(entry.starts_with(&format!("{} {expected}", i + 1)), "{log:?}");
+        let expected = if i % 2 == 0 {
+            "open trip"
+        } else {
+            "closed reset"
+        };
+        assert!(
+            entry.starts_with(&format!("{} {expected}", i + 1)),
+            "{log:?}"
+        );
     }
 }

@@ -44,7 +44,10 @@ async fn an_outage_degrades_to_local_state_and_a_reconnect_heals() {
         config(&name),
     );
     let (direct, _) = replica(on_demand(), config(&name));
-    cut_off.sync_now().await.expect("through the proxy, Redis answers");
+    cut_off
+        .sync_now()
+        .await
+        .expect("through the proxy, Redis answers");
     direct.sync_now().await.unwrap();
     assert_eq!(cut_off.status().link, Link::Synced);
 
@@ -68,17 +71,27 @@ async fn an_outage_degrades_to_local_state_and_a_reconnect_heals() {
         .unwrap()
         .record(Outcome::Failure, Duration::ZERO);
     assert_eq!(cut_off.state(), State::Open);
-    assert_eq!(direct.sync_now().await.unwrap().state, State::Closed, "the fleet did not hear");
+    assert_eq!(
+        direct.sync_now().await.unwrap().state,
+        State::Closed,
+        "the fleet did not hear"
+    );
 
     // Redis is back: the next syncs reconnect and carry the trip made meanwhile.
     proxy.set_mode(Mode::Pass);
-    eventually(Duration::from_secs(10), "the replica reconnects", || async {
-        cut_off.sync_now().await.is_ok()
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the replica reconnects",
+        || async { cut_off.sync_now().await.is_ok() },
+    )
     .await;
     assert_eq!(cut_off.status().link, Link::Synced);
     let view = direct.sync_now().await.unwrap();
-    assert_eq!(view.state, State::Open, "the trip made while cut off reached the fleet");
+    assert_eq!(
+        view.state,
+        State::Open,
+        "the trip made while cut off reached the fleet"
+    );
     assert_eq!(direct.state(), State::Open);
 }
 
@@ -137,10 +150,15 @@ async fn bad_data_in_redis_is_reported_and_ignored() {
         ("HSET", vec!["gen", "-1", "state", "closed"]),
     ];
     for (i, (command, args)) in cases.iter().enumerate() {
-        let _: () = redis::cmd("DEL").arg(&state_key).query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(&state_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         let mut cmd = redis::cmd(command);
         cmd.arg(&state_key).arg(args);
         let _: () = cmd.query_async(&mut conn).await.unwrap();
+        let before = r.status().bad_data;
         let error = r.sync_now().await.unwrap_err();
         let SyncError::BadData(what) = &error else {
             panic!("case {i}: {error}");
@@ -148,16 +166,26 @@ async fn bad_data_in_redis_is_reported_and_ignored() {
         assert!(what.contains(&state_key), "{what}");
         assert!(error.to_string().contains("delete the key"), "{error}");
         let status = r.status();
-        assert_eq!((status.link, status.bad_data), (Link::Degraded, i as u64 + 1));
+        assert_eq!(status.link, Link::Degraded);
+        // (The sync task may have met the same data meanwhile: at least this sync counted.)
+        assert!(status.bad_data > before, "case {i}: {status:?}");
         // Nothing of it was trusted: the breaker is closed and admits calls.
         assert_eq!(r.state(), State::Closed);
         assert!(r.try_acquire().is_ok());
         // Nothing was overwritten either.
-        let kind: String = redis::cmd("TYPE").arg(&state_key).query_async(&mut conn).await.unwrap();
+        let kind: String = redis::cmd("TYPE")
+            .arg(&state_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         assert_eq!(kind, if *command == "SET" { "string" } else { "hash" });
     }
     // A garbage window bucket is refused the same way.
-    let _: () = redis::cmd("DEL").arg(&state_key).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&state_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     r.sync_now().await.expect("a deleted key heals");
     let now_ms: Vec<u64> = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
     let bucket = (now_ms[0] * 1000 + now_ms[1] / 1000) / 1000;
@@ -169,8 +197,15 @@ async fn bad_data_in_redis_is_reported_and_ignored() {
         .await
         .unwrap();
     let error = r.sync_now().await.unwrap_err();
-    assert!(matches!(&error, SyncError::BadData(w) if w.contains(&bucket_key)), "{error}");
-    let _: () = redis::cmd("DEL").arg(&bucket_key).query_async(&mut conn).await.unwrap();
+    assert!(
+        matches!(&error, SyncError::BadData(w) if w.contains(&bucket_key)),
+        "{error}"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(&bucket_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     r.sync_now().await.expect("healed");
     assert_eq!(r.status().link, Link::Synced);
 }

@@ -64,7 +64,12 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     }
 
     /// [`transition`](Self::transition) with the new generation's phase time given.
-    pub(super) fn transition_with_phase(&self, from: Word, to: Word, time: u64) -> Result<(), Word> {
+    pub(super) fn transition_with_phase(
+        &self,
+        from: Word,
+        to: Word,
+        time: u64,
+    ) -> Result<(), Word> {
         debug_assert_eq!(to.epoch(), from.epoch().wrapping_add(1));
         self.control.cas(from, to)?;
         self.phase.publish(to.epoch(), time);

@@ -273,7 +273,8 @@ impl Config {
 
     /// The longest half-open period, `None` for no limit.
     pub fn max_half_open(&self) -> Option<core::time::Duration> {
-        (self.max_half_open_nanos != 0).then(|| core::time::Duration::from_nanos(self.max_half_open_nanos))
+        (self.max_half_open_nanos != 0)
+            .then(|| core::time::Duration::from_nanos(self.max_half_open_nanos))
     }
 
     #[cfg(feature = "alloc")]
