@@ -54,6 +54,16 @@ const SCENARIOS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "redis_sharing",
+        "a breaker alone and the same breaker shared through Redis (its sync task running)",
+        &[
+            "local_count_window",
+            "shared_count_window",
+            "local_open_rejected",
+            "shared_open_rejected",
+        ],
+    ),
+    (
         "baseline",
         "baselines",
         &[
@@ -116,6 +126,20 @@ const RATIO_TARGETS: &[(&str, &str, &str, &str, f64)] = &[
         "ours_layer",
         "tower_resilience",
         0.1,
+    ),
+    (
+        "Redis sharing on vs off, closed",
+        "redis_sharing",
+        "shared_count_window",
+        "local_count_window",
+        2.0,
+    ),
+    (
+        "Redis sharing on vs off, open",
+        "redis_sharing",
+        "shared_open_rejected",
+        "local_open_rejected",
+        2.0,
     ),
 ];
 
@@ -213,7 +237,30 @@ fn run_benches(
     if quick {
         load_args.extend(["--", "--quick"]);
     }
-    cargo(&load_args, &[("BENCH_AXUM_LOAD_OUT", &load_out)])
+    cargo(&load_args, &[("BENCH_AXUM_LOAD_OUT", &load_out)])?;
+    let redis_out = root().join("target/bench-redis.tsv");
+    let redis_out = redis_out.to_string_lossy().into_owned();
+    let mut redis_args = vec![
+        "bench",
+        "-p",
+        "breaker-benches",
+        "--bench",
+        "redis_sharing",
+        "--",
+        "--noplot",
+    ];
+    if quick {
+        redis_args.extend([
+            "--warm-up-time",
+            "0.5",
+            "--measurement-time",
+            "1",
+            "--sample-size",
+            "30",
+            "--quick",
+        ]);
+    }
+    cargo(&redis_args, &[("BENCH_REDIS_OUT", &redis_out)])
 }
 
 type Medians = BTreeMap<(String, String), f64>;
@@ -543,6 +590,30 @@ fn render(
         );
     }
     let _ = writeln!(md);
+    if let Ok(text) = fs::read_to_string(root().join("target/bench-redis.tsv")) {
+        let _ = writeln!(md, "## Sharing through Redis (`redis_sharing`)\n");
+        let _ = writeln!(
+            md,
+            "`benches/benches/redis_sharing.rs`, against the machine's Redis over loopback. The \
+             call path is in the `redis_sharing` rows of the targets above. Here: the Redis \
+             commands one replica sends while serving 10,000 calls/s (its own count of syncs, \
+             and the `EVAL`/`EVALSHA` calls Redis counted meanwhile), and the time from a trip \
+             on one replica until two others are open (a fresh fleet of three per round).\n"
+        );
+        let _ = writeln!(md, "| measure | setting | value |");
+        let _ = writeln!(md, "|---|---|---:|");
+        for line in text.lines().skip(1) {
+            let cols: Vec<_> = line.split('\t').collect();
+            if let [measure, setting, value] = cols[..] {
+                let _ = writeln!(
+                    md,
+                    "| {} | {setting} | {value} |",
+                    measure.replace('_', " ")
+                );
+            }
+        }
+        let _ = writeln!(md);
+    }
     if let Ok(notes) = fs::read_to_string(root().join("benches/NOTES.md")) {
         md.push_str(&notes);
     }

@@ -157,7 +157,7 @@ impl RedisSharing {
     /// Builds the local breaker from `config`, `clock` and `observer`, and starts sharing it:
     /// must run inside a Tokio runtime, which runs the sync task. Returns at once, without
     /// waiting for Redis: until the first sync succeeds the replica runs on its local state
-    /// ([`Link::Connecting`]).
+    /// ([`Link::Connecting`](crate::Link::Connecting)).
     ///
     /// The configuration must name the breaker ([`Builder::name`](breaker_core::Builder::name)):
     /// replicas share state by name.
