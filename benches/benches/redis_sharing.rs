@@ -9,7 +9,7 @@
 //! - how long a trip on one replica takes to reach two others, at two sync intervals.
 //!
 //! The last two are written as tab-separated rows to `BENCH_REDIS_OUT` (default
-//! `target/bench-redis.tsv`) for `cargo xtask bench`.
+//! `target/bench-redis.tsv`) for `cargo xtask bench` (`BENCH_QUICK=1`: shorter runs).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -132,7 +132,7 @@ fn main() {
     let mut rows = String::from("measure\tsetting\tvalue\n");
 
     // Commands per second at 10,000 calls/s, default sync interval.
-    let quick = std::env::args().any(|a| a == "--quick" || a == "0.5");
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
     let seconds = if quick { 3 } else { 10 };
     let (own, seen, rate) = runtime.block_on(async {
         let replica = RedisSharing::new(url())

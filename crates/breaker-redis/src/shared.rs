@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use breaker_core::{CircuitBreaker, Clock, Counts, Event, Observer, State};
+use breaker_core::{CircuitBreaker, Clock, Counts, Event, Observer, ProbeAllowance, State};
 use tokio::sync::Notify;
 
 use crate::settings::Settings;
@@ -157,14 +158,15 @@ pub(crate) struct Status {
 /// Derefs to the [`CircuitBreaker`]: acquire permits from it exactly as from an unshared
 /// one, and hand [`breaker`](Self::breaker) to the adapters (tower, tonic, sqlx). Dropping
 /// the `SharedBreaker` stops the sync task; the breaker goes on alone.
-pub struct SharedBreaker<C, O = breaker_core::NoopObserver> {
+pub struct SharedBreaker<C: Clock, O: Observer = breaker_core::NoopObserver> {
     breaker: Arc<CircuitBreaker<C, FleetObserver<O>>>,
     syncer: Arc<tokio::sync::Mutex<Syncer<C, O>>>,
     status: Arc<Mutex<Status>>,
+    stopped: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl<C, O> fmt::Debug for SharedBreaker<C, O> {
+impl<C: Clock, O: Observer> fmt::Debug for SharedBreaker<C, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedBreaker")
             .field("breaker", &self.breaker)
@@ -172,13 +174,17 @@ impl<C, O> fmt::Debug for SharedBreaker<C, O> {
     }
 }
 
-impl<C, O> Drop for SharedBreaker<C, O> {
+impl<C: Clock, O: Observer> Drop for SharedBreaker<C, O> {
     fn drop(&mut self) {
+        // The breaker may live on in adapters: it goes on alone, its probes uncapped. (A
+        // sync in flight checks `stopped` after setting its allowance.)
+        self.stopped.store(true, Ordering::Release);
         self.task.abort();
+        self.breaker.set_probe_allowance(ProbeAllowance::Unlimited);
     }
 }
 
-impl<C, O> Deref for SharedBreaker<C, O> {
+impl<C: Clock, O: Observer> Deref for SharedBreaker<C, O> {
     type Target = CircuitBreaker<C, FleetObserver<O>>;
 
     fn deref(&self) -> &Self::Target {
@@ -209,7 +215,14 @@ where
             last_error: None,
         }));
         let interval = settings.sync_interval;
-        let syncer = Syncer::new(client, breaker.clone(), settings, status.clone())?;
+        let stopped = Arc::new(AtomicBool::new(false));
+        let syncer = Syncer::new(
+            client,
+            breaker.clone(),
+            settings,
+            status.clone(),
+            stopped.clone(),
+        )?;
         let syncer = Arc::new(tokio::sync::Mutex::new(syncer));
         let task = {
             let syncer = syncer.clone();
@@ -229,6 +242,7 @@ where
             breaker,
             syncer,
             status,
+            stopped,
             task,
         })
     }

@@ -1,5 +1,6 @@
 //! One replica's sync with the fleet: what it tells Redis, and how it follows the answer.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,8 @@ pub(crate) struct Syncer<C, O> {
     breaker: Arc<CircuitBreaker<C, FleetObserver<O>>>,
     settings: Settings,
     status: Arc<Mutex<Status>>,
+    /// Set when the `SharedBreaker` is dropped.
+    stopped: Arc<AtomicBool>,
     /// The fleet as of the last successful sync.
     fleet: Option<FleetView>,
     /// The local generation after the last sync: a later one means the local breaker
@@ -82,6 +85,7 @@ where
         breaker: Arc<CircuitBreaker<C, FleetObserver<O>>>,
         settings: Settings,
         status: Arc<Mutex<Status>>,
+        stopped: Arc<AtomicBool>,
     ) -> Result<Self, crate::SharingError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.command_timeout))
@@ -108,6 +112,7 @@ where
             breaker,
             settings,
             status,
+            stopped,
         })
     }
 
@@ -144,7 +149,12 @@ where
         };
         let open_ms = match proposal {
             // The period the local breaker chose (its backoff and jitter)...
-            Proposal::Open => self.breaker.retry_after().map_or(0, millis),
+            // (A local breaker already past its open period: the nominal one.)
+            Proposal::Open => millis(
+                self.breaker
+                    .retry_after()
+                    .unwrap_or_else(|| self.breaker.open_duration(snapshot.open_attempts.max(1))),
+            ),
             // ...or the next one, should the fleet's window trip.
             _ => millis(self.breaker.open_duration(snapshot.open_attempts + 1)),
         };
@@ -257,6 +267,10 @@ where
             },
         };
         b.set_probe_allowance(allowance);
+        if self.stopped.load(Ordering::Acquire) {
+            // Sharing stopped while this sync ran: the breaker goes on alone, uncapped.
+            b.set_probe_allowance(ProbeAllowance::Unlimited);
+        }
         self.local_generation = snapshot.generation;
     }
 

@@ -260,3 +260,22 @@ async fn racing_replicas_make_exactly_one_transition() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_that_outlives_its_sharing_goes_on_alone() {
+    let name = fresh_name("dropped").await;
+    let (shared, clock) = replica(on_demand(), consecutive(&name, 1, 2));
+    shared.sync_now().await.unwrap();
+    let breaker = shared.breaker().clone(); // as a tower layer would hold it
+    drop(shared);
+    breaker.trip();
+    clock.advance(OPEN + Duration::from_millis(1));
+    let probes = (
+        breaker.try_acquire().unwrap(),
+        breaker.try_acquire().unwrap(),
+    );
+    assert!(
+        probes.0.is_probe() && probes.1.is_probe(),
+        "its own two probes, no fleet cap"
+    );
+}

@@ -209,3 +209,53 @@ async fn bad_data_in_redis_is_reported_and_ignored() {
     r.sync_now().await.expect("healed");
     assert_eq!(r.status().link, Link::Synced);
 }
+
+/// With the `metrics` feature, the link's health is a gauge and failed syncs a counter.
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_is_visible_in_metrics() {
+    use breaker_redis::names::{CONNECTED, SYNC_ERRORS};
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let name = fresh_name("metrics").await;
+    let proxy = FaultProxy::start(redis_addr()).await;
+    // The handles are registered when sharing starts, with the recorder in scope.
+    let (r, _) =
+        metrics::with_local_recorder(&recorder, || replica(on_demand_via(&proxy), config(&name)));
+    let read = |metric: &str, label: Option<(&str, &str)>| {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find(|(key, ..)| {
+                let key = key.key();
+                key.name() == metric
+                    && key
+                        .labels()
+                        .any(|l| l.key() == "breaker" && l.value() == name)
+                    && label
+                        .is_none_or(|(k, v)| key.labels().any(|l| l.key() == k && l.value() == v))
+            })
+            .map(|(.., value)| match value {
+                DebugValue::Gauge(g) => g.into_inner(),
+                DebugValue::Counter(n) => n as f64,
+                DebugValue::Histogram(_) => f64::NAN,
+            })
+    };
+    r.sync_now().await.unwrap();
+    assert_eq!(read(CONNECTED, None), Some(1.0));
+    proxy.set_mode(Mode::Refuse);
+    proxy.cut();
+    r.sync_now().await.unwrap_err();
+    // (A snapshot hands out counters' increments since the last one: read it first.)
+    assert!(read(SYNC_ERRORS, Some(("error", "unreachable"))).unwrap_or(0.0) >= 1.0);
+    assert_eq!(read(CONNECTED, None), Some(0.0));
+    proxy.set_mode(Mode::Pass);
+    eventually(Duration::from_secs(10), "the link heals", || async {
+        r.sync_now().await.is_ok()
+    })
+    .await;
+    assert_eq!(read(CONNECTED, None), Some(1.0));
+}
