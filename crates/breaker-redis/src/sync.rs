@@ -225,13 +225,18 @@ where
             (view.generation, granted)
         };
         self.fleet = Some(view);
-        self.follow(view, snapshot.generation);
         if moves > 0 {
             self.status_mut().fleet_transitions += moves;
             #[cfg(feature = "metrics")]
             self.metrics.transitions.increment(moves);
         }
-        Ok((view, first_look && decided_locally))
+        if first_look && decided_locally {
+            // Propose first (the caller syncs again at once); following now would undo the
+            // local decision before the fleet heard of it.
+            return Ok((view, true));
+        }
+        self.follow(view, snapshot.generation);
+        Ok((view, false))
     }
 
     /// Moves the local breaker to the fleet's state and sets its probe allowance, unless

@@ -279,3 +279,17 @@ async fn a_breaker_that_outlives_its_sharing_goes_on_alone() {
         "its own two probes, no fleet cap"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trip_made_before_the_first_sync_reaches_the_fleet() {
+    let name = fresh_name("early-trip").await;
+    // Redis is not asked before the first sync: the replica trips on its own first.
+    let (early, _) = replica(on_demand(), consecutive(&name, 1, 1));
+    fail(&early);
+    assert_eq!(early.state(), State::Open);
+    early.sync_now().await.unwrap();
+    assert_eq!(early.state(), State::Open, "its own decision stands");
+    let (late, _) = replica(on_demand(), consecutive(&name, 1, 1));
+    assert_eq!(late.sync_now().await.unwrap().state, State::Open);
+    assert_eq!(late.state(), State::Open);
+}
