@@ -175,6 +175,16 @@ const LOAD_MAX_P99_ADDED_US: f64 = 20.0;
 /// The keyed-registry memory goal: 100,000 per-host breakers.
 const KEYED_100K_MAX_BYTES: f64 = 100e6;
 
+/// Criterion's settings for `--quick` runs.
+const QUICK_CRITERION: [&str; 6] = [
+    "--warm-up-time",
+    "0.5",
+    "--measurement-time",
+    "1",
+    "--sample-size",
+    "30",
+];
+
 pub(crate) fn run(quick: bool, no_run: bool) -> Result<(), String> {
     let root = root();
     let allocations_file = root.join("target/bench-allocations.tsv");
@@ -188,14 +198,7 @@ pub(crate) fn run(quick: bool, no_run: bool) -> Result<(), String> {
         "--noplot",
     ];
     if quick {
-        args.extend([
-            "--warm-up-time",
-            "0.5",
-            "--measurement-time",
-            "1",
-            "--sample-size",
-            "30",
-        ]);
+        args.extend(QUICK_CRITERION);
     }
     let memory_file = root.join("target/bench-memory.tsv");
     let load_file = root.join("target/bench-axum-load.tsv");
@@ -250,14 +253,7 @@ fn run_benches(
         "--noplot",
     ];
     if quick {
-        redis_args.extend([
-            "--warm-up-time",
-            "0.5",
-            "--measurement-time",
-            "1",
-            "--sample-size",
-            "30",
-        ]);
+        redis_args.extend(QUICK_CRITERION);
     }
     cargo(
         &redis_args,

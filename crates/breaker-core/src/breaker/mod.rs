@@ -11,9 +11,10 @@
 #[cfg(feature = "std")]
 mod call;
 mod operator;
-pub use operator::{Follow, ProbeAllowance};
 mod record;
 mod transition;
+
+pub use operator::{Follow, ProbeAllowance};
 
 use core::fmt;
 use core::time::Duration;
