@@ -9,6 +9,7 @@ use std::time::Duration;
 use breaker_core::{Config, Outcome, RejectReason, State};
 use breaker_redis::{Link, RedisSharing};
 use common::{Replica, eventually, fresh_name, on_demand, replica, transition_log};
+use futures_util::future::join_all;
 
 const OPEN: Duration = Duration::from_secs(10);
 
@@ -158,7 +159,7 @@ async fn the_fleet_admits_its_probe_budget_in_total() {
             held
         });
     }
-    let held: Vec<_> = futures_join_all(rounds).await;
+    let held: Vec<_> = join_all(rounds).await;
     let probes: usize = held.iter().map(Vec::len).sum();
     assert_eq!(
         probes,
@@ -182,36 +183,6 @@ async fn the_fleet_admits_its_probe_budget_in_total() {
     assert_eq!(states, ["open", "half_open", "closed"], "{log:?}");
 }
 
-/// `join_all` without another dependency: the futures run concurrently on this task.
-async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut out = Vec::new();
-    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all = true;
-        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
-            if let Some(fut) = slot {
-                match fut.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        *result = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => all = false,
-                }
-            }
-        }
-        if all {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    out.extend(results.into_iter().map(Option::unwrap));
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_replicas_make_exactly_one_transition() {
     let name = fresh_name("race").await;
@@ -224,7 +195,7 @@ async fn racing_replicas_make_exactly_one_transition() {
         for r in &replicas {
             r.trip();
         }
-        let views = futures_join_all(replicas.iter().map(|r| r.sync_now()).collect()).await;
+        let views = join_all(replicas.iter().map(|r| r.sync_now())).await;
         let generation = 2 * round + 1;
         for view in views {
             let view = view.unwrap();

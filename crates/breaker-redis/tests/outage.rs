@@ -23,12 +23,10 @@ fn config(name: &str) -> Config {
 
 fn redis_addr() -> SocketAddr {
     let url = common::redis_url();
-    let host = url
-        .trim_start_matches("redis://")
-        .split(['/', '@'])
-        .next_back()
-        .map(|s| s.split('/').next().unwrap().to_string())
-        .unwrap();
+    // redis://[user:password@]host:port[/db]
+    let rest = url.trim_start_matches("redis://");
+    let rest = rest.rsplit('@').next().unwrap_or(rest);
+    let host = rest.split('/').next().unwrap_or(rest);
     host.parse().unwrap_or_else(|_| {
         panic!("the outage tests need BREAKER_REDIS_URL as redis://<ip>:<port>, got {url}")
     })
