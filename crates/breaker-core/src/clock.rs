@@ -31,20 +31,22 @@ pub trait Clock {
     fn now_nanos(&self) -> u64;
 
     /// A cheaper, coarser reading on the same time line: never later than
-    /// [`now_nanos`](Self::now_nanos), and normally less than
+    /// [`now_nanos`](Self::now_nanos), and usually less than
     /// [`coarse_lag_nanos`](Self::coarse_lag_nanos) behind it.
     ///
     /// The breaker reads it where a far-off deadline only has to be told apart from a near
-    /// one: a rejection while open, while the deadline is more than the lag away, and the
-    /// bucket of a time window whose buckets are much wider than the lag. Near a deadline it
-    /// reads [`now_nanos`](Self::now_nanos). The default is `now_nanos` itself (lag 0), so a
+    /// one: a rejection while open, while the deadline is more than eight usual lags away
+    /// (the margin absorbs a coarse reading that trails by more than usual), and the bucket
+    /// of a time window whose buckets are at least sixteen lags wide (an edge that moves by
+    /// a lag then moves by a sixteenth of a bucket at most). Near a deadline it reads
+    /// [`now_nanos`](Self::now_nanos). The default is `now_nanos` itself (lag 0), so a
     /// clock that has nothing cheaper need not implement it.
     #[inline]
     fn coarse_now_nanos(&self) -> u64 {
         self.now_nanos()
     }
 
-    /// How far [`coarse_now_nanos`](Self::coarse_now_nanos) may lag behind
+    /// How far [`coarse_now_nanos`](Self::coarse_now_nanos) usually lags behind
     /// [`now_nanos`](Self::now_nanos); 0 (the default) when it is exact.
     #[inline]
     fn coarse_lag_nanos(&self) -> u64 {
@@ -161,6 +163,14 @@ impl Clock for ManualClock {
 /// the time of the kernel's last tick, no hardware counter), and
 /// [`coarse_lag_nanos`](Clock::coarse_lag_nanos) is two of its ticks (8 ms at the usual
 /// 250 Hz). Elsewhere the coarse reading is the precise one.
+///
+/// What holds: the coarse reading never runs ahead of the precise one, so a rejection is
+/// never decided too late to be a rejection and a retry-after is never too short. A probe
+/// is admitted on time unless the coarse reading trails by more than eight usual lags
+/// (64 ms at 250 Hz), which only a descheduled virtual CPU does; it is then late by the
+/// excess. On our 2-core CI VM the trailing was at most 6.8 ms over 20 s of sleeping and
+/// spinning under a parallel build, and up to 39 ms in an earlier run
+/// (`crates/breaker-core/tests/coarse_clock.rs` measures it).
 ///
 /// ```
 /// use breaker_core::{Clock, MonotonicClock};

@@ -54,9 +54,9 @@ impl Rejected {
     ///
     /// It is never too early. On a clock with a cheap coarse reading
     /// ([`Clock::coarse_now_nanos`](crate::Clock::coarse_now_nanos), the default
-    /// [`MonotonicClock`](crate::MonotonicClock) on Linux) it may be late by up to that
-    /// reading's lag (one kernel tick, 4 ms at 250 Hz) while the deadline is further away
-    /// than the lag; within the lag, and on other clocks, it is exact.
+    /// [`MonotonicClock`](crate::MonotonicClock) on Linux) it may be late by that reading's
+    /// lag (usually under one kernel tick, 4 ms at 250 Hz) while the deadline is far away;
+    /// near the deadline, and on other clocks, it is exact.
     pub fn retry_after(&self) -> Option<Duration> {
         (self.retry_after_nanos != Self::NO_RETRY_AFTER)
             .then(|| Duration::from_nanos(self.retry_after_nanos))
@@ -165,6 +165,24 @@ impl core::error::Error for Rejected {}
 
 /// The error of [`CircuitBreaker::call`](crate::CircuitBreaker::call): either the breaker
 /// refused the call (it did not run), or the call ran and failed with its own error.
+///
+/// Displayed as what it wraps: the rejection, or the call's own error, whose causes
+/// [`source`](core::error::Error::source) then continues with (an error report lists each
+/// cause once).
+///
+/// ```
+/// use breaker_core::{CallError, CircuitBreaker};
+/// use std::error::Error;
+///
+/// let breaker = CircuitBreaker::builder().consecutive_failures(1).build()?;
+/// let io = std::io::Error::other("connection reset");
+/// let err: CallError<std::io::Error> = breaker.call(|| Err::<(), _>(io)).unwrap_err();
+/// assert_eq!(err.to_string(), "connection reset");
+/// assert!(err.source().is_none()); // the I/O error has no cause of its own
+/// let err: CallError<std::io::Error> = breaker.call(|| Ok::<(), _>(())).unwrap_err();
+/// assert!(err.rejected().is_some() && err.to_string().contains("circuit breaker is open"));
+/// # Ok::<(), breaker_core::ConfigError>(())
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 pub enum CallError<E> {
     /// The breaker refused the call; the closure was not run.
@@ -195,7 +213,7 @@ impl<E: fmt::Display> fmt::Display for CallError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CallError::Rejected(r) => fmt::Display::fmt(r, f),
-            CallError::Inner(e) => write!(f, "call failed: {e}"),
+            CallError::Inner(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -203,8 +221,8 @@ impl<E: fmt::Display> fmt::Display for CallError<E> {
 impl<E: core::error::Error + 'static> core::error::Error for CallError<E> {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
-            CallError::Rejected(r) => Some(r),
-            CallError::Inner(e) => Some(e),
+            CallError::Rejected(_) => None,
+            CallError::Inner(e) => e.source(),
         }
     }
 }

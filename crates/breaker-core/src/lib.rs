@@ -24,7 +24,7 @@
 //!
 //! ```
 //! use breaker_core::{CircuitBreaker, Outcome};
-//! use std::time::{Duration, Instant};
+//! use std::time::Duration;
 //!
 //! let breaker = CircuitBreaker::builder()
 //!     .count_window(100)
@@ -35,10 +35,9 @@
 //!
 //! match breaker.try_acquire() {
 //!     Ok(permit) => {
-//!         let started = Instant::now();
 //!         let result: Result<&str, &str> = Ok("response"); // call the dependency here
 //!         let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
-//!         permit.record(outcome, started.elapsed());
+//!         permit.record(outcome); // the permit times the call itself
 //!     }
 //!     Err(rejected) => {
 //!         // Not called: serve a fallback; `rejected.retry_after()` says when to try again.
@@ -48,9 +47,13 @@
 //! # Ok::<(), breaker_core::ConfigError>(())
 //! ```
 //!
-//! A permit carries the generation it was issued in: a result that arrives after the state
-//! changed is dropped, never counted against the new state. A permit dropped without a
-//! result is neutral and gives back its half-open slot.
+//! A [`Permit`] is the call's whole lifecycle: it starts when the permit is issued, measures
+//! the call's duration itself when the breaker needs it, and carries the generation it was
+//! issued in (a result that arrives after the state changed is dropped, never counted
+//! against the new state) and the call's deadline, if it has one. [`cancel`](Permit::cancel)
+//! ends a call neutrally; a permit *dropped* without a result was abandoned: neutral while
+//! the call was young, a (slow) failure once it had run past its deadline or the slow-call
+//! duration.
 //!
 //! # Failure policies
 //!
@@ -88,12 +91,15 @@
 extern crate alloc;
 
 mod breaker;
-mod classify;
+#[cfg(feature = "std")]
+mod call;
 mod clock;
 mod config;
 mod control;
 mod error;
+mod handle;
 mod observer;
+mod outcome;
 mod permit;
 mod phase;
 #[cfg(feature = "std")]
@@ -104,14 +110,14 @@ mod snapshot;
 mod state;
 mod stats;
 mod sync;
+mod ticket;
 #[cfg(feature = "tracing")]
 mod trace;
 mod tunables;
 #[cfg(feature = "alloc")]
 mod window;
 
-pub use breaker::{CircuitBreaker, Follow, Outcome, ProbeAllowance};
-pub use classify::{BreakerRef, Classify, ErrorsAreFailures};
+pub use breaker::{CircuitBreaker, Follow, ProbeAllowance};
 pub use clock::Clock;
 #[cfg(feature = "alloc")]
 pub use clock::ManualClock;
@@ -124,7 +130,9 @@ pub use config::{
 pub use error::{
     CallError, ConfigError, ConfigValue, ReconfigureError, RejectReason, Rejected, RetryHint,
 };
+pub use handle::{BreakerRef, IntoBreakerRef};
 pub use observer::{Event, NoopObserver, Observer, Threshold};
+pub use outcome::{Classify, ErrorsAreFailures, Outcome};
 #[cfg(feature = "alloc")]
 pub use permit::OwnedPermit;
 pub use permit::Permit;

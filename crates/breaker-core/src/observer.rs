@@ -2,8 +2,8 @@
 
 use core::time::Duration;
 
-use crate::breaker::Outcome;
 use crate::error::RejectReason;
+use crate::outcome::Outcome;
 use crate::state::State;
 
 /// A rule whose threshold was reached in the closed (or metrics-only) state.
@@ -111,7 +111,7 @@ pub enum Event {
 ///     .observer(CountTrips::default())
 ///     .build()
 ///     .unwrap();
-/// breaker.try_acquire().unwrap().record(Outcome::Failure, Duration::ZERO);
+/// breaker.try_acquire().unwrap().record(Outcome::Failure);
 /// assert_eq!(breaker.observer().0.load(Ordering::Relaxed), 1);
 /// ```
 pub trait Observer {

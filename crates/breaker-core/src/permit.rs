@@ -1,80 +1,182 @@
-//! Permission to make one call: the first half of the two-step protocol.
+//! Permission to make one call, and the call's lifecycle: it starts when the permit is
+//! issued, and ends when the permit is recorded, cancelled or dropped.
 
 use core::fmt;
 use core::time::Duration;
 
-use crate::breaker::Outcome;
-use crate::breaker::{Kind, Ticket};
-use crate::classify::BreakerRef;
+use crate::breaker::CircuitBreaker;
+use crate::clock::{Clock, nanos};
 use crate::error::Rejected;
+use crate::handle::BreakerRef;
+use crate::observer::Observer;
+use crate::outcome::Outcome;
+use crate::ticket::{Kind, Ticket};
 
-/// Permission to make one call, from [`CircuitBreaker::try_acquire`](crate::CircuitBreaker::try_acquire)
-/// (a permit borrowing its breaker), [`try_acquire_owned`](crate::CircuitBreaker::try_acquire_owned)
-/// (an [`OwnedPermit`] holding an `Arc`) or [`Permit::acquire`] (any [`BreakerRef`] handle, for
+/// `Permit::started` when the breaker's clock was not read for the call.
+const NOT_TIMED: u64 = u64::MAX;
+
+/// Permission to make one call, from [`CircuitBreaker::try_acquire`] (a permit borrowing
+/// its breaker), [`try_acquire_owned`](CircuitBreaker::try_acquire_owned) (an
+/// [`OwnedPermit`] holding an `Arc`) or [`Permit::acquire`] (any [`BreakerRef`] handle, for
 /// adapters).
 ///
-/// Record the call's outcome with [`record`](Self::record). A permit that is dropped without
-/// a result (a cancelled future, an early return, a panic unwinding through it) is neutral:
-/// nothing is counted and a half-open probe slot is given back. A call given up on after it
-/// had already run long is reported with [`abandon`](Self::abandon). A result recorded after
-/// the breaker's state changed is dropped as late.
+/// A permit *is* the call, from start to end; every adapter of this workspace (futures,
+/// streams, tower services, gRPC, sqlx) is a thin use of it:
+///
+/// - **Start.** The call starts when the permit is issued. The permit reads the breaker's
+///   clock then only if it will need the time: when the breaker measures durations
+///   (slow-call detection is on, see [`CircuitBreaker::measures_duration`]) or when the call
+///   is given a [deadline](Self::set_deadline).
+/// - **Success or failure.** [`record`](Self::record) the outcome; the permit measures how
+///   long the call took itself, on the breaker's clock.
+/// - **Neutral end.** [`cancel`](Self::cancel): counted nowhere, the half-open probe slot is
+///   given back.
+/// - **Abandoned.** A permit dropped without a result (a cancelled future, an early `?`, an
+///   outer timeout) was *abandoned*: if the call had already run past its deadline, or longer
+///   than the breaker's slow-call duration, it counts as a (slow) failure, since a dependency
+///   that hangs must trip the breaker even when every caller gives up on it first; before
+///   that, it is neutral, like `cancel`.
+///
+/// A result recorded after the breaker's state changed is dropped as late.
 ///
 /// ```
-/// use breaker_core::{CircuitBreaker, ManualClock, Outcome, Permit};
+/// use breaker_core::{CircuitBreaker, ManualClock, Outcome, Permit, State};
 /// use std::sync::Arc;
 /// use std::time::Duration;
 ///
-/// let breaker = Arc::new(CircuitBreaker::builder_with_clock(ManualClock::new()).build()?);
-/// // Any handle works: `&CircuitBreaker`, `Arc<CircuitBreaker>`.
+/// let clock = ManualClock::new();
+/// let breaker = Arc::new(
+///     CircuitBreaker::builder_with_clock(clock.clone()).consecutive_failures(1).build()?,
+/// );
+/// // Any handle works: `&CircuitBreaker`, `Arc<CircuitBreaker>`, `&'static CircuitBreaker`.
 /// let permit: Permit<Arc<_>> = Permit::acquire(&breaker).expect("closed");
-/// std::thread::spawn(move || permit.record(Outcome::Success, Duration::from_millis(2)))
-///     .join()
-///     .unwrap();
+/// std::thread::spawn(move || permit.record(Outcome::Success)).join().unwrap();
 /// assert_eq!(breaker.snapshot().totals.successes, 1);
-/// # Ok::<(), breaker_core::ConfigError>(())
+///
+/// // A call that is given up on before its deadline is neutral...
+/// let permit = Permit::acquire(&breaker)?.with_deadline(Duration::from_secs(2));
+/// clock.advance(Duration::from_secs(1));
+/// drop(permit);
+/// assert_eq!(breaker.state(), State::Closed);
+/// // ...and one dropped at or past its deadline timed out: a failure.
+/// let permit = Permit::acquire(&breaker)?.with_deadline(Duration::from_secs(2));
+/// clock.advance(Duration::from_secs(2));
+/// drop(permit);
+/// assert_eq!(breaker.state(), State::Open);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[must_use = "record the call's outcome, or drop the permit to cancel"]
+#[must_use = "record the call's outcome, or cancel the permit"]
 pub struct Permit<B: BreakerRef> {
     breaker: B,
     ticket: Option<Ticket>,
+    /// When the call started, on the breaker's clock; [`NOT_TIMED`] if it was not read.
+    started: u64,
 }
 
 /// A [`Permit`] that owns an `Arc` of its breaker, so it can move into a `'static` task.
 #[cfg(feature = "alloc")]
 pub type OwnedPermit<C, O = crate::observer::NoopObserver> =
-    Permit<alloc::sync::Arc<crate::breaker::CircuitBreaker<C, O>>>;
+    Permit<alloc::sync::Arc<CircuitBreaker<C, O>>>;
+
+impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
+    /// Asks to make one call. `Ok` carries a [`Permit`]: make the call, then record its
+    /// outcome. `Err` says why the call must not be made and, when open, how long until a
+    /// probe is allowed.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<&Self>, Rejected> {
+        Permit::acquire(&self)
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire), for a breaker in an `Arc`: the permit owns a
+    /// clone of the `Arc`, so it can move into a `'static` future or another thread.
+    #[cfg(feature = "alloc")]
+    #[inline]
+    pub fn try_acquire_owned(self: &alloc::sync::Arc<Self>) -> Result<OwnedPermit<C, O>, Rejected> {
+        Permit::acquire(self)
+    }
+}
 
 impl<B: BreakerRef> Permit<B> {
     /// Asks `breaker` to make one call, keeping a clone of the handle in the permit (the
-    /// handle is cloned only when the call is admitted).
+    /// handle is cloned only when the call is admitted). The call starts now.
     #[inline]
     pub fn acquire(breaker: &B) -> Result<Self, Rejected> {
-        let ticket = breaker.breaker().acquire_ticket()?;
+        let b = breaker.breaker();
+        let ticket = b.acquire_ticket()?;
+        let started = if b.measures_duration() && ticket.kind() != Kind::Passthrough {
+            b.now()
+        } else {
+            NOT_TIMED
+        };
         Ok(Permit {
             breaker: breaker.clone(),
             ticket: Some(ticket),
+            started,
         })
     }
 
-    /// Records the outcome of the call and how long it took (`Duration::ZERO` is fine when
-    /// [`measures_duration`](crate::CircuitBreaker::measures_duration) is false).
+    /// Records the outcome of the call; the permit measures its duration (on the breaker's
+    /// clock, if it needs it).
     #[inline]
-    pub fn record(mut self, outcome: Outcome, elapsed: Duration) {
+    pub fn record(mut self, outcome: Outcome) {
         if let Some(ticket) = self.ticket.take() {
+            let elapsed = self.elapsed_nanos();
             self.breaker.breaker().complete(ticket, outcome, elapsed);
         }
     }
 
-    /// The call was given up on (cancelled, dropped by an outer timeout) after running for
-    /// `elapsed`. A call abandoned before it became slow is neutral, like a dropped permit. A
-    /// call abandoned after it had already run longer than the slow-call duration
-    /// ([`Builder::slow_call_duration`](crate::Builder::slow_call_duration)) counts as a slow
-    /// failure: a dependency that hangs must trip the breaker even when every caller gives up
-    /// on it with its own timeout.
+    /// Ends the call neutrally, on purpose: counted nowhere, whatever its duration, and a
+    /// half-open probe slot is given back. For calls that say nothing about the dependency
+    /// (the caller changed its mind). Dropping the permit instead marks the call abandoned
+    /// (see the type's docs).
     #[inline]
-    pub fn abandon(mut self, elapsed: Duration) {
+    pub fn cancel(mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.breaker.breaker().abandon_after(ticket, elapsed);
+            self.breaker.breaker().cancel(ticket);
+        }
+    }
+
+    /// Gives the call a deadline, `after` from its start: abandoned at or after it (the
+    /// permit dropped without a result), the call counts as a timed-out failure. For a
+    /// timeout enforced outside the adapter (a `grpc-timeout`, a statement timeout, an outer
+    /// `tokio::time::timeout`). The deadline is kept within two parts per million, never
+    /// later (up to about 13 days; longer ones are cut to that). Starts the call's clock if
+    /// the breaker did not read it when the permit was issued.
+    pub fn set_deadline(&mut self, after: Duration) {
+        if let Some(ticket) = self.ticket {
+            if self.started == NOT_TIMED {
+                self.started = self.breaker.breaker().now();
+            }
+            self.ticket = Some(ticket.with_deadline(nanos(after)));
+        }
+    }
+
+    /// [`set_deadline`](Self::set_deadline), by value.
+    pub fn with_deadline(mut self, after: Duration) -> Self {
+        self.set_deadline(after);
+        self
+    }
+
+    /// The call's deadline, from its start, if it has one (as kept: see
+    /// [`set_deadline`](Self::set_deadline)).
+    pub fn deadline(&self) -> Option<Duration> {
+        self.ticket
+            .and_then(Ticket::deadline)
+            .map(Duration::from_nanos)
+    }
+
+    /// How long the call has run so far, on the breaker's clock; zero if the permit did not
+    /// read the clock (the breaker measures no durations and the call has no deadline).
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.elapsed_nanos())
+    }
+
+    #[inline]
+    fn elapsed_nanos(&self) -> u64 {
+        if self.started == NOT_TIMED {
+            0
+        } else {
+            self.breaker.breaker().now().saturating_sub(self.started)
         }
     }
 
@@ -92,13 +194,21 @@ impl<B: BreakerRef> Permit<B> {
     pub fn breaker(&self) -> &B {
         &self.breaker
     }
+
+    /// Dropped without a result.
+    #[cold]
+    #[inline(never)]
+    fn abandoned(&mut self, ticket: Ticket) {
+        let elapsed = (self.started != NOT_TIMED).then(|| self.elapsed_nanos());
+        self.breaker.breaker().abandon(ticket, elapsed);
+    }
 }
 
 impl<B: BreakerRef> Drop for Permit<B> {
     #[inline]
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            self.breaker.breaker().abandon(ticket);
+            self.abandoned(ticket);
         }
     }
 }
@@ -107,6 +217,10 @@ impl<B: BreakerRef> fmt::Debug for Permit<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
             .field("ticket", &self.ticket)
+            .field(
+                "started",
+                &(self.started != NOT_TIMED).then_some(self.started),
+            )
             .finish()
     }
 }

@@ -93,11 +93,11 @@ fn half_open_admits_n_probes_closes_after_n_successes() {
         RejectReason::HalfOpenFull
     );
     let mut probes = probes.into_iter();
-    probes.next().unwrap().record(Outcome::Success, MS);
-    probes.next().unwrap().record(Outcome::Success, MS);
+    probes.next().unwrap().record(Outcome::Success);
+    probes.next().unwrap().record(Outcome::Success);
     assert_eq!(b.state(), State::HalfOpen);
     assert_eq!(b.snapshot().half_open_successes, 2);
-    probes.next().unwrap().record(Outcome::Success, MS);
+    probes.next().unwrap().record(Outcome::Success);
     assert_eq!(b.state(), State::Closed);
     assert_eq!(
         rec.transitions(),
@@ -125,9 +125,9 @@ fn any_probe_failure_reopens_and_later_probe_results_are_late() {
     clock.advance(10 * SEC + NS);
     let p1 = b.try_acquire().unwrap();
     let p2 = b.try_acquire().unwrap();
-    p1.record(Outcome::Failure, MS);
+    p1.record(Outcome::Failure);
     assert_eq!(b.state(), State::Open);
-    p2.record(Outcome::Success, MS);
+    p2.record(Outcome::Success);
     let s = b.snapshot();
     assert_eq!(s.state, State::Open);
     assert_eq!(s.totals.late, 1);
@@ -141,7 +141,7 @@ fn ignored_and_dropped_probes_give_their_slot_back() {
     clock.advance(10 * SEC + NS);
     let p = b.try_acquire().unwrap();
     assert!(b.try_acquire().is_err());
-    p.record(Outcome::Ignored, MS);
+    p.record(Outcome::Ignored);
     let p = b.try_acquire().unwrap();
     drop(p);
     let s = b.snapshot();
@@ -186,7 +186,7 @@ fn late_result_after_reset_is_dropped() {
     let p = b.try_acquire().unwrap();
     fail(&b, 1);
     b.reset();
-    p.record(Outcome::Failure, MS);
+    p.record(Outcome::Failure);
     let s = b.snapshot();
     assert_eq!(s.window.consecutive_failures, 0);
     assert_eq!(s.totals.late, 1);
@@ -710,9 +710,35 @@ fn rejection_and_call_errors_explain_what_to_do() {
         r.to_string(),
         "circuit breaker is open: the call was not attempted; retry in 10 s or serve a fallback"
     );
-    let e: CallError<std::io::Error> = CallError::Inner(std::io::Error::other("reset by peer"));
-    assert_eq!(e.to_string(), "call failed: reset by peer");
-    assert!(std::error::Error::source(&e).is_some());
+    // A wrapper shows what it wraps; its sources continue with the causes, each once (as
+    // `anyhow` or `eyre` print a report).
+    let io = std::io::Error::other(Cause("connection reset by peer"));
+    let e: CallError<std::io::Error> = CallError::Inner(io);
+    assert_eq!(report(&e), ["connection reset by peer"]);
+    let e: CallError<std::io::Error> = CallError::Rejected(r);
+    assert_eq!(report(&e), [r.to_string()]);
+}
+
+#[derive(Debug)]
+struct Cause(&'static str);
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Cause {}
+
+/// Every message of an error report: the error, then each source.
+fn report(e: &dyn std::error::Error) -> Vec<String> {
+    let mut lines = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(cause) = next {
+        lines.push(cause.to_string());
+        next = cause.source();
+    }
+    lines
 }
 
 #[test]

@@ -56,7 +56,7 @@ mod gobreaker {
             b.try_acquire().unwrap_err().reason(),
             RejectReason::HalfOpenFull
         );
-        probe.record(Outcome::Success, MS);
+        probe.record(Outcome::Success);
         assert_eq!(b.state(), State::Closed); // ConsecutiveSuccesses >= MaxRequests
     }
 
@@ -145,10 +145,10 @@ mod gobreaker {
         fail(&b, 6);
         clock.advance(60 * SEC + NS);
         let probe = b.try_acquire().unwrap();
-        old.record(Outcome::Success, MS); // would close the half-open breaker if counted
+        old.record(Outcome::Success); // would close the half-open breaker if counted
         assert_eq!(b.state(), State::HalfOpen);
         assert_eq!(b.snapshot().totals.late, 1);
-        probe.record(Outcome::Success, MS);
+        probe.record(Outcome::Success);
         assert_eq!(b.state(), State::Closed);
     }
 }
@@ -230,7 +230,7 @@ mod resilience4j {
             RejectReason::HalfOpenFull
         ); // CallNotPermitted
         for p in probes {
-            p.record(Outcome::Success, MS);
+            p.record(Outcome::Success);
         }
         assert_eq!(b.state(), State::Closed);
         // Deliberate difference: Resilience4j evaluates the failure rate of the permitted

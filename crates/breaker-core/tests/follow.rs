@@ -101,7 +101,7 @@ fn a_followed_close_drops_results_of_the_open_generation() {
     clock.advance(Duration::from_secs(11));
     let probe = b.try_acquire().unwrap();
     assert!(b.follow(b.snapshot().generation, Follow::Closed));
-    probe.record(Outcome::Failure, Duration::ZERO);
+    probe.record(Outcome::Failure);
     assert_eq!(
         b.state(),
         State::Closed,
@@ -136,8 +136,8 @@ fn without_an_allowance_half_open_admits_nothing_and_says_so() {
         RejectReason::HalfOpenFull,
         "two allowed, although half_open_probes is 3"
     );
-    p1.record(Outcome::Success, Duration::ZERO);
-    p2.record(Outcome::Success, Duration::ZERO);
+    p1.record(Outcome::Success);
+    p2.record(Outcome::Success);
     assert_eq!(
         b.state(),
         State::HalfOpen,
@@ -156,9 +156,7 @@ fn an_allowance_for_one_period_does_not_leak_into_the_next() {
         probes: 2,
     });
     clock.advance(Duration::from_secs(11));
-    b.try_acquire()
-        .unwrap()
-        .record(Outcome::Failure, Duration::ZERO);
+    b.try_acquire().unwrap().record(Outcome::Failure);
     assert_eq!(b.state(), State::Open);
     clock.advance(Duration::from_secs(60));
     assert_eq!(
@@ -191,8 +189,6 @@ fn a_decision_made_on_a_generation_the_breaker_left_is_not_followed() {
     // Counters moving within a generation do not make a decision stale.
     b.reset();
     let seen = b.snapshot().generation;
-    b.try_acquire()
-        .unwrap()
-        .record(Outcome::Failure, Duration::ZERO);
+    b.try_acquire().unwrap().record(Outcome::Failure);
     assert!(b.follow(seen, Follow::HalfOpen));
 }

@@ -30,7 +30,7 @@ fn failed_probes<C: Clock, O: Observer>(
         clock.advance(OPEN + NS);
         let probe = b.try_acquire().expect("the open period is over: a probe");
         assert!(probe.is_probe());
-        probe.record(Outcome::Failure, Duration::ZERO);
+        probe.record(Outcome::Failure);
     }
     assert_eq!(b.state(), State::Open);
 }
@@ -38,9 +38,7 @@ fn failed_probes<C: Clock, O: Observer>(
 /// Ends an outage: one successful probe closes the breaker.
 fn recover<C: Clock, O: Observer>(b: &CircuitBreaker<C, O>, clock: &ManualClock) {
     clock.advance(OPEN + NS);
-    b.try_acquire()
-        .expect("a probe")
-        .record(Outcome::Success, Duration::ZERO);
+    b.try_acquire().expect("a probe").record(Outcome::Success);
     assert_eq!(b.state(), State::Closed);
 }
 
@@ -230,9 +228,7 @@ fn a_panicking_open_duration_function_leaves_the_breaker_as_it_was() {
         .unwrap();
     wire.arm();
     let permit = b.try_acquire().unwrap();
-    let panicked = catch_unwind(AssertUnwindSafe(|| {
-        permit.record(Outcome::Failure, Duration::ZERO)
-    }));
+    let panicked = catch_unwind(AssertUnwindSafe(|| permit.record(Outcome::Failure)));
     assert!(panicked.is_err());
     assert_eq!(b.state(), State::Closed, "the trip did not happen");
     still_trips_and_recovers(&b, &clock);

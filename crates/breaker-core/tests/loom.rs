@@ -106,7 +106,7 @@ fn concurrent_failures_trip_exactly_once() {
             .collect();
         let handles: Vec<_> = permits
             .into_iter()
-            .map(|p| thread::spawn(move || p.record(Outcome::Failure, Duration::ZERO)))
+            .map(|p| thread::spawn(move || p.record(Outcome::Failure)))
             .collect();
         for h in handles {
             h.join().unwrap();
@@ -145,7 +145,7 @@ fn late_results_of_an_older_generation_are_dropped() {
         let permit = breaker.try_acquire_owned().unwrap();
         let b = breaker.clone();
         let resetter = thread::spawn(move || b.reset());
-        let recorder = thread::spawn(move || permit.record(Outcome::Failure, Duration::ZERO));
+        let recorder = thread::spawn(move || permit.record(Outcome::Failure));
         resetter.join().unwrap();
         recorder.join().unwrap();
         let s = breaker.snapshot();
@@ -160,10 +160,7 @@ fn late_results_of_an_older_generation_are_dropped() {
         assert_eq!(s.state, State::Closed);
         // The window is still exact: two more successes fill it with exactly two calls.
         for _ in 0..2 {
-            breaker
-                .try_acquire()
-                .unwrap()
-                .record(Outcome::Success, Duration::ZERO);
+            breaker.try_acquire().unwrap().record(Outcome::Success);
         }
         let s = breaker.snapshot();
         assert_eq!((s.window.calls, s.window.failures), (2, 0));
@@ -196,10 +193,7 @@ fn dropped_permits_give_their_slot_back() {
             None => {}
         }
         // Every slot is back: a probe is admitted and closes the breaker.
-        breaker
-            .try_acquire()
-            .unwrap()
-            .record(Outcome::Success, Duration::ZERO);
+        breaker.try_acquire().unwrap().record(Outcome::Success);
         assert_eq!(breaker.state(), State::Closed);
     });
 }
@@ -210,7 +204,7 @@ fn ignored_probe_results_give_their_slot_back() {
         let (breaker, clock) = consecutive(1, 1);
         tripped_and_due(&breaker, &clock);
         let first = breaker.try_acquire_owned().unwrap();
-        let t = thread::spawn(move || first.record(Outcome::Ignored, Duration::ZERO));
+        let t = thread::spawn(move || first.record(Outcome::Ignored));
         let b = breaker.clone();
         let second = thread::spawn(move || b.try_acquire_owned().ok());
         t.join().unwrap();
@@ -228,7 +222,7 @@ fn force_open_races_with_records_and_acquires() {
         let b = breaker.clone();
         let caller = thread::spawn(move || match b.try_acquire() {
             Ok(p) => {
-                p.record(Outcome::Failure, Duration::ZERO);
+                p.record(Outcome::Failure);
                 None
             }
             Err(rejected) => Some(rejected.reason()),
@@ -262,8 +256,8 @@ fn half_open_probe_results_close_or_reopen_exactly_once() {
         tripped_and_due(&breaker, &clock);
         let a = breaker.try_acquire_owned().unwrap();
         let b = breaker.try_acquire_owned().unwrap();
-        let ta = thread::spawn(move || a.record(Outcome::Success, Duration::ZERO));
-        let tb = thread::spawn(move || b.record(Outcome::Failure, Duration::ZERO));
+        let ta = thread::spawn(move || a.record(Outcome::Success));
+        let tb = thread::spawn(move || b.record(Outcome::Failure));
         ta.join().unwrap();
         tb.join().unwrap();
         // The failure always re-opens; the success alone cannot close (2 needed).
@@ -288,16 +282,13 @@ fn count_window_stays_exact_under_eviction_races() {
         );
         let p1 = breaker.try_acquire_owned().unwrap();
         let p2 = breaker.try_acquire_owned().unwrap();
-        let t1 = thread::spawn(move || p1.record(Outcome::Success, Duration::ZERO));
-        let t2 = thread::spawn(move || p2.record(Outcome::Success, Duration::ZERO));
+        let t1 = thread::spawn(move || p1.record(Outcome::Success));
+        let t2 = thread::spawn(move || p2.record(Outcome::Success));
         t1.join().unwrap();
         t2.join().unwrap();
         let s = breaker.snapshot();
         assert_eq!((s.window.calls, s.window.failures), (1, 0));
-        breaker
-            .try_acquire()
-            .unwrap()
-            .record(Outcome::Failure, Duration::ZERO);
+        breaker.try_acquire().unwrap().record(Outcome::Failure);
         assert_eq!(breaker.state(), State::Open);
     });
 }
@@ -315,11 +306,11 @@ fn time_window_bucket_rotation_is_exact() {
         );
         let p1 = breaker.try_acquire_owned().unwrap();
         let p2 = breaker.try_acquire_owned().unwrap();
-        let t1 = thread::spawn(move || p1.record(Outcome::Failure, Duration::ZERO));
+        let t1 = thread::spawn(move || p1.record(Outcome::Failure));
         let c = clock.clone();
         let t2 = thread::spawn(move || {
             c.advance(Duration::from_secs(2)); // same bucket, next rotation
-            p2.record(Outcome::Success, Duration::ZERO);
+            p2.record(Outcome::Success);
         });
         t1.join().unwrap();
         t2.join().unwrap();
@@ -327,6 +318,35 @@ fn time_window_bucket_rotation_is_exact() {
         // The failure is in the window only if it read the clock after the advance.
         assert!(s.window.calls == 1 || s.window.calls == 2, "{s:?}");
         assert_eq!(s.window.failures, s.window.calls - 1);
+    });
+}
+
+/// A success and a failure recorded at once in one tick of a time window, each evaluating
+/// the window; then a third call brings the window to its minimum with a failure rate over
+/// the threshold. Whatever order the two evaluations remembered their verdicts in, the third
+/// call trips the breaker: a "below every threshold" verdict computed before the failure was
+/// counted must not outlive it.
+#[test]
+fn a_stale_verdict_never_hides_a_trip() {
+    loom::model(|| {
+        let breaker = Arc::new(
+            CircuitBreaker::builder_with_clock(ManualClock::new())
+                .time_window(Duration::from_secs(2), 2)
+                .minimum_calls(3)
+                .failure_rate(30.0)
+                .build()
+                .unwrap(),
+        );
+        let success = breaker.try_acquire_owned().unwrap();
+        let failure = breaker.try_acquire_owned().unwrap();
+        let ts = thread::spawn(move || success.record(Outcome::Success));
+        let tf = thread::spawn(move || failure.record(Outcome::Failure));
+        ts.join().unwrap();
+        tf.join().unwrap();
+        assert_eq!(breaker.state(), State::Closed, "2 calls: under the minimum");
+        breaker.try_acquire().unwrap().record(Outcome::Success);
+        // 3 calls, 1 failure: 33 % >= 30 %.
+        assert_eq!(breaker.state(), State::Open, "{:?}", breaker.snapshot());
     });
 }
 
@@ -347,7 +367,7 @@ fn window_trip_fires_exactly_once() {
             .collect();
         let handles: Vec<_> = permits
             .into_iter()
-            .map(|p| thread::spawn(move || p.record(Outcome::Failure, Duration::ZERO)))
+            .map(|p| thread::spawn(move || p.record(Outcome::Failure)))
             .collect();
         for h in handles {
             h.join().unwrap();
@@ -363,7 +383,7 @@ fn a_trip_racing_an_acquire_publishes_its_deadline() {
     loom::model(|| {
         let (breaker, clock) = consecutive(1, 1);
         let permit = breaker.try_acquire_owned().unwrap();
-        let tripper = thread::spawn(move || permit.record(Outcome::Failure, Duration::ZERO));
+        let tripper = thread::spawn(move || permit.record(Outcome::Failure));
         let b = breaker.clone();
         let caller = thread::spawn(move || match b.try_acquire() {
             Ok(p) => {
@@ -422,13 +442,13 @@ fn a_close_and_a_trip_publishing_at_once_leave_the_newest_deadline() {
         tripped_and_due(&breaker, &clock);
         let probe = breaker.try_acquire_owned().unwrap();
         assert!(probe.is_probe());
-        let closer = thread::spawn(move || probe.record(Outcome::Success, Duration::ZERO));
+        let closer = thread::spawn(move || probe.record(Outcome::Success));
         let b = breaker.clone();
         let tripper = thread::spawn(move || {
             // Half-open and full: rejected. Closed: the failure trips the breaker again.
             if let Ok(permit) = b.try_acquire() {
                 assert!(!permit.is_probe());
-                permit.record(Outcome::Failure, Duration::ZERO);
+                permit.record(Outcome::Failure);
             }
         });
         closer.join().unwrap();
@@ -489,7 +509,7 @@ fn a_probe_allowance_caps_concurrent_probes() {
         // Granted now: one probe gets through; its success does not free a slot, so the
         // allowance is spent and the breaker waits, half-open, for more allowance.
         let probe = breaker.try_acquire().expect("the allowed probe");
-        probe.record(Outcome::Success, Duration::ZERO);
+        probe.record(Outcome::Success);
         let refused = breaker.try_acquire().unwrap_err();
         assert_eq!(refused.reason(), RejectReason::HalfOpenFull);
         assert_eq!(breaker.snapshot().half_open_successes, 1);
@@ -511,7 +531,7 @@ fn following_a_fleet_races_a_local_trip() {
         let follower = thread::spawn(move || b.follow(0, open));
         let permit = breaker.try_acquire();
         if let Ok(permit) = permit {
-            permit.record(Outcome::Failure, Duration::ZERO);
+            permit.record(Outcome::Failure);
         }
         let _followed = follower.join().unwrap();
         assert_eq!(breaker.observer().to_open.load(Ordering::Relaxed), 1);

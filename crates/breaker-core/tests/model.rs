@@ -1,6 +1,6 @@
 //! Property test: the concurrent breaker and a plain sequential model, driven by the same
-//! random schedule of acquires, outcomes, durations, drops, clock moves and operator calls,
-//! must agree on every decision and every snapshot.
+//! random schedule of acquires, outcomes, deadlines, cancels, drops, clock moves and operator
+//! calls, must agree on every decision and every snapshot.
 #![cfg(not(loom))]
 
 use std::collections::VecDeque;
@@ -42,15 +42,19 @@ enum Op {
     Record {
         which: usize,
         outcome: Outcome,
-        elapsed_ms: u64,
     },
+    /// Ended neutrally on purpose (`Permit::cancel`).
+    Cancel {
+        which: usize,
+    },
+    /// Abandoned: the permit dropped without a result.
     Drop {
         which: usize,
     },
-    /// Given up on after running `elapsed_ms` (`Permit::abandon`).
-    Abandon {
+    /// The call gets a deadline `ms` after its start (`Permit::set_deadline`).
+    Deadline {
         which: usize,
-        elapsed_ms: u64,
+        ms: u64,
     },
     Advance {
         ms: u64,
@@ -113,11 +117,12 @@ fn outcome() -> impl Strategy<Value = Outcome> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         30 => Just(Op::Acquire),
-        30 => (any::<usize>(), outcome(), 0u64..30)
-            .prop_map(|(which, outcome, elapsed_ms)| Op::Record { which, outcome, elapsed_ms }),
-        4 => any::<usize>().prop_map(|which| Op::Drop { which }),
-        4 => (any::<usize>(), 0u64..30)
-            .prop_map(|(which, elapsed_ms)| Op::Abandon { which, elapsed_ms }),
+        30 => (any::<usize>(), outcome())
+            .prop_map(|(which, outcome)| Op::Record { which, outcome }),
+        3 => any::<usize>().prop_map(|which| Op::Cancel { which }),
+        5 => any::<usize>().prop_map(|which| Op::Drop { which }),
+        // Up to 32 ms: whole milliseconds that the permit keeps exactly.
+        4 => (any::<usize>(), 1u64..32).prop_map(|(which, ms)| Op::Deadline { which, ms }),
         15 => (1u64..40).prop_map(|ms| Op::Advance { ms }),
         2 => Just(Op::AdvanceNs),
         1 => Just(Op::ForceOpen),
@@ -177,6 +182,10 @@ struct ModelPermit {
     epoch: u64,
     probe: bool,
     passthrough: bool,
+    /// When the call started, if the permit read the clock.
+    started: Option<u64>,
+    /// Nanoseconds after the start.
+    deadline: Option<u64>,
 }
 
 #[derive(Default, Debug, PartialEq, Clone, Copy)]
@@ -313,10 +322,13 @@ impl Model {
 
     fn acquire(&mut self) -> Result<ModelPermit, (RejectReason, Option<u64>)> {
         self.tick_time();
-        let permit = |m: &Model, probe, passthrough| ModelPermit {
+        // The clock is read for a call only when the breaker measures durations.
+        let permit = |m: &Model, probe, passthrough: bool| ModelPermit {
             epoch: m.epoch,
             probe,
             passthrough,
+            started: (m.s.slow.is_some() && !passthrough).then_some(m.now),
+            deadline: None,
         };
         match self.state {
             State::Closed | State::MetricsOnly => Ok(permit(self, false, false)),
@@ -341,17 +353,32 @@ impl Model {
         }
     }
 
-    /// A call given up on after `elapsed_ms`: a failure if it was already slow, else
-    /// neutral like a dropped permit.
-    fn abandon(&mut self, p: ModelPermit, elapsed_ms: u64) {
-        if self.s.slow.is_some_and(|(t, _)| elapsed_ms > t) {
-            self.record(p, Outcome::Failure, elapsed_ms)
-        } else {
-            self.drop_permit(p)
-        }
+    fn elapsed(&self, p: &ModelPermit) -> u64 {
+        p.started.map_or(0, |started| self.now - started)
     }
 
-    fn drop_permit(&mut self, p: ModelPermit) {
+    fn set_deadline(&self, p: &mut ModelPermit, ms: u64) {
+        if p.started.is_none() {
+            p.started = Some(self.now);
+        }
+        p.deadline = Some(ms * MS);
+    }
+
+    /// A permit dropped without a result: a failure if the call ran past its deadline or
+    /// was already slow, else neutral like a cancelled call.
+    fn abandon(&mut self, p: ModelPermit) {
+        if let Some(started) = p.started {
+            let elapsed = self.now - started;
+            let timed_out = p.deadline.is_some_and(|d| elapsed >= d);
+            let slow = self.s.slow.is_some_and(|(t, _)| elapsed > t * MS);
+            if timed_out || slow {
+                return self.record(p, Outcome::Failure);
+            }
+        }
+        self.cancel(p)
+    }
+
+    fn cancel(&mut self, p: ModelPermit) {
         if p.passthrough {
             return;
         }
@@ -378,7 +405,7 @@ impl Model {
         by_failures || by_slow
     }
 
-    fn record(&mut self, p: ModelPermit, outcome: Outcome, elapsed_ms: u64) {
+    fn record(&mut self, p: ModelPermit, outcome: Outcome) {
         if p.passthrough {
             return;
         }
@@ -386,7 +413,8 @@ impl Model {
             self.totals.late += 1;
             return;
         }
-        let slow = self.s.slow.is_some_and(|(t, _)| elapsed_ms > t);
+        let elapsed = self.elapsed(&p);
+        let slow = self.s.slow.is_some_and(|(t, _)| elapsed > t * MS);
         match outcome {
             Outcome::Success => self.totals.successes += 1,
             Outcome::Failure => self.totals.failures += 1,
@@ -494,29 +522,38 @@ fn check(s: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     ),
                 }
             }
-            Op::Record {
-                which,
-                outcome,
-                elapsed_ms,
-            } => {
+            Op::Record { which, outcome } => {
                 if !held.is_empty() {
                     let (p, m) = held.swap_remove(which % held.len());
-                    p.record(outcome, Duration::from_millis(elapsed_ms));
-                    model.record(m, outcome, elapsed_ms);
+                    p.record(outcome);
+                    model.record(m, outcome);
+                }
+            }
+            Op::Cancel { which } => {
+                if !held.is_empty() {
+                    let (p, m) = held.swap_remove(which % held.len());
+                    p.cancel();
+                    model.cancel(m);
                 }
             }
             Op::Drop { which } => {
                 if !held.is_empty() {
                     let (p, m) = held.swap_remove(which % held.len());
                     drop(p);
-                    model.drop_permit(m);
+                    model.abandon(m);
                 }
             }
-            Op::Abandon { which, elapsed_ms } => {
+            Op::Deadline { which, ms } => {
                 if !held.is_empty() {
-                    let (p, m) = held.swap_remove(which % held.len());
-                    p.abandon(Duration::from_millis(elapsed_ms));
-                    model.abandon(m, elapsed_ms);
+                    let i = which % held.len();
+                    let (p, m) = &mut held[i];
+                    p.set_deadline(Duration::from_millis(ms));
+                    prop_assert_eq!(
+                        p.deadline(),
+                        Some(Duration::from_millis(ms)),
+                        "kept exactly"
+                    );
+                    model.set_deadline(m, ms);
                 }
             }
             Op::Advance { ms } => {

@@ -45,10 +45,10 @@ fn concurrent_counts_are_exact_after_the_threads_finish() {
                     for i in 0..CALLS {
                         let p = b.try_acquire().unwrap();
                         match (i + t) % 4 {
-                            0 => p.record(Outcome::Failure, Duration::ZERO),
-                            1 => p.record(Outcome::Ignored, Duration::ZERO),
+                            0 => p.record(Outcome::Failure),
+                            1 => p.record(Outcome::Ignored),
                             2 => drop(p),
-                            _ => p.record(Outcome::Success, Duration::ZERO),
+                            _ => p.record(Outcome::Success),
                         }
                     }
                 })
@@ -83,7 +83,7 @@ fn concurrent_counts_are_exact_after_the_threads_finish() {
                     } else {
                         Outcome::Success
                     };
-                    b.try_acquire().unwrap().record(outcome, Duration::ZERO);
+                    b.try_acquire().unwrap().record(outcome);
                 }
                 let s = b.snapshot();
                 assert_eq!(
@@ -116,7 +116,7 @@ fn many_threads_failing_trip_exactly_once() {
                 thread::spawn(move || {
                     for _ in 0..100 {
                         if let Ok(p) = b.try_acquire() {
-                            p.record(Outcome::Failure, Duration::ZERO);
+                            p.record(Outcome::Failure);
                         }
                     }
                 })

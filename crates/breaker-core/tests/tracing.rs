@@ -63,15 +63,13 @@ fn transitions_carry_name_reason_and_rate_and_rejections_are_sampled() {
             Outcome::Success,
             Outcome::Failure,
         ] {
-            b.try_acquire().unwrap().record(outcome, Duration::ZERO);
+            b.try_acquire().unwrap().record(outcome);
         }
         for _ in 0..100 {
             assert!(b.try_acquire().is_err());
         }
         clock.advance(Duration::from_secs(2));
-        b.try_acquire()
-            .unwrap()
-            .record(Outcome::Success, Duration::ZERO);
+        b.try_acquire().unwrap().record(Outcome::Success);
         b.reset();
     });
     let events = capture.0.lock().unwrap().clone();

@@ -31,7 +31,7 @@ fn scenario() -> Result<(), &'static str> {
         breaker
             .try_acquire()
             .map_err(|_| "closed breaker rejected")?
-            .record(Outcome::Failure, Duration::ZERO);
+            .record(Outcome::Failure);
     }
     if breaker.state() != State::Open || breaker.try_acquire().is_ok() {
         return Err("did not trip");
@@ -40,7 +40,7 @@ fn scenario() -> Result<(), &'static str> {
     breaker
         .try_acquire()
         .map_err(|_| "no probe after the open period")?
-        .record(Outcome::Success, Duration::ZERO);
+        .record(Outcome::Success);
     if breaker.state() != State::Closed {
         return Err("did not close");
     }

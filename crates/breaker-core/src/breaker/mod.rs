@@ -5,11 +5,11 @@
 //! - this file: the type, acquiring permits, and queries;
 //! - [`record`]: recording outcomes (windows, trip rules, probes);
 //! - [`transition`]: time-driven transitions, making and publishing them;
-//! - [`operator`]: operator controls and reconfiguration;
-//! - `call`: the synchronous `call` helper (`std`).
+//! - [`operator`]: operator controls and reconfiguration.
+//!
+//! Permits (the call lifecycle) live in the `permit` module beside this one, the synchronous
+//! `call` helper in `call`: both build on this module, never the other way round.
 
-#[cfg(feature = "std")]
-mod call;
 mod operator;
 mod record;
 mod transition;
@@ -27,141 +27,98 @@ use crate::clock::{Clock, nanos};
 use crate::config::OpenDuration;
 use crate::config::{Builder, Config, PolicyKind, name_str};
 use crate::control::{ControlWord, ProbeSlot, Word};
-use crate::error::{RejectReason, Rejected};
+use crate::error::{ConfigError, RejectReason, Rejected};
 use crate::observer::{Event, NoopObserver, Observer};
-#[cfg(feature = "alloc")]
-use crate::permit::OwnedPermit;
-use crate::permit::Permit;
 use crate::phase::PhaseCell;
 use crate::snapshot::{Counts, MemoryUse, Snapshot};
 use crate::state::State;
 use crate::stats::{Stat, Stats};
 use crate::sync::{AtomicU64, Ordering};
+use crate::ticket::{Kind, Ticket};
 use crate::tunables::Tunables;
 #[cfg(feature = "alloc")]
 use crate::window::Window;
 
-/// The result of a call, as the breaker counts it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// The dependency did its job.
-    Success,
-    /// The dependency failed: counts toward tripping; in half-open, re-opens the breaker.
-    Failure,
-    /// Neutral (a caller's bad request, a cancelled call, a 404...): counted nowhere, and a
-    /// half-open probe slot is given back.
-    Ignored,
-}
+/// How many of the clock's usual coarse lags ([`Clock::coarse_lag_nanos`]) a deadline must be
+/// away for a rejection to be decided on the coarse reading (64 ms at the usual 250 Hz tick).
+pub(crate) const DEADLINE_MARGIN_LAGS: u64 = 8;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Kind {
-    /// Closed or metrics-only: counted in the window.
-    Closed = 1,
-    /// Half-open probe: holds one probe slot until recorded or dropped.
-    Probe,
-    /// Disabled: nothing is recorded.
-    Passthrough,
-}
-
-/// What a permit carries: the generation it was issued in and what kind of call it admits,
-/// packed in one non-zero word (`[epoch:32 | 0:24 | kind:8]`, kind >= 1), so a permit is
-/// written with a single store and `Option<Ticket>` needs no extra tag.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ticket(core::num::NonZeroU64);
-
-impl Ticket {
-    #[inline(always)]
-    pub(crate) fn new(epoch: u32, kind: Kind) -> Self {
-        // `kind as u64 >= 1`, so the word is never zero (the fallback is never taken).
-        let word = (u64::from(epoch) << 32) | kind as u64;
-        Ticket(core::num::NonZeroU64::new(word).unwrap_or(core::num::NonZeroU64::MIN))
-    }
-
-    #[inline(always)]
-    pub(crate) fn epoch(self) -> u32 {
-        (self.0.get() >> 32) as u32
-    }
-
-    #[inline(always)]
-    pub(crate) fn kind(self) -> Kind {
-        match self.0.get() as u8 {
-            1 => Kind::Closed,
-            2 => Kind::Probe,
-            _ => Kind::Passthrough,
+/// Declares [`CircuitBreaker`], with the system's monotonic clock as the default clock type
+/// under `std` (so `Arc<CircuitBreaker>` names the common case) and no default without it.
+macro_rules! circuit_breaker {
+    ($($clock_default:tt)*) => {
+        /// A lock-free circuit breaker.
+        ///
+        /// Build one with [`CircuitBreaker::builder`] (or
+        /// [`builder_with_clock`](Self::builder_with_clock)), share it (`&`, `Arc`,
+        /// [`leak`](Self::leak)), and guard each call of the dependency with the two-step
+        /// protocol: [`try_acquire`](Self::try_acquire) a [`Permit`](crate::Permit), run the
+        /// call, then [`record`](crate::Permit::record) its [`Outcome`](crate::Outcome).
+        /// [`call`](Self::call) does all three for a closure.
+        ///
+        /// Closed-state calls cost a few atomic operations, no lock and no allocation;
+        /// rejections while open are as cheap. Time-driven transitions (open to half-open,
+        /// half-open timeout) happen lazily when the breaker is used or queried.
+        ///
+        /// With `std`, the clock type defaults to [`MonotonicClock`](crate::MonotonicClock)
+        /// and the observer to [`NoopObserver`]: `CircuitBreaker` alone names what
+        /// [`CircuitBreaker::builder`] builds.
+        ///
+        /// ```
+        /// use breaker_core::{CircuitBreaker, ManualClock, Outcome, State};
+        /// use std::time::Duration;
+        ///
+        /// let clock = ManualClock::new();
+        /// let breaker = CircuitBreaker::builder_with_clock(clock.clone())
+        ///     .consecutive_failures(2)
+        ///     .open_duration(Duration::from_secs(10))
+        ///     .build()?;
+        ///
+        /// for _ in 0..2 {
+        ///     let permit = breaker.try_acquire().expect("closed");
+        ///     permit.record(Outcome::Failure);
+        /// }
+        /// assert_eq!(breaker.state(), State::Open);
+        /// let rejected = breaker.try_acquire().unwrap_err();
+        /// assert_eq!(rejected.retry_after(), Some(Duration::from_secs(10)));
+        ///
+        /// clock.advance(Duration::from_secs(10) + Duration::from_nanos(1));
+        /// let probe = breaker.try_acquire().expect("half-open admits a probe");
+        /// probe.record(Outcome::Success);
+        /// assert_eq!(breaker.state(), State::Closed);
+        /// # Ok::<(), breaker_core::ConfigError>(())
+        /// ```
+        pub struct CircuitBreaker<C $($clock_default)*, O = NoopObserver> {
+            control: ControlWord,
+            phase: PhaseCell,
+            tunables: Tunables,
+            stats: Stats,
+            /// Total successes when the current run of successes began.
+            success_mark: AtomicU64,
+            /// A coordinator's cap on half-open probes (see [`ProbeAllowance`]), packed as
+            /// `[generation:32 | probes:32]`; `u64::MAX` for none.
+            probe_allowance: AtomicU64,
+            origin: u64,
+            name: crate::config::Name,
+            policy: PolicyKind,
+            #[cfg(feature = "alloc")]
+            window: Window,
+            #[cfg(feature = "alloc")]
+            open_fn: Option<Box<dyn Fn(u32) -> Duration + Send + Sync>>,
+            #[cfg(feature = "alloc")]
+            jitter: Option<crate::config::Jitter>,
+            #[cfg(feature = "alloc")]
+            trip_when: Option<crate::config::TripPredicate>,
+            clock: C,
+            observer: O,
         }
-    }
+    };
 }
 
-impl fmt::Debug for Ticket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ticket")
-            .field("epoch", &self.epoch())
-            .field("kind", &self.kind())
-            .finish()
-    }
-}
-
-/// A lock-free circuit breaker.
-///
-/// Build one with [`CircuitBreaker::builder`] (or [`builder_with_clock`](Self::builder_with_clock)),
-/// share it (`&`, `Arc`), and guard each call of the dependency with the two-step protocol:
-/// [`try_acquire`](Self::try_acquire) a [`Permit`], run the call, then
-/// [`record`](Permit::record) its [`Outcome`]. [`call`](Self::call) does all three for a
-/// closure.
-///
-/// Closed-state calls cost a few atomic operations, no lock and no allocation; rejections
-/// while open are as cheap. Time-driven transitions (open to half-open, half-open timeout)
-/// happen lazily when the breaker is used or queried.
-///
-/// ```
-/// use breaker_core::{CircuitBreaker, ManualClock, Outcome, State};
-/// use std::time::Duration;
-///
-/// let clock = ManualClock::new();
-/// let breaker = CircuitBreaker::builder_with_clock(clock.clone())
-///     .consecutive_failures(2)
-///     .open_duration(Duration::from_secs(10))
-///     .build()?;
-///
-/// for _ in 0..2 {
-///     let permit = breaker.try_acquire().expect("closed");
-///     permit.record(Outcome::Failure, Duration::from_millis(3));
-/// }
-/// assert_eq!(breaker.state(), State::Open);
-/// let rejected = breaker.try_acquire().unwrap_err();
-/// assert_eq!(rejected.retry_after(), Some(Duration::from_secs(10)));
-///
-/// clock.advance(Duration::from_secs(10) + Duration::from_nanos(1));
-/// let probe = breaker.try_acquire().expect("half-open admits a probe");
-/// probe.record(Outcome::Success, Duration::from_millis(3));
-/// assert_eq!(breaker.state(), State::Closed);
-/// # Ok::<(), breaker_core::ConfigError>(())
-/// ```
-pub struct CircuitBreaker<C, O = NoopObserver> {
-    control: ControlWord,
-    phase: PhaseCell,
-    tunables: Tunables,
-    stats: Stats,
-    /// Total successes when the current run of successes began.
-    success_mark: AtomicU64,
-    /// A coordinator's cap on half-open probes (see [`ProbeAllowance`]), packed as
-    /// `[generation:32 | probes:32]`; `u64::MAX` for none.
-    probe_allowance: AtomicU64,
-    origin: u64,
-    name: crate::config::Name,
-    policy: PolicyKind,
-    #[cfg(feature = "alloc")]
-    window: Window,
-    #[cfg(feature = "alloc")]
-    open_fn: Option<Box<dyn Fn(u32) -> Duration + Send + Sync>>,
-    #[cfg(feature = "alloc")]
-    jitter: Option<crate::config::Jitter>,
-    #[cfg(feature = "alloc")]
-    trip_when: Option<crate::config::TripPredicate>,
-    clock: C,
-    observer: O,
-}
+#[cfg(feature = "std")]
+circuit_breaker!(= crate::clock::MonotonicClock);
+#[cfg(not(feature = "std"))]
+circuit_breaker!();
 
 impl<C, O> fmt::Debug for CircuitBreaker<C, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -187,6 +144,14 @@ impl<C: Clock> CircuitBreaker<C, NoopObserver> {
     /// A builder for a breaker that reads time from `clock`.
     pub fn builder_with_clock(clock: C) -> Builder<C, NoopObserver> {
         Builder::with_clock(clock)
+    }
+}
+
+impl<C: Clock, O: Observer> Builder<C, O> {
+    /// Validates the settings and builds the breaker.
+    pub fn build(self) -> Result<CircuitBreaker<C, O>, ConfigError> {
+        let (config, clock, observer) = self.split()?;
+        Ok(CircuitBreaker::from_parts(config, clock, observer))
     }
 }
 
@@ -246,22 +211,14 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         }
     }
 
-    /// Whether [`record`](Permit::record) looks at durations (slow-call detection is on).
-    /// When it is off, callers may pass `Duration::ZERO` and skip timing calls.
+    /// Whether the breaker looks at call durations (slow-call detection is on). When it is
+    /// off, a [`Permit`](crate::Permit) reads no clock unless its call has a deadline.
     #[inline]
     pub fn measures_duration(&self) -> bool {
         Tunables::get(&self.tunables.slow_nanos) != u64::MAX
     }
 
-    // ----- the two-step protocol ------------------------------------------------------
-
-    /// Asks to make one call. `Ok` carries a [`Permit`]: make the call, then record its
-    /// outcome (dropping the permit instead is neutral). `Err` says why the call must not
-    /// be made and, when open, how long until a probe is allowed.
-    #[inline]
-    pub fn try_acquire(&self) -> Result<Permit<&Self>, Rejected> {
-        Permit::acquire(&self)
-    }
+    // ----- handing the breaker out ----------------------------------------------------
 
     /// Moves the breaker to the heap for the rest of the process and returns a `'static`
     /// reference to it: for breakers made once at start-up. Adapters holding a
@@ -281,14 +238,6 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         Box::leak(Box::new(self))
     }
 
-    /// Like [`try_acquire`](Self::try_acquire), for a breaker in an `Arc`: the permit owns a
-    /// clone of the `Arc`, so it can move into a `'static` future or another thread.
-    #[cfg(feature = "alloc")]
-    #[inline]
-    pub fn try_acquire_owned(self: &alloc::sync::Arc<Self>) -> Result<OwnedPermit<C, O>, Rejected> {
-        Permit::acquire(self)
-    }
-
     /// Reports `event` to the observer: for adapters that add events of their own
     /// ([`Event::FallbackUsed`]).
     #[inline]
@@ -304,36 +253,6 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     #[inline(always)]
     fn emit(&self, event: &Event) {
         self.observer.on_breaker_event(name_str(&self.name), event)
-    }
-
-    /// When a call starts, for [`elapsed_since`](Self::elapsed_since): the clock's time if
-    /// the breaker measures durations (slow-call detection is on), else 0 without reading
-    /// the clock. For adapters that time the calls they guard.
-    #[inline]
-    pub fn call_started(&self) -> u64 {
-        if self.measures_duration() {
-            self.clock.now_nanos()
-        } else {
-            0
-        }
-    }
-
-    /// How long a call that started at `started` ([`call_started`](Self::call_started)) has
-    /// run, on the breaker's clock; zero if the breaker does not measure durations.
-    #[inline]
-    pub fn elapsed_since(&self, started: u64) -> Duration {
-        if self.measures_duration() {
-            Duration::from_nanos(self.clock.now_nanos().saturating_sub(started))
-        } else {
-            Duration::ZERO
-        }
-    }
-
-    /// The current time of the breaker's clock, in nanoseconds since the clock's origin
-    /// (for measuring a call's duration with the same clock).
-    #[inline]
-    pub fn now_nanos(&self) -> u64 {
-        self.clock.now_nanos()
     }
 
     /// The first step of the protocol. The states that admit every call are decided here,
@@ -413,9 +332,17 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         }
     }
 
-    /// How long until `deadline`, if the coarse clock shows it is still more than the
-    /// coarse clock's lag away (so the precise clock need not be read). The answer errs on
-    /// the long side, by at most that lag: a caller is never told to retry too early.
+    /// How long until `deadline`, if the coarse clock shows it is still more than
+    /// [`DEADLINE_MARGIN_LAGS`] of the clock's usual coarse lag away (so the precise clock
+    /// need not be read). The answer errs on the long side, by the coarse reading's actual
+    /// lag: a caller is never told to retry too early.
+    ///
+    /// The margin, not the usual lag, is what keeps a probe on time: the kernel's coarse
+    /// clock normally trails by less than a tick, but a virtual machine whose CPU is
+    /// descheduled sees it trail by much more (39 ms measured on a CI VM whose usual lag is
+    /// 8 ms). A rejection decided on the coarse reading within the margin of the deadline
+    /// could refuse a call that is already due; past the margin, a probe is late only by the
+    /// part of a lag that exceeds it.
     #[inline(always)]
     fn far_from(&self, deadline: u64) -> Option<u64> {
         let lag = self.clock.coarse_lag_nanos();
@@ -423,7 +350,8 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             return None;
         }
         let recent = self.coarse_now();
-        (recent.saturating_add(lag) < deadline).then(|| deadline - recent)
+        let margin = lag.saturating_mul(DEADLINE_MARGIN_LAGS);
+        (recent.saturating_add(margin) < deadline).then(|| deadline - recent)
     }
 
     /// Counts and reports a refused call, `retry_after_nanos` before a probe is admitted if
@@ -464,7 +392,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     ///     .minimum_calls(10)
     ///     .build()?;
     /// for outcome in [Outcome::Success, Outcome::Failure, Outcome::Success, Outcome::Ignored] {
-    ///     breaker.try_acquire().unwrap().record(outcome, Duration::ZERO);
+    ///     breaker.try_acquire().unwrap().record(outcome);
     /// }
     /// let s = breaker.snapshot();
     /// assert_eq!((s.window.calls, s.window.failures), (3, 1));

@@ -229,9 +229,9 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
     ///     .consecutive_failures(5)
     ///     .build()?;
-    /// breaker.try_acquire().unwrap().record(Outcome::Failure, Duration::ZERO);
+    /// breaker.try_acquire().unwrap().record(Outcome::Failure);
     /// breaker.reconfigure(Config::builder().consecutive_failures(2).build_config()?).unwrap();
-    /// breaker.try_acquire().unwrap().record(Outcome::Failure, Duration::ZERO);
+    /// breaker.try_acquire().unwrap().record(Outcome::Failure);
     /// assert_eq!(breaker.state(), State::Open);
     /// # Ok::<(), breaker_core::ConfigError>(())
     /// ```
@@ -245,7 +245,9 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         self.tunables.store(&config);
         #[cfg(feature = "alloc")]
         match &self.window {
-            Window::Time(window) => window.forget_verdict(),
+            Window::Time(window) => {
+                window.forget_verdict();
+            }
             Window::Count(window) => window.forget_verdict(),
             Window::None => {}
         }

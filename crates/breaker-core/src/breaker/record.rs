@@ -3,23 +3,27 @@
 
 use core::time::Duration;
 
-use super::{CircuitBreaker, Kind, Outcome, Ticket};
-use crate::clock::{Clock, nanos};
+use super::CircuitBreaker;
+use crate::clock::Clock;
 use crate::config::PolicyKind;
 use crate::control::Word;
 use crate::observer::{Event, Observer, Threshold};
+use crate::outcome::Outcome;
 use crate::snapshot::Counts;
 use crate::state::State;
 use crate::stats::Stat;
 use crate::sync::{Ordering, spin_hint};
+use crate::ticket::{Kind, Ticket};
 use crate::tunables::Tunables;
 #[cfg(feature = "alloc")]
 use crate::window::{TimeWindow, Window};
 
 impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
+    /// Records the outcome of the call `ticket` admitted, which ran for `elapsed`
+    /// nanoseconds (0 when it was not timed).
     #[inline]
-    pub(crate) fn complete(&self, ticket: Ticket, outcome: Outcome, elapsed: Duration) {
-        let slow = nanos(elapsed) > Tunables::get(&self.tunables.slow_nanos);
+    pub(crate) fn complete(&self, ticket: Ticket, outcome: Outcome, elapsed: u64) {
+        let slow = elapsed > Tunables::get(&self.tunables.slow_nanos);
         // The common case, kept small enough to inline: a fast success in the closed state
         // of a consecutive-failures breaker with no failure run to reset.
         if ticket.kind() == Kind::Closed
@@ -30,11 +34,13 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             let w = self.control.load();
             if w.epoch() == ticket.epoch() && w.failures() == 0 {
                 self.stats.add(Stat::Successes);
-                self.emit(&Event::Success { elapsed });
+                self.emit(&Event::Success {
+                    elapsed: Duration::from_nanos(elapsed),
+                });
                 return;
             }
         }
-        self.complete_slow(ticket, outcome, slow, elapsed)
+        self.complete_slow(ticket, outcome, slow, Duration::from_nanos(elapsed))
     }
 
     #[inline(never)]
@@ -59,17 +65,23 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         }
     }
 
-    /// A call given up on after `elapsed` (dropped, cancelled): neutral if it was not slow
-    /// yet, a slow failure if it already ran past the slow-call threshold.
-    pub(crate) fn abandon_after(&self, ticket: Ticket, elapsed: Duration) {
-        if nanos(elapsed) > Tunables::get(&self.tunables.slow_nanos) {
-            self.complete(ticket, Outcome::Failure, elapsed)
-        } else {
-            self.abandon(ticket)
+    /// A call abandoned (its permit dropped without a result) after running `elapsed`
+    /// nanoseconds (`None`: not timed). Past its deadline or the slow-call duration it failed
+    /// (slowly); before, it is neutral.
+    pub(crate) fn abandon(&self, ticket: Ticket, elapsed: Option<u64>) {
+        if let Some(elapsed) = elapsed {
+            let timed_out = ticket
+                .deadline()
+                .is_some_and(|deadline| elapsed >= deadline);
+            if timed_out || elapsed > Tunables::get(&self.tunables.slow_nanos) {
+                return self.complete(ticket, Outcome::Failure, elapsed);
+            }
         }
+        self.cancel(ticket)
     }
 
-    pub(crate) fn abandon(&self, ticket: Ticket) {
+    /// Ends the call of `ticket` neutrally: counted as cancelled, its probe slot given back.
+    pub(crate) fn cancel(&self, ticket: Ticket) {
         match ticket.kind() {
             Kind::Passthrough => {}
             Kind::Closed => self.stats.add(Stat::Cancelled),
@@ -243,16 +255,23 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 if !window.record(epoch, tick, failed, slow, |e| self.is_current(e)) {
                     return None;
                 }
-                // Within one bucket tick, successes only lower the rates: if they were below
-                // every threshold at the last evaluation of this tick, they still are, and
-                // summing the buckets again would not change the verdict.
                 let predicate = self.trip_when.is_some();
-                if !failed && !slow && !predicate && window.known_below(epoch, tick) {
-                    return Some(None);
-                }
+                let seen = if failed || slow {
+                    window.forget_verdict()
+                } else {
+                    // Within one bucket tick, successes only lower the rates: if they were
+                    // found below every threshold in this tick, they still are, and summing
+                    // the buckets again would not change the verdict (see the verdict
+                    // protocol in `window::time`).
+                    let seen = window.verdict();
+                    if !predicate && TimeWindow::is_below(seen, epoch, tick) {
+                        return Some(None);
+                    }
+                    seen
+                };
                 let counts = window.counts(epoch, tick);
-                if !predicate {
-                    window.remember_below(epoch, tick, self.rate_rules(&counts).is_none());
+                if !predicate && self.rate_rules(&counts).is_none() {
+                    window.remember_below(epoch, tick, seen);
                 }
                 return Some(Some(counts));
             }

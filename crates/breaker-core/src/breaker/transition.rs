@@ -144,7 +144,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     }
 
     #[inline]
-    pub(super) fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         self.clock.now_nanos().saturating_sub(self.origin)
     }
 

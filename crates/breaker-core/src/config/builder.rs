@@ -15,14 +15,13 @@ use super::{
 };
 #[cfg(feature = "alloc")]
 use super::{Jitter, TripPredicate};
-use crate::breaker::CircuitBreaker;
 use crate::clock::{Clock, nanos};
 use crate::error::{ConfigError, ConfigValue};
 use crate::observer::{NoopObserver, Observer};
 #[cfg(feature = "alloc")]
 use crate::snapshot::Counts;
 
-/// Builds a [`CircuitBreaker`] (or a [`Config`] to [reconfigure](CircuitBreaker::reconfigure)
+/// Builds a [`CircuitBreaker`](crate::CircuitBreaker) (or a [`Config`] to [reconfigure](crate::CircuitBreaker::reconfigure)
 /// one), checking every value.
 ///
 /// Defaults: trip on 5 consecutive failures, stay open 30 s, then admit 1 probe; one
@@ -372,7 +371,7 @@ impl<C, O> Builder<C, O> {
         self.split().map(|(config, _, _)| config)
     }
 
-    fn split(self) -> Result<(Config, C, O), ConfigError> {
+    pub(crate) fn split(self) -> Result<(Config, C, O), ConfigError> {
         let trip = self.trip.validate()?;
         let (half_open_probes, max_half_open_nanos) = self.half_open.validate()?;
         let open = self.open.validate()?;
@@ -404,14 +403,6 @@ impl<C, O> Builder<C, O> {
             trip_when: trip.trip_when,
         };
         Ok((config, self.clock, self.observer))
-    }
-}
-
-impl<C: Clock, O: Observer> Builder<C, O> {
-    /// Validates the settings and builds the breaker.
-    pub fn build(self) -> Result<CircuitBreaker<C, O>, ConfigError> {
-        let (config, clock, observer) = self.split()?;
-        Ok(CircuitBreaker::from_parts(config, clock, observer))
     }
 }
 

@@ -14,11 +14,11 @@ mod builder;
 pub use builder::Builder;
 
 use crate::clock::nanos;
+#[cfg(doc)]
+use crate::error::ConfigError;
 use crate::observer::NoopObserver;
 #[cfg(feature = "alloc")]
 use crate::snapshot::Counts;
-#[cfg(doc)]
-use crate::{breaker::CircuitBreaker, error::ConfigError};
 
 /// Largest consecutive-failure threshold (the count lives in 23 bits of the state word).
 pub const MAX_CONSECUTIVE_FAILURES: u32 = (1 << 23) - 1;
@@ -187,7 +187,7 @@ pub(crate) fn name_str(name: &Name) -> &str {
 pub(crate) type TripPredicate = Box<dyn Fn(&Counts) -> bool + Send + Sync>;
 
 /// A validated breaker configuration. Made by [`Builder::build_config`]; used by
-/// [`CircuitBreaker::reconfigure`] and kept by every breaker.
+/// [`CircuitBreaker::reconfigure`](crate::CircuitBreaker::reconfigure) and kept by every breaker.
 pub struct Config {
     pub(crate) name: Name,
     /// Threads with lifetime counters of their own (see `Builder::thread_counters`).
@@ -230,8 +230,8 @@ impl fmt::Debug for Config {
 
 impl Config {
     /// A builder with the defaults (see [`Builder`]). Use it for
-    /// [`CircuitBreaker::reconfigure`]; to build a breaker, start from
-    /// [`CircuitBreaker::builder`].
+    /// [`CircuitBreaker::reconfigure`](crate::CircuitBreaker::reconfigure); to build a breaker, start from
+    /// [`CircuitBreaker::builder`](crate::CircuitBreaker::builder).
     pub fn builder() -> Builder<(), NoopObserver> {
         Builder::with_clock(())
     }

@@ -43,14 +43,21 @@ pub(crate) struct TimeWindow {
     /// Remainder by the number of buckets.
     per_bucket: FastDiv,
     buckets: Box<[Bucket]>,
-    /// [`verdict_key`] of the last evaluation that found every rate below its threshold in
-    /// that tick; 0: none.
+    /// The verdict: [`verdict_key`] of the last evaluation that found every rate below its
+    /// threshold in that tick, or a value without the key bit (a "clear") when the last word
+    /// on the matter is that something may have pushed the rates up.
     below: AtomicU64,
+    /// Numbers the clears: each is a value the verdict word never held before.
+    clears: AtomicU64,
 }
 
+/// Marks a verdict key (clears never have this bit).
+const KEY: u64 = 1 << 63;
+
+/// `[1 | generation:32 | tick:31]`.
 #[inline]
 fn verdict_key(generation: u32, tick: u64) -> u64 {
-    ((u64::from(generation) << 32) | (tick & 0xFFFF_FFFF)).wrapping_add(1)
+    KEY | (u64::from(generation) << 31) | (tick & 0x7FFF_FFFF)
 }
 
 #[inline]
@@ -115,36 +122,64 @@ impl TimeWindow {
             per_bucket: FastDiv::new(buckets.len() as u64),
             buckets: buckets.into_boxed_slice(),
             below: AtomicU64::new(0),
+            clears: AtomicU64::new(1),
         }
     }
 
-    /// Whether the last evaluation in this tick found every rate below its threshold.
+    // The verdict protocol. A success only lowers the rates, so a success recorded in a tick
+    // whose counts were already found below every threshold need not sum the buckets again
+    // (`is_below`). The verdict must then never claim "below" for counts that miss a
+    // failure or slow call counted before it:
+    //
+    // - whoever counts a failure or slow call (or changes the thresholds) clears the verdict
+    //   afterwards, with a swap to a value the word never held before (`forget_verdict`);
+    // - an evaluation reads the verdict word first (`verdict`), then sums the buckets, and
+    //   installs its "below" with a compare-and-swap from the word it read
+    //   (`remember_below`).
+    //
+    // An evaluation that read the word before a clear fails its compare-and-swap: it may
+    // have missed that failure. One that read a clear (or anything after it) synchronises
+    // with the clearing swap, and through the chain of swaps with every earlier clear, so its
+    // sums include each of those failures. A key therefore only ever stands for counts that
+    // include every failure whose clear came before it.
+
+    /// The verdict word, read before an evaluation sums the buckets.
     #[inline]
-    pub(crate) fn known_below(&self, generation: u32, tick: u64) -> bool {
-        self.below.load(Ordering::Relaxed) == verdict_key(generation, tick)
+    pub(crate) fn verdict(&self) -> u64 {
+        self.below.load(Ordering::Acquire)
     }
 
-    /// Records the verdict of an evaluation in this tick.
+    /// Whether `verdict` says the counts of this tick were found below every threshold.
     #[inline]
-    pub(crate) fn remember_below(&self, generation: u32, tick: u64, below: bool) {
-        let key = if below {
-            verdict_key(generation, tick)
-        } else {
-            0
-        };
-        if self.below.load(Ordering::Relaxed) != key {
-            self.below.store(key, Ordering::Relaxed);
+    pub(crate) fn is_below(verdict: u64, generation: u32, tick: u64) -> bool {
+        verdict == verdict_key(generation, tick)
+    }
+
+    /// Installs "below every threshold" for this tick, unless the verdict word changed since
+    /// it read `seen` (a failure counted meanwhile, which this evaluation may have missed).
+    #[inline]
+    pub(crate) fn remember_below(&self, generation: u32, tick: u64, seen: u64) {
+        let key = verdict_key(generation, tick);
+        if seen != key {
+            let _ = self
+                .below
+                .compare_exchange(seen, key, Ordering::AcqRel, Ordering::Relaxed);
         }
+    }
+
+    /// Forgets the verdict: a failure or slow call was counted (after it was counted), or
+    /// the thresholds changed. Returns the verdict word it left, for this caller's own
+    /// evaluation.
+    #[inline]
+    pub(crate) fn forget_verdict(&self) -> u64 {
+        let clear = self.clears.fetch_add(1, Ordering::Relaxed) & !KEY;
+        self.below.swap(clear, Ordering::AcqRel);
+        clear
     }
 
     /// Heap bytes of the buckets.
     pub(crate) fn heap_bytes(&self) -> usize {
         core::mem::size_of_val(&*self.buckets)
-    }
-
-    /// Forgets the last verdict (the thresholds changed).
-    pub(crate) fn forget_verdict(&self) {
-        self.below.store(0, Ordering::Relaxed);
     }
 
     /// A bucket's width, in nanoseconds.
@@ -256,6 +291,56 @@ mod loom_tests {
     use super::TimeWindow;
     use loom::sync::Arc;
     use loom::thread;
+
+    /// An evaluation of "no failures" (a success's) that installs its verdict, as the
+    /// breaker does.
+    fn evaluate(window: &TimeWindow) {
+        let seen = window.verdict();
+        if window.counts(1, 0).failures == 0 {
+            window.remember_below(1, 0, seen);
+        }
+    }
+
+    /// Counts a failure and clears the verdict, as the breaker does.
+    fn fail(window: &TimeWindow) {
+        assert!(window.record(1, 0, true, false, |_| true));
+        window.forget_verdict();
+    }
+
+    /// A success's evaluation races a failure: afterwards the verdict never says "below"
+    /// while a failure is counted.
+    #[test]
+    fn a_verdict_never_outlives_a_failure_counted_before_it_was_installed() {
+        loom::model(|| {
+            let window = Arc::new(TimeWindow::new(1_000, 2));
+            assert!(window.record(1, 0, false, false, |_| true));
+            let w = window.clone();
+            let failure = thread::spawn(move || fail(&w));
+            evaluate(&window);
+            failure.join().unwrap();
+            assert!(!TimeWindow::is_below(window.verdict(), 1, 0));
+        });
+    }
+
+    /// Two failures clear the verdict while a success evaluates: the evaluation cannot
+    /// install "below" having seen the later clear but not the earlier failure.
+    #[test]
+    fn the_clears_of_racing_failures_all_reach_an_evaluation() {
+        loom::model(|| {
+            let window = Arc::new(TimeWindow::new(1_000, 2));
+            let failures: Vec<_> = (0..2)
+                .map(|_| {
+                    let w = window.clone();
+                    thread::spawn(move || fail(&w))
+                })
+                .collect();
+            evaluate(&window);
+            for f in failures {
+                f.join().unwrap();
+            }
+            assert!(!TimeWindow::is_below(window.verdict(), 1, 0));
+        });
+    }
 
     /// A record at tick 0 races one at tick 2 for the same bucket of a two-bucket window:
     /// the bucket ends at tick 2 with exactly that record, and the tick-0 one is either

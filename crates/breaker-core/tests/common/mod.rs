@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use breaker_core::{CircuitBreaker, Clock, Event, Observer, Outcome, State};
+use breaker_core::{CircuitBreaker, Clock, Event, ManualClock, Observer, Outcome, State};
 
 /// Keeps every event, in order.
 #[derive(Clone, Default)]
@@ -43,14 +43,17 @@ pub const NS: Duration = Duration::from_nanos(1);
 pub fn call<C: Clock, O: Observer>(b: &CircuitBreaker<C, O>, outcome: Outcome) {
     b.try_acquire()
         .unwrap_or_else(|r| panic!("expected a permit, got: {r}"))
-        .record(outcome, Duration::ZERO);
+        .record(outcome);
 }
 
-/// Acquires and records one call that took `elapsed`.
-pub fn timed<C: Clock, O: Observer>(b: &CircuitBreaker<C, O>, outcome: Outcome, elapsed: Duration) {
-    b.try_acquire()
-        .unwrap_or_else(|r| panic!("expected a permit, got: {r}"))
-        .record(outcome, elapsed);
+/// Acquires and records one call that took `elapsed`: the breaker's manual clock moves on
+/// by that much while the call runs.
+pub fn timed<O: Observer>(b: &CircuitBreaker<ManualClock, O>, outcome: Outcome, elapsed: Duration) {
+    let permit = b
+        .try_acquire()
+        .unwrap_or_else(|r| panic!("expected a permit, got: {r}"));
+    b.clock().advance(elapsed);
+    permit.record(outcome);
 }
 
 pub fn fail<C: Clock, O: Observer>(b: &CircuitBreaker<C, O>, n: usize) {

@@ -1,12 +1,12 @@
 //! The synchronous `call` helper (`std`): acquire, run a closure, classify and record its
 //! result; a panic is recorded as a failure as it unwinds.
 
-use core::time::Duration;
-
-use super::{CircuitBreaker, Outcome, Ticket};
+use crate::breaker::CircuitBreaker;
 use crate::clock::Clock;
 use crate::error::CallError;
 use crate::observer::Observer;
+use crate::outcome::Outcome;
+use crate::permit::Permit;
 
 impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// Runs `f` if the breaker admits it; every `Err` counts as a failure.
@@ -65,48 +65,29 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         classify: impl FnOnce(&Result<T, E>) -> Outcome,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, CallError<E>> {
-        let ticket = self.acquire_ticket().map_err(CallError::Rejected)?;
-        let started = self.measures_duration().then(|| self.clock.now_nanos());
-        // Only unwinding drops the guard with its ticket inside; the normal path takes the
-        // ticket back out and records the classified outcome.
-        let mut guard = PanicGuard {
-            breaker: self,
-            ticket: Some(ticket),
-            started,
-        };
+        let permit = self.try_acquire().map_err(CallError::Rejected)?;
+        // Only unwinding drops the guard with its permit inside; the normal path takes the
+        // permit back out and records the classified outcome.
+        let mut guard = PanicGuard(Some(permit));
         let result = f();
         let outcome = classify(&result);
-        if let Some(ticket) = guard.ticket.take() {
-            self.complete(ticket, outcome, guard.elapsed());
+        if let Some(permit) = guard.0.take() {
+            permit.record(outcome);
         }
         result.map_err(CallError::Inner)
     }
 }
 
 /// Records a failure if dropped while unwinding from a panic in the guarded call.
-struct PanicGuard<'a, C: Clock, O: Observer> {
-    breaker: &'a CircuitBreaker<C, O>,
-    ticket: Option<Ticket>,
-    started: Option<u64>,
-}
-
-impl<C: Clock, O: Observer> PanicGuard<'_, C, O> {
-    #[inline]
-    fn elapsed(&self) -> Duration {
-        self.started.map_or(Duration::ZERO, |s| {
-            Duration::from_nanos(self.breaker.clock.now_nanos().saturating_sub(s))
-        })
-    }
-}
+struct PanicGuard<'a, C: Clock, O: Observer>(Option<Permit<&'a CircuitBreaker<C, O>>>);
 
 impl<C: Clock, O: Observer> Drop for PanicGuard<'_, C, O> {
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
+        if let Some(permit) = self.0.take() {
             if std::thread::panicking() {
-                self.breaker
-                    .complete(ticket, Outcome::Failure, self.elapsed());
+                permit.record(Outcome::Failure);
             } else {
-                self.breaker.abandon(ticket);
+                permit.cancel();
             }
         }
     }

@@ -1,8 +1,17 @@
-//! Deciding how a call's result counts, and handles through which adapters reach a breaker.
+//! How a call's result counts: the [`Outcome`] the breaker records, and [`Classify`], which
+//! turns a call's result into one.
 
-use crate::breaker::{CircuitBreaker, Outcome};
-use crate::clock::Clock;
-use crate::observer::Observer;
+/// The result of a call, as the breaker counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The dependency did its job.
+    Success,
+    /// The dependency failed: counts toward tripping; in half-open, re-opens the breaker.
+    Failure,
+    /// Neutral (a caller's bad request, a cancelled call, a 404...): counted nowhere, and a
+    /// half-open probe slot is given back.
+    Ignored,
+}
 
 /// Decides how a call's result counts: a `404` or a validation error need not count as an
 /// outage. Implemented by closures `Fn(&Result<T, E>) -> Outcome` and by
@@ -43,39 +52,5 @@ impl<T, E, F: Fn(&Result<T, E>) -> Outcome> Classify<T, E> for F {
     #[inline]
     fn classify(&self, result: &Result<T, E>) -> Outcome {
         self(result)
-    }
-}
-
-/// A cloneable handle to a breaker that an adapter (a future, a service) can keep:
-/// `&CircuitBreaker` (borrowed; `&'static` for a breaker in a `static`) or
-/// `Arc<CircuitBreaker>`.
-pub trait BreakerRef: Clone {
-    /// The breaker's clock.
-    type Clock: Clock;
-    /// The breaker's observer.
-    type Observer: Observer;
-
-    /// The breaker.
-    fn breaker(&self) -> &CircuitBreaker<Self::Clock, Self::Observer>;
-}
-
-impl<C: Clock, O: Observer> BreakerRef for &CircuitBreaker<C, O> {
-    type Clock = C;
-    type Observer = O;
-
-    #[inline]
-    fn breaker(&self) -> &CircuitBreaker<C, O> {
-        self
-    }
-}
-
-#[cfg(feature = "alloc")]
-impl<C: Clock, O: Observer> BreakerRef for alloc::sync::Arc<CircuitBreaker<C, O>> {
-    type Clock = C;
-    type Observer = O;
-
-    #[inline]
-    fn breaker(&self) -> &CircuitBreaker<C, O> {
-        self
     }
 }
