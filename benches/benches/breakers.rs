@@ -197,7 +197,7 @@ impl Subject for TwoStep {
                 } else {
                     breaker_core::Outcome::Failure
                 };
-                permit.record(outcome, Duration::ZERO);
+                permit.record(outcome);
                 ok
             }
             Err(_) => false,

@@ -7,6 +7,10 @@ use breaker_core::Rejected;
 
 /// Why a guarded call did not produce a value: the breaker refused it (it never ran), it
 /// timed out (it was abandoned and counted as a failure), or it ran and failed.
+///
+/// Displayed as what it wraps (the rejection, or the call's own error, whose causes
+/// [`source`](std::error::Error::source) continues with), so an error report lists each
+/// cause once.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Error<E> {
     /// The breaker refused the call; the future was never polled.
@@ -59,7 +63,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                  serve a fallback, retry later, or raise the timeout if the dependency is \
                  legitimately slow"
             ),
-            Error::Inner(e) => write!(f, "call failed: {e}"),
+            Error::Inner(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -67,9 +71,8 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
 impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Rejected(r) => Some(r),
-            Error::Timeout { .. } => None,
-            Error::Inner(e) => Some(e),
+            Error::Rejected(_) | Error::Timeout { .. } => None,
+            Error::Inner(e) => e.source(),
         }
     }
 }

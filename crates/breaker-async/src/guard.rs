@@ -115,6 +115,11 @@ pin_project! {
     ///
     /// Resolves to `Ok(value)`, or an [`Error`]: rejected (never polled the inner future),
     /// timed out (counted as a failure), or the inner error. Costs no allocation.
+    ///
+    /// Dropped while running (cancelled, or given up on by an outer timeout such as
+    /// `tokio::time::timeout`), the call was abandoned: neutral if it was still young, a
+    /// failure if it had already run past this call's timeout or the breaker's slow-call
+    /// duration (see [`Permit`]).
     #[must_use = "futures do nothing unless polled"]
     pub struct Guarded<B, F, K, T>
     where
@@ -129,32 +134,7 @@ pin_project! {
         #[pin]
         sleep: Option<T::Sleep>,
         permit: Option<Permit<B>>,
-        started: u64,
         stage: Stage,
-    }
-
-    impl<B, F, K, T> PinnedDrop for Guarded<B, F, K, T>
-    where
-        B: BreakerRef,
-        T: Timer,
-    {
-        /// Dropped while running (cancelled, or given up on by an outer timeout such as
-        /// `tokio::time::timeout`): neutral if the call was still young, a failure if it had
-        /// already run past this call's timeout or the breaker's slow-call duration.
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(permit) = this.permit.take() {
-                let breaker = permit.breaker().breaker();
-                if !breaker.measures_duration() && this.timeout.is_none() {
-                    return; // young or old, nothing to compare with: neutral
-                }
-                let ran = Duration::from_nanos(breaker.now_nanos().saturating_sub(*this.started));
-                match this.timeout.as_ref() {
-                    Some(t) if ran >= t.after => permit.record(Outcome::Failure, ran),
-                    _ => permit.abandon(ran),
-                }
-            }
-        }
     }
 }
 
@@ -269,7 +249,6 @@ where
             timeout: self.timeout,
             sleep: None,
             permit: None,
-            started: 0,
             stage: Stage::NotStarted,
         }
     }
@@ -286,23 +265,23 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let breaker = this.breaker.breaker();
         match *this.stage {
             Stage::Running => {}
             Stage::NotStarted => {
-                match Permit::acquire(this.breaker) {
-                    Ok(permit) => *this.permit = Some(permit),
+                let mut permit = match Permit::acquire(this.breaker) {
+                    Ok(permit) => permit,
                     Err(rejected) => {
                         *this.stage = Stage::Done;
                         return Poll::Ready(Err(Error::Rejected(rejected)));
                     }
-                }
-                if breaker.measures_duration() || this.timeout.is_some() {
-                    *this.started = breaker.now_nanos();
-                }
+                };
                 if let Some(t) = this.timeout.as_ref() {
+                    // The timeout travels with the permit: an outer timeout that drops this
+                    // future after it counts the call as timed out too.
+                    permit.set_deadline(t.after);
                     this.sleep.set(Some(t.timer.sleep(t.after)));
                 }
+                *this.permit = Some(permit);
                 *this.stage = Stage::Running;
             }
             Stage::Done => panic!("`Guarded` future polled after it completed"),
@@ -310,13 +289,8 @@ where
         if let Poll::Ready(result) = this.fut.poll(cx) {
             *this.stage = Stage::Done;
             let outcome = this.classify.classify(&result);
-            let elapsed = if breaker.measures_duration() {
-                Duration::from_nanos(breaker.now_nanos().saturating_sub(*this.started))
-            } else {
-                Duration::ZERO
-            };
             if let Some(permit) = this.permit.take() {
-                permit.record(outcome, elapsed);
+                permit.record(outcome);
             }
             return Poll::Ready(result.map_err(Error::Inner));
         }
@@ -325,7 +299,7 @@ where
                 *this.stage = Stage::Done;
                 let after = this.timeout.as_ref().map_or(Duration::ZERO, |t| t.after);
                 if let Some(permit) = this.permit.take() {
-                    permit.record(Outcome::Failure, after);
+                    permit.record(Outcome::Failure);
                 }
                 return Poll::Ready(Err(Error::Timeout { after }));
             }

@@ -24,9 +24,9 @@ pin_project! {
     /// refuses, the stream yields one `Err(Error::Rejected)` and ends without polling the
     /// inner stream. Otherwise items pass through; the first item classified as a failure
     /// records a failure (later items still pass), and the end of the stream records a
-    /// success if nothing failed. Dropping the stream early is neutral, unless it had already
-    /// run longer than the breaker's slow-call duration: then it counts as a slow failure
-    /// (see [`Permit::abandon`]).
+    /// success if nothing failed. Dropping the stream early abandons the call: neutral,
+    /// unless it had already run longer than the breaker's slow-call duration: then it
+    /// counts as a slow failure (see [`Permit`]).
     #[must_use = "streams do nothing unless polled"]
     pub struct GuardedStream<B, S, K>
     where
@@ -37,21 +37,7 @@ pin_project! {
         stream: S,
         classify: K,
         permit: Option<Permit<B>>,
-        started: u64,
         stage: Stage,
-    }
-
-    impl<B, S, K> PinnedDrop for GuardedStream<B, S, K>
-    where
-        B: BreakerRef,
-    {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(permit) = this.permit.take() {
-                let ran = permit.breaker().breaker().elapsed_since(*this.started);
-                permit.abandon(ran);
-            }
-        }
     }
 }
 
@@ -62,7 +48,6 @@ impl<B: BreakerRef, S, K> GuardedStream<B, S, K> {
             stream,
             classify,
             permit: None,
-            started: 0,
             stage: Stage::NotStarted,
         }
     }
@@ -87,14 +72,12 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
-        let breaker = this.breaker.breaker();
         match *this.stage {
             Stage::Done => return Poll::Ready(None),
             Stage::Running => {}
             Stage::NotStarted => match Permit::acquire(this.breaker) {
                 Ok(permit) => {
                     *this.permit = Some(permit);
-                    *this.started = breaker.call_started();
                     *this.stage = Stage::Running;
                 }
                 Err(rejected) => {
@@ -103,20 +86,20 @@ where
                 }
             },
         }
-        let elapsed = |started: u64| breaker.elapsed_since(started);
         match this.stream.poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(item)) => {
                 if this.permit.is_some() && this.classify.classify(&item) == Outcome::Failure {
-                    let permit = this.permit.take().expect("checked above");
-                    permit.record(Outcome::Failure, elapsed(*this.started));
+                    if let Some(permit) = this.permit.take() {
+                        permit.record(Outcome::Failure);
+                    }
                 }
                 Poll::Ready(Some(item.map_err(Error::Inner)))
             }
             Poll::Ready(None) => {
                 *this.stage = Stage::Done;
                 if let Some(permit) = this.permit.take() {
-                    permit.record(Outcome::Success, elapsed(*this.started));
+                    permit.record(Outcome::Success);
                 }
                 Poll::Ready(None)
             }

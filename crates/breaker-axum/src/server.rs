@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 
 use breaker_core::{
-    BreakerRef, CircuitBreaker, Classify, Clock, Observer, Permit, RejectReason, Rejected,
+    BreakerRef, CircuitBreaker, Classify, IntoBreakerRef, Permit, RejectReason, Rejected,
 };
 use http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use pin_project_lite::pin_project;
@@ -79,6 +79,7 @@ pub fn default_rejection(rejected: &Rejected) -> Response {
 /// use std::sync::Arc;
 ///
 /// let breaker = Arc::new(CircuitBreaker::builder().count_window(50).build()?);
+/// // Any handle: a breaker by value, an `Arc` shared with a registry, a `&'static` one.
 /// let app: Router = Router::new()
 ///     .route("/api/orders", get(|| async { "orders" }))
 ///     .route("/health", get(|| async { "ok" }))
@@ -89,13 +90,13 @@ pub fn default_rejection(rejected: &Rejected) -> Response {
 ///     );
 /// # Ok::<(), breaker_core::ConfigError>(())
 /// ```
-pub struct ServerBreakerLayer<C, O> {
-    shared: Arc<Shared<C, O>>,
+pub struct ServerBreakerLayer<B> {
+    shared: Arc<Shared<B>>,
 }
 
 /// What every request of a [`ServerBreaker`] reads: one `Arc`, cloned once per request.
-struct Shared<C, O> {
-    breaker: Arc<CircuitBreaker<C, O>>,
+struct Shared<B> {
+    breaker: B,
     classify: HttpClassifier,
     state_header: Option<HeaderName>,
     exempt: Vec<String>,
@@ -104,25 +105,25 @@ struct Shared<C, O> {
 
 /// The handle a request's permit keeps: the shared settings, which include the breaker. One
 /// `Arc` clone per admitted request gives the future both.
-struct SharedRef<C, O>(Arc<Shared<C, O>>);
+struct SharedRef<B>(Arc<Shared<B>>);
 
-impl<C, O> Clone for SharedRef<C, O> {
+impl<B> Clone for SharedRef<B> {
     fn clone(&self) -> Self {
         SharedRef(Arc::clone(&self.0))
     }
 }
 
-impl<C: Clock, O: Observer> BreakerRef for SharedRef<C, O> {
-    type Clock = C;
-    type Observer = O;
+impl<B: BreakerRef> BreakerRef for SharedRef<B> {
+    type Clock = B::Clock;
+    type Observer = B::Observer;
 
     #[inline]
-    fn breaker(&self) -> &CircuitBreaker<C, O> {
-        &self.0.breaker
+    fn breaker(&self) -> &CircuitBreaker<B::Clock, B::Observer> {
+        self.0.breaker.breaker()
     }
 }
 
-impl<C, O> Clone for ServerBreakerLayer<C, O> {
+impl<B> Clone for ServerBreakerLayer<B> {
     fn clone(&self) -> Self {
         ServerBreakerLayer {
             shared: Arc::clone(&self.shared),
@@ -130,7 +131,7 @@ impl<C, O> Clone for ServerBreakerLayer<C, O> {
     }
 }
 
-impl<C, O> fmt::Debug for ServerBreakerLayer<C, O> {
+impl<B> fmt::Debug for ServerBreakerLayer<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerBreakerLayer")
             .field("classify", &self.shared.classify)
@@ -140,12 +141,13 @@ impl<C, O> fmt::Debug for ServerBreakerLayer<C, O> {
     }
 }
 
-impl<C, O> ServerBreakerLayer<C, O> {
-    /// Guards handlers with `breaker`.
-    pub fn new(breaker: Arc<CircuitBreaker<C, O>>) -> Self {
+impl<B: BreakerRef> ServerBreakerLayer<B> {
+    /// Guards handlers with `breaker`: a breaker, an `Arc` of one, a `&'static` one, any
+    /// [`BreakerRef`].
+    pub fn new(breaker: impl IntoBreakerRef<Ref = B>) -> Self {
         ServerBreakerLayer {
             shared: Arc::new(Shared {
-                breaker,
+                breaker: breaker.into_breaker_ref(),
                 classify: HttpClassifier::new(),
                 state_header: None,
                 exempt: Vec::new(),
@@ -154,14 +156,14 @@ impl<C, O> ServerBreakerLayer<C, O> {
         }
     }
 
-    fn with(mut self, change: impl FnOnce(&mut Shared<C, O>)) -> Self {
+    fn with(mut self, change: impl FnOnce(&mut Shared<B>)) -> Self {
         match Arc::get_mut(&mut self.shared) {
             Some(shared) => change(shared),
             None => {
                 // Configured after being cloned: the clones keep the old settings.
                 let old = &self.shared;
                 let mut shared = Shared {
-                    breaker: Arc::clone(&old.breaker),
+                    breaker: old.breaker.clone(),
                     classify: old.classify.clone(),
                     state_header: old.state_header.clone(),
                     exempt: old.exempt.clone(),
@@ -198,8 +200,8 @@ impl<C, O> ServerBreakerLayer<C, O> {
     }
 }
 
-impl<S, C, O> Layer<S> for ServerBreakerLayer<C, O> {
-    type Service = ServerBreaker<S, C, O>;
+impl<S, B> Layer<S> for ServerBreakerLayer<B> {
+    type Service = ServerBreaker<S, B>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ServerBreaker {
@@ -213,12 +215,12 @@ impl<S, C, O> Layer<S> for ServerBreakerLayer<C, O> {
 ///
 /// `poll_ready` passes through to the inner service (axum's routes are always ready); each
 /// `call` asks the breaker, so exempt paths are never refused.
-pub struct ServerBreaker<S, C, O> {
+pub struct ServerBreaker<S, B> {
     inner: S,
-    shared: SharedRef<C, O>,
+    shared: SharedRef<B>,
 }
 
-impl<S: Clone, C, O> Clone for ServerBreaker<S, C, O> {
+impl<S: Clone, B> Clone for ServerBreaker<S, B> {
     fn clone(&self) -> Self {
         ServerBreaker {
             inner: self.inner.clone(),
@@ -227,7 +229,7 @@ impl<S: Clone, C, O> Clone for ServerBreaker<S, C, O> {
     }
 }
 
-impl<S, C, O> fmt::Debug for ServerBreaker<S, C, O> {
+impl<S, B> fmt::Debug for ServerBreaker<S, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerBreaker")
             .field("exempt", &self.shared.0.exempt)
@@ -235,15 +237,14 @@ impl<S, C, O> fmt::Debug for ServerBreaker<S, C, O> {
     }
 }
 
-impl<S, C, O> Service<Request<Body>> for ServerBreaker<S, C, O>
+impl<S, B> Service<Request<Body>> for ServerBreaker<S, B>
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible>,
-    C: Clock,
-    O: Observer,
+    B: BreakerRef,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = ServerFuture<S::Future, C, O>;
+    type Future = ServerFuture<S::Future, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -259,14 +260,10 @@ where
             };
         }
         let inner = match Permit::acquire(&self.shared) {
-            Ok(permit) => {
-                let started = shared.breaker.call_started();
-                Inner::Guarded {
-                    fut: self.inner.call(req),
-                    permit: Some(permit),
-                    started,
-                }
-            }
+            Ok(permit) => Inner::Guarded {
+                fut: self.inner.call(req),
+                permit: Some(permit),
+            },
             Err(rejected) => {
                 let mut response = (shared.reject)(&rejected);
                 add_state_header(shared, &mut response);
@@ -279,9 +276,9 @@ where
     }
 }
 
-fn add_state_header<C: Clock, O: Observer>(shared: &Shared<C, O>, response: &mut Response) {
+fn add_state_header<B: BreakerRef>(shared: &Shared<B>, response: &mut Response) {
     if let Some(name) = &shared.state_header {
-        let state = shared.breaker.state().as_str();
+        let state = shared.breaker.breaker().state().as_str();
         response
             .headers_mut()
             .insert(name.clone(), HeaderValue::from_static(state));
@@ -290,28 +287,24 @@ fn add_state_header<C: Clock, O: Observer>(shared: &Shared<C, O>, response: &mut
 
 pin_project! {
     /// The future of a [`ServerBreaker`].
-    pub struct ServerFuture<F, C, O>
-    where
-        C: Clock,
-        O: Observer,
-    {
+    ///
+    /// A request dropped before its handler answered (the client went away, a server
+    /// timeout) was abandoned: neutral, unless it had already run past the breaker's
+    /// slow-call duration. Polling it again after it returned its response panics, as
+    /// polling any completed future may.
+    pub struct ServerFuture<F, B: BreakerRef> {
         #[pin]
-        inner: Inner<F, C, O>,
+        inner: Inner<F, B>,
     }
 }
 
 pin_project! {
     #[project = InnerProj]
-    enum Inner<F, C, O>
-    where
-        C: Clock,
-        O: Observer,
-    {
+    enum Inner<F, B: BreakerRef> {
         Guarded {
             #[pin]
             fut: F,
-            permit: Option<Permit<SharedRef<C, O>>>,
-            started: u64,
+            permit: Option<Permit<SharedRef<B>>>,
         },
         Rejected {
             response: Option<Response>,
@@ -321,32 +314,9 @@ pin_project! {
             fut: F,
         },
     }
-
-    impl<F, C, O> PinnedDrop for Inner<F, C, O>
-    where
-        C: Clock,
-        O: Observer,
-    {
-        /// A request dropped before its handler answered (the client went away, a server
-        /// timeout): neutral, unless it had already run past the slow-call duration.
-        fn drop(this: Pin<&mut Self>) {
-            if let InnerProj::Guarded { permit, started, .. } = this.project() {
-                if let Some(permit) = permit.take() {
-                    abandon(permit, *started);
-                }
-            }
-        }
-    }
 }
 
-#[cold]
-#[inline(never)]
-fn abandon<C: Clock, O: Observer>(permit: Permit<SharedRef<C, O>>, started: u64) {
-    let ran = permit.breaker().breaker().elapsed_since(started);
-    permit.abandon(ran);
-}
-
-impl<F, C: Clock, O: Observer> fmt::Debug for ServerFuture<F, C, O> {
+impl<F, B: BreakerRef> fmt::Debug for ServerFuture<F, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.inner {
             Inner::Guarded { .. } => "guarded",
@@ -357,11 +327,10 @@ impl<F, C: Clock, O: Observer> fmt::Debug for ServerFuture<F, C, O> {
     }
 }
 
-impl<F, C, O> Future for ServerFuture<F, C, O>
+impl<F, B> Future for ServerFuture<F, B>
 where
     F: Future<Output = Result<Response, Infallible>>,
-    C: Clock,
-    O: Observer,
+    B: BreakerRef,
 {
     type Output = Result<Response, Infallible>;
 
@@ -370,23 +339,21 @@ where
             InnerProj::Exempt { fut } => fut.poll(cx),
             InnerProj::Rejected { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Ready(Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())),
+                None => polled_after_completion(),
             },
-            InnerProj::Guarded {
-                fut,
-                permit,
-                started,
-            } => {
+            InnerProj::Guarded { fut, permit } => {
+                if permit.is_none() {
+                    polled_after_completion()
+                }
                 let result = std::task::ready!(fut.poll(cx));
                 let Some(permit) = permit.take() else {
-                    return Poll::Ready(result);
+                    polled_after_completion()
                 };
                 let shared = &permit.breaker().0;
                 let outcome = shared.classify.classify(&result);
-                let ran = shared.breaker.elapsed_since(*started);
                 // Kept only when a state header is wanted, to read the state after the record.
                 let for_header = shared.state_header.is_some().then(|| Arc::clone(shared));
-                permit.record(outcome, ran);
+                permit.record(outcome);
                 let Ok(mut response) = result;
                 if let Some(shared) = for_header {
                     add_state_header(&shared, &mut response);
@@ -395,4 +362,10 @@ where
             }
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn polled_after_completion() -> ! {
+    panic!("breaker_axum::ServerFuture polled after it completed")
 }

@@ -132,7 +132,7 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
     );
     type Pending = OwnedPermit<ManualClock, Arc<Timeline>>;
     let mut in_flight: BinaryHeap<Reverse<(Duration, u64)>> = BinaryHeap::new();
-    let mut pending: std::collections::HashMap<u64, (Pending, Outcome, Duration)> =
+    let mut pending: std::collections::HashMap<u64, (Pending, Outcome)> =
         std::collections::HashMap::new();
     let move_to = |to: Duration| {
         let now = clock.elapsed();
@@ -140,27 +140,27 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
             clock.advance(to - now);
         }
     };
-    let finish_until =
-        |until: Duration,
-         in_flight: &mut BinaryHeap<Reverse<(Duration, u64)>>,
-         pending: &mut std::collections::HashMap<u64, (Pending, Outcome, Duration)>,
-         window_rates: &mut Vec<(f64, f64, f64)>| {
-            while let Some(Reverse((done, id))) = in_flight.peek().copied() {
-                if done > until {
-                    break;
-                }
-                in_flight.pop();
-                move_to(done);
-                if let Some((permit, outcome, latency)) = pending.remove(&id) {
-                    permit.record(outcome, latency);
-                    let w = breaker.snapshot();
-                    if let Some(peak) = window_rates.get_mut(done.as_secs() as usize) {
-                        peak.1 = peak.1.max(w.failure_rate().unwrap_or(0.0));
-                        peak.2 = peak.2.max(w.slow_call_rate().unwrap_or(0.0));
-                    }
+    let finish_until = |until: Duration,
+                        in_flight: &mut BinaryHeap<Reverse<(Duration, u64)>>,
+                        pending: &mut std::collections::HashMap<u64, (Pending, Outcome)>,
+                        window_rates: &mut Vec<(f64, f64, f64)>| {
+        while let Some(Reverse((done, id))) = in_flight.peek().copied() {
+            if done > until {
+                break;
+            }
+            in_flight.pop();
+            move_to(done);
+            if let Some((permit, outcome)) = pending.remove(&id) {
+                // The clock stands at the call's end: the permit measures its latency.
+                permit.record(outcome);
+                let w = breaker.snapshot();
+                if let Some(peak) = window_rates.get_mut(done.as_secs() as usize) {
+                    peak.1 = peak.1.max(w.failure_rate().unwrap_or(0.0));
+                    peak.2 = peak.2.max(w.slow_call_rate().unwrap_or(0.0));
                 }
             }
-        };
+        }
+    };
     let in_fault = |at: Duration| traffic.faults.iter().any(|f| f.contains(&at));
     let (mut shed, mut hit_failing) = (0u64, 0u64);
     let seconds = traffic
@@ -178,7 +178,7 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
                 hit_failing += u64::from(in_fault(call.at));
                 let id = id as u64;
                 in_flight.push(Reverse((call.at + call.latency, id)));
-                pending.insert(id, (permit, call.outcome, call.latency));
+                pending.insert(id, (permit, call.outcome));
             }
             Err(_) => {
                 shed += 1;

@@ -83,10 +83,9 @@ fn a_scripted_life_reports_exact_values() {
         );
         registry.register("payments", breaker.clone()).unwrap();
         let call = |outcome, ms| {
-            breaker
-                .try_acquire()
-                .unwrap()
-                .record(outcome, Duration::from_millis(ms))
+            let permit = breaker.try_acquire().unwrap();
+            breaker.clock().advance(Duration::from_millis(ms));
+            permit.record(outcome)
         };
         call(Outcome::Success, 100);
         call(Outcome::Success, 700); // slow
@@ -210,9 +209,7 @@ fn two_breakers_sharing_a_recorder_are_told_apart_by_name() {
                 .build()
                 .unwrap();
             for _ in 0..failures {
-                b.try_acquire()
-                    .unwrap()
-                    .record(Outcome::Failure, Duration::ZERO);
+                b.try_acquire().unwrap().record(Outcome::Failure);
             }
         }
     });
@@ -276,9 +273,9 @@ fn reporting_a_call_allocates_nothing_after_the_first_event() {
             .build()
             .unwrap();
         let call = |outcome| {
-            b.try_acquire()
-                .unwrap()
-                .record(outcome, Duration::from_micros(1500))
+            let permit = b.try_acquire().unwrap();
+            b.clock().advance(Duration::from_micros(1500));
+            permit.record(outcome)
         };
         call(Outcome::Success); // registers the handles
         let n = allocations(|| {

@@ -30,9 +30,7 @@ async fn sync_all(replicas: &[Replica]) {
 }
 
 fn fail(r: &Replica) {
-    r.try_acquire()
-        .expect("admitted")
-        .record(Outcome::Failure, Duration::ZERO);
+    r.try_acquire().expect("admitted").record(Outcome::Failure);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,9 +101,7 @@ async fn the_fleet_window_trips_on_counts_no_replica_reaches_alone() {
         for _ in 0..4 {
             fail(r);
         }
-        r.try_acquire()
-            .unwrap()
-            .record(Outcome::Success, Duration::ZERO);
+        r.try_acquire().unwrap().record(Outcome::Success);
         assert_eq!(r.state(), State::Closed, "5 calls: below the 12 minimum");
     }
     replicas[0].sync_now().await.unwrap();
@@ -169,7 +165,7 @@ async fn the_fleet_admits_its_probe_budget_in_total() {
     );
     assert!(breakers.iter().all(|r| r.state() == State::HalfOpen));
     for permit in held.into_iter().flatten() {
-        permit.record(Outcome::Success, Duration::ZERO);
+        permit.record(Outcome::Success);
     }
     for r in &breakers {
         r.sync_now().await.unwrap();

@@ -60,14 +60,8 @@ async fn an_outage_degrades_to_local_state_and_a_reconnect_heals() {
     assert_eq!(cut_off.probe_allowance(), ProbeAllowance::Unlimited);
 
     // The replica goes on alone: calls are admitted and it trips on its own.
-    cut_off
-        .try_acquire()
-        .unwrap()
-        .record(Outcome::Failure, Duration::ZERO);
-    cut_off
-        .try_acquire()
-        .unwrap()
-        .record(Outcome::Failure, Duration::ZERO);
+    cut_off.try_acquire().unwrap().record(Outcome::Failure);
+    cut_off.try_acquire().unwrap().record(Outcome::Failure);
     assert_eq!(cut_off.state(), State::Open);
     assert_eq!(
         direct.sync_now().await.unwrap().state,
@@ -120,7 +114,7 @@ async fn a_slow_redis_counts_as_down_and_calls_never_wait_for_it() {
         tokio::task::spawn_blocking(move || {
             breaker
                 .try_acquire()
-                .map(|p| p.record(Outcome::Success, Duration::ZERO))
+                .map(|p| p.record(Outcome::Success))
                 .is_ok()
         })
     };

@@ -4,17 +4,25 @@
 use breaker_core::Outcome;
 
 /// The default classification of a sqlx result's error, for PostgreSQL, MySQL / MariaDB and
-/// SQLite alike:
+/// SQLite alike.
 ///
-/// - **failures** (the database is unreachable, overloaded or broken): I/O, TLS and protocol
-///   errors, pool timed out, pool closed, worker crashed; SQLSTATE classes `08` (connection
-///   exception), `53` (insufficient resources), `58` (system error), `XX` (internal error),
-///   `57P01`-`57P03` (admin shutdown, crash shutdown, cannot connect now) and `57014` (query
-///   canceled, e.g. by a statement timeout); SQLite's busy, locked, I/O error, full and cannot
-///   open result codes;
-/// - **successes** (the database answered; the request was the caller's problem): every
-///   other database error (constraint violations, syntax errors, permission errors...), row
-///   not found, decode and type errors, invalid arguments.
+/// **Failures** (the database is unreachable, overloaded, read-only or broken):
+///
+/// | source | errors |
+/// |---|---|
+/// | sqlx | I/O, TLS and protocol errors; pool timed out; pool closed; worker crashed; a query past the [statement timeout](crate::GuardedPool::statement_timeout) |
+/// | SQLSTATE (PostgreSQL, MySQL, MariaDB) | class `08` connection exception; `25006` read-only transaction (a write sent to a standby after a failover); class `53` insufficient resources (disk full, out of memory, too many connections); class `57` operator intervention (`57014` query canceled by a statement timeout, `57P01`-`57P05` shutdown, crash, cannot connect now, database dropped, idle session timeout); class `58` system error; class `70` (`70100` query interrupted: MySQL's `KILL QUERY`, MariaDB's `max_statement_time`); class `F0` configuration file error; `HY001` out of memory; class `XX` internal error |
+/// | MySQL / MariaDB error number (feature `mysql`) | `1021` disk full, `1030` storage engine error, `1037`/`1038` out of (sort) memory, `1040` too many connections, `1041` out of resources, `1053` server shutdown, `1114` table full, `1129` host blocked, `1135` cannot create thread, `1180`/`1181` commit / rollback failed, `1203` too many user connections, `1290` server running with `--read-only`, `1317` query interrupted, `1836` read-only mode, `1927` connection killed, `1969` statement timeout (MariaDB `max_statement_time`), `3024` statement timeout (MySQL `max_execution_time`) |
+/// | SQLite result code (primary) | `5` busy, `6` locked, `7` out of memory, `9` interrupted, `10` I/O error, `11` corrupt, `13` full, `14` cannot open, `15` lock protocol, `26` not a database |
+///
+/// **Successes** (the database answered; the request was the caller's problem): every other
+/// database error (constraint violations, syntax errors, missing tables, permission errors,
+/// serialization failures and deadlocks `40001` / `40P01` / `1213`, lock waits `55P03` /
+/// `1205`, which a caller's own transactions cause), row not found, decode and type errors,
+/// invalid arguments.
+///
+/// Without the `mysql` feature, MySQL errors are classified by their SQLSTATE alone; most
+/// server errors report the catch-all `HY000` and count as the caller's.
 ///
 /// ```
 /// use breaker_core::Outcome;
@@ -28,46 +36,97 @@ pub fn classify_error(error: &sqlx::Error) -> Outcome {
     match error {
         E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolTimedOut | E::PoolClosed => Outcome::Failure,
         E::WorkerCrashed => Outcome::Failure,
-        E::Database(db) => match db.code() {
-            Some(code) if is_outage_code(&code) => Outcome::Failure,
-            _ => Outcome::Success,
-        },
+        E::Database(db) => {
+            #[cfg(feature = "mysql")]
+            if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                if is_mysql_outage(mysql.number()) {
+                    return Outcome::Failure;
+                }
+            }
+            match db.code() {
+                Some(code) if is_outage_code(&code) => Outcome::Failure,
+                _ => Outcome::Success,
+            }
+        }
         _ => Outcome::Success,
     }
 }
 
-/// A database error code that says the database itself is in trouble.
+/// A database error code (SQLSTATE, or SQLite's result code) that says the database itself
+/// is in trouble.
 fn is_outage_code(code: &str) -> bool {
     if code.len() == 5 {
         // SQLSTATE (PostgreSQL, MySQL / MariaDB).
         let class = &code[..2];
-        matches!(class, "08" | "53" | "58" | "XX")
-            || matches!(code, "57P01" | "57P02" | "57P03" | "57014")
+        matches!(class, "08" | "53" | "57" | "58" | "70" | "F0" | "XX")
+            || matches!(code, "25006" | "HY001")
     } else {
         // SQLite's (extended) result code: the primary code is the low byte.
         match code.parse::<u32>() {
-            Ok(extended) => matches!(extended & 0xff, 5 | 6 | 10 | 13 | 14),
+            Ok(extended) => matches!(extended & 0xff, 5 | 6 | 7 | 9 | 10 | 11 | 13 | 14 | 15 | 26),
             Err(_) => false,
         }
     }
 }
 
+/// A MySQL / MariaDB error number that says the server is in trouble (see
+/// [`classify_error`]'s table).
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+fn is_mysql_outage(number: u16) -> bool {
+    matches!(
+        number,
+        1021 | 1030
+            | 1037
+            | 1038
+            | 1040
+            | 1041
+            | 1053
+            | 1114
+            | 1129
+            | 1135
+            | 1180
+            | 1181
+            | 1203
+            | 1290
+            | 1317
+            | 1836
+            | 1927
+            | 1969
+            | 3024
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_outage_code;
+    use super::{is_mysql_outage, is_outage_code};
 
     #[test]
     fn outage_codes() {
         for code in [
-            "08006", "08S01", "53300", "57P01", "57014", "58030", "XX000", "5", "517", "10", "13",
-            "14", "6",
+            "08006", "08S01", "08004", "25006", "53300", "53100", "57P01", "57P04", "57014",
+            "58030", "70100", "F0000", "HY001", "XX000", "5", "517", "7", "9", "10", "11", "13",
+            "14", "15", "26", "6",
         ] {
             assert!(is_outage_code(code), "{code}");
         }
         for code in [
-            "23505", "42601", "42P01", "40001", "22012", "1", "19", "2067", "787", "HY000",
+            "23505", "42601", "42P01", "40001", "40P01", "55P03", "22012", "25P02", "HY000",
+            "42000", "1", "19", "2067", "787", "8", "",
         ] {
             assert!(!is_outage_code(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn mysql_outage_numbers() {
+        for n in [
+            1040, 1053, 1203, 1290, 1317, 1836, 1927, 1969, 3024, 1037, 1041,
+        ] {
+            assert!(is_mysql_outage(n), "{n}");
+        }
+        // Duplicate key, syntax, unknown table, lock wait timeout, deadlock, access denied.
+        for n in [1062, 1064, 1146, 1205, 1213, 1045] {
+            assert!(!is_mysql_outage(n), "{n}");
         }
     }
 }

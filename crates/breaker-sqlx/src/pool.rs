@@ -1,18 +1,18 @@
 //! [`GuardedPool`]: a sqlx pool behind a circuit breaker.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use breaker_core::{
-    CircuitBreaker, Clock, MonotonicClock, NoopObserver, Observer, Outcome, Permit,
-};
+use breaker_core::{BreakerRef, CircuitBreaker, IntoBreakerRef, Outcome, Permit};
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
-use sqlx::{Database, Either, Execute, Executor, Pool, SqlStr, Transaction};
+use sqlx::{Database, Either, Execute, Executor, Pool, SqlStr};
 
 use crate::classify::classify_error;
 use crate::stream::GuardedStream;
+use crate::transaction::GuardedTransaction;
 
 /// How results are classified: see [`classify_error`].
 pub type Classifier = Arc<dyn Fn(&sqlx::Error) -> Outcome + Send + Sync>;
@@ -21,6 +21,10 @@ pub type Classifier = Arc<dyn Fn(&sqlx::Error) -> Outcome + Send + Sync>;
 /// a failed call after this long (sqlx's default is 30 s, so the breaker would learn of a
 /// dead server only after half a minute per call).
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The statement timeout of a [`GuardedPool`] unless set otherwise
+/// ([`GuardedPool::statement_timeout`]): 5 s.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// sqlx pool options with an acquire timeout suited to a guarded pool
 /// ([`DEFAULT_ACQUIRE_TIMEOUT`]); everything else as sqlx's defaults.
@@ -37,60 +41,98 @@ pub fn pool_options<DB: Database>() -> sqlx::pool::PoolOptions<DB> {
 /// retry). An admitted query's result is classified ([`classify_error`] by default):
 /// connection and resource outages count against the database; constraint violations,
 /// syntax errors, missing rows and the like prove the database answered and count as
-/// successes. A query whose future or stream is dropped before it finished counts as
-/// nothing, unless it had already run past the breaker's slow-call duration.
+/// successes.
 ///
-/// [`begin`](Self::begin) guards transactions (admission, and the outcome of the commit or
-/// rollback, recorded once), [`acquire`](Self::acquire) guards taking a connection for a
-/// while, and [`pool`](Self::pool) bypasses the breaker (migrations, health probes).
+/// # The statement timeout
+///
+/// A database that hangs (frozen, partitioned away, stuck on a lock held by a dead
+/// client) answers nothing, so without a timeout a caller waits for as long as the outage
+/// lasts and the breaker learns nothing. Every query therefore runs under a **statement
+/// timeout**, [`DEFAULT_STATEMENT_TIMEOUT`] (5 s) unless you set another with
+/// [`statement_timeout`](Self::statement_timeout): from the query's start to its last row,
+/// on the client side. A query that runs past it is abandoned, returns an error that
+/// [`timed_out`](crate::timed_out) recognises, and counts as a failure; a write abandoned
+/// that way may or may not have been applied (the error says so). Pick it above your
+/// slowest legitimate query. A query whose future or stream you drop yourself is neutral
+/// while young, a failure past the timeout (or the breaker's slow-call duration).
+///
+/// [`begin`](Self::begin) guards transactions (each statement classified, the whole
+/// transaction one call for the breaker), [`acquire`](Self::acquire) guards taking a
+/// connection for a while, and [`pool`](Self::pool) bypasses the breaker (migrations,
+/// health probes).
+///
+/// The breaker can be given in any form ([`IntoBreakerRef`]): a breaker (it goes into an
+/// `Arc`), an `Arc` shared with a registry, or a `&'static` one.
 ///
 /// ```no_run
 /// use breaker_core::CircuitBreaker;
 /// use breaker_sqlx::{GuardedPool, pool_options};
+/// use std::time::Duration;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let pool = pool_options::<sqlx::Postgres>()
 ///     .connect("postgres://127.0.0.1/test")
 ///     .await?;
-/// let db = GuardedPool::new(pool, CircuitBreaker::builder().name("orders-db").build()?);
+/// let db = GuardedPool::new(pool, CircuitBreaker::builder().name("orders-db").build()?)
+///     .statement_timeout(Duration::from_secs(2));
 /// let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
 ///     .fetch_one(&db)
 ///     .await?;
 /// # Ok(())
 /// # }
 /// ```
-pub struct GuardedPool<DB: Database, C = MonotonicClock, O = NoopObserver> {
+pub struct GuardedPool<DB: Database, B = Arc<CircuitBreaker>> {
     pool: Pool<DB>,
-    breaker: Arc<CircuitBreaker<C, O>>,
+    breaker: B,
     classify: Classifier,
+    statement_timeout: Option<Duration>,
 }
 
-impl<DB: Database, C, O> Clone for GuardedPool<DB, C, O> {
+impl<DB: Database, B: Clone> Clone for GuardedPool<DB, B> {
     fn clone(&self) -> Self {
         GuardedPool {
             pool: self.pool.clone(),
-            breaker: Arc::clone(&self.breaker),
+            breaker: self.breaker.clone(),
             classify: Arc::clone(&self.classify),
+            statement_timeout: self.statement_timeout,
         }
     }
 }
 
-impl<DB: Database, C, O> fmt::Debug for GuardedPool<DB, C, O> {
+impl<DB: Database, B> fmt::Debug for GuardedPool<DB, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GuardedPool")
             .field("pool", &self.pool)
+            .field("statement_timeout", &self.statement_timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl<DB: Database, C: Clock, O: Observer> GuardedPool<DB, C, O> {
-    /// Guards `pool` with `breaker` (a breaker, or an `Arc` of one shared with a registry).
-    pub fn new(pool: Pool<DB>, breaker: impl Into<Arc<CircuitBreaker<C, O>>>) -> Self {
+impl<DB: Database, B: BreakerRef> GuardedPool<DB, B> {
+    /// Guards `pool` with `breaker` (a breaker, an `Arc` of one shared with a registry, a
+    /// `&'static` one), with the [`DEFAULT_STATEMENT_TIMEOUT`].
+    pub fn new(pool: Pool<DB>, breaker: impl IntoBreakerRef<Ref = B>) -> Self {
         GuardedPool {
             pool,
-            breaker: breaker.into(),
+            breaker: breaker.into_breaker_ref(),
             classify: Arc::new(classify_error),
+            statement_timeout: Some(DEFAULT_STATEMENT_TIMEOUT),
         }
+    }
+
+    /// Abandons a query, and counts a failure, if it has not finished within `timeout` of
+    /// its start (see the type's docs). Default: [`DEFAULT_STATEMENT_TIMEOUT`].
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
+    }
+
+    /// No statement timeout: a query waits as long as the database takes. Only for pools
+    /// whose database has a timeout of its own (PostgreSQL's `statement_timeout`, MySQL's
+    /// `max_execution_time`): a hung server then holds every caller for the whole outage.
+    pub fn no_statement_timeout(mut self) -> Self {
+        self.statement_timeout = None;
+        self
     }
 
     /// Classifies results with `classify` instead of [`classify_error`] (for instance to
@@ -110,14 +152,21 @@ impl<DB: Database, C: Clock, O: Observer> GuardedPool<DB, C, O> {
     }
 
     /// The breaker.
-    pub fn breaker(&self) -> &Arc<CircuitBreaker<C, O>> {
+    pub fn breaker(&self) -> &B {
         &self.breaker
     }
 
-    fn call(&self) -> Result<Call<C, O>, sqlx::Error> {
-        let permit = Permit::acquire(&self.breaker).map_err(crate::rejected_error)?;
+    /// The statement timeout in force, if any.
+    pub fn statement_timeout_in_force(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
+    fn call(&self) -> Result<Call<B>, sqlx::Error> {
+        let mut permit = Permit::acquire(&self.breaker).map_err(crate::rejected_error)?;
+        if let Some(timeout) = self.statement_timeout {
+            permit.set_deadline(timeout);
+        }
         Ok(Call {
-            started: self.breaker.call_started(),
             permit: Some(permit),
             classify: Arc::clone(&self.classify),
         })
@@ -125,21 +174,24 @@ impl<DB: Database, C: Clock, O: Observer> GuardedPool<DB, C, O> {
 
     /// Takes a connection for a while, if the breaker admits it. The breaker counts the
     /// taking (a pool timeout or a connection error is a failure); queries on the connection
-    /// are not classified one by one: run them through the `GuardedPool` when each should
-    /// count.
+    /// are not classified one by one: run them through the `GuardedPool` (or a
+    /// [`begin`](Self::begin) transaction) when each should count.
     pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
         let call = self.call()?;
         call.finish(self.pool.acquire().await)
     }
 
-    /// Begins a transaction, if the breaker admits it. The transaction is one call for the
-    /// breaker: its outcome is the outcome of [`GuardedTransaction::commit`] or
-    /// [`GuardedTransaction::rollback`] (or of `begin` itself, if that fails). Dropped
-    /// without either, sqlx rolls it back and the breaker counts nothing.
-    pub async fn begin(&self) -> Result<GuardedTransaction<DB, C, O>, sqlx::Error> {
+    /// Begins a transaction, if the breaker admits it. Run its statements through
+    /// `&mut *tx` (each is classified and runs under the statement timeout), then
+    /// [`commit`](GuardedTransaction::commit) or [`rollback`](GuardedTransaction::rollback).
+    /// The transaction is one call for the breaker: a failure if an outage hit any of its
+    /// statements (whether it is then committed, rolled back or dropped), or if `begin`,
+    /// the commit or the rollback fail with one; else a success once committed or rolled
+    /// back.
+    pub async fn begin(&self) -> Result<GuardedTransaction<DB, B>, sqlx::Error> {
         let mut call = self.call()?;
-        match self.pool.begin().await {
-            Ok(tx) => Ok(GuardedTransaction { tx, call }),
+        match within(self.statement_timeout, self.pool.begin()).await {
+            Ok(tx) => Ok(GuardedTransaction::new(tx, call, self.statement_timeout)),
             Err(e) => {
                 call.record(&Err::<(), _>(&e));
                 Err(e)
@@ -148,91 +200,65 @@ impl<DB: Database, C: Clock, O: Observer> GuardedPool<DB, C, O> {
     }
 }
 
-/// A transaction of a [`GuardedPool`]: use it like sqlx's [`Transaction`] (`&mut *tx` is an
-/// executor), and finish it with [`commit`](Self::commit) or [`rollback`](Self::rollback).
-pub struct GuardedTransaction<DB: Database, C: Clock, O: Observer> {
-    tx: Transaction<'static, DB>,
-    call: Call<C, O>,
-}
-
-impl<DB: Database, C: Clock, O: Observer> fmt::Debug for GuardedTransaction<DB, C, O> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GuardedTransaction").finish_non_exhaustive()
+/// `fut`, abandoned with a [`StatementTimedOut`](crate::StatementTimedOut) error after
+/// `timeout` (if any).
+pub(crate) async fn within<T>(
+    timeout: Option<Duration>,
+    fut: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    match timeout {
+        None => fut.await,
+        Some(after) => match sqlx_core::rt::timeout(after, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(crate::statement_timed_out(after)),
+        },
     }
 }
 
-impl<DB: Database, C: Clock, O: Observer> GuardedTransaction<DB, C, O> {
-    /// Commits; the breaker records the outcome.
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let result = self.tx.commit().await;
-        self.call.record(&result.as_ref().map(|_| ()));
-        result
-    }
-
-    /// Rolls back; the breaker records the outcome (a rollback that reaches the database is a
-    /// success for it).
-    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        let result = self.tx.rollback().await;
-        self.call.record(&result.as_ref().map(|_| ()));
-        result
-    }
-}
-
-impl<DB: Database, C: Clock, O: Observer> std::ops::Deref for GuardedTransaction<DB, C, O> {
-    type Target = Transaction<'static, DB>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.tx
-    }
-}
-
-impl<DB: Database, C: Clock, O: Observer> std::ops::DerefMut for GuardedTransaction<DB, C, O> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
-    }
-}
-
-/// One admitted call: its permit, when it started, how to classify its result.
-pub(crate) struct Call<C: Clock, O: Observer> {
-    permit: Option<Permit<Arc<CircuitBreaker<C, O>>>>,
-    started: u64,
+/// One admitted call: its permit (which times it and holds its deadline), how to classify
+/// its result.
+pub(crate) struct Call<B: BreakerRef> {
+    permit: Option<Permit<B>>,
     classify: Classifier,
 }
 
-impl<C: Clock, O: Observer> Call<C, O> {
-    /// Records the result (once; later calls do nothing).
-    pub(crate) fn record<T>(&mut self, result: &Result<T, &sqlx::Error>) {
-        if let Some(permit) = self.permit.take() {
-            let outcome = match result {
-                Ok(_) => Outcome::Success,
-                Err(e) => (self.classify)(e),
-            };
-            let elapsed = permit.breaker().elapsed_since(self.started);
-            permit.record(outcome, elapsed);
+impl<B: BreakerRef> Call<B> {
+    /// How `error` counts: the classifier's verdict, except that a query abandoned at its
+    /// statement timeout is always a failure.
+    pub(crate) fn classify(&self, error: &sqlx::Error) -> Outcome {
+        if crate::timed_out(error).is_some() {
+            Outcome::Failure
+        } else {
+            (self.classify)(error)
         }
     }
 
-    fn finish<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+    /// Records the result (once; later calls do nothing).
+    pub(crate) fn record<T>(&mut self, result: &Result<T, &sqlx::Error>) {
+        let outcome = match result {
+            Ok(_) => Outcome::Success,
+            Err(e) => self.classify(e),
+        };
+        self.record_outcome(outcome);
+    }
+
+    /// Records `outcome` (once; later calls do nothing).
+    pub(crate) fn record_outcome(&mut self, outcome: Outcome) {
+        if let Some(permit) = self.permit.take() {
+            permit.record(outcome);
+        }
+    }
+
+    pub(crate) fn finish<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
         self.record(&result.as_ref().map(|_| ()));
         result
     }
 }
 
-impl<C: Clock, O: Observer> Drop for Call<C, O> {
-    /// Dropped unfinished (a cancelled query): neutral, unless it was already slow.
-    fn drop(&mut self) {
-        if let Some(permit) = self.permit.take() {
-            let elapsed = permit.breaker().elapsed_since(self.started);
-            permit.abandon(elapsed);
-        }
-    }
-}
-
-impl<'p, DB, C, O> Executor<'p> for &'_ GuardedPool<DB, C, O>
+impl<'p, DB, B> Executor<'p> for &'_ GuardedPool<DB, B>
 where
     DB: Database,
-    C: Clock + Send + Sync + 'static,
-    O: Observer + Send + Sync + 'static,
+    B: BreakerRef + Send + Sync + 'static,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
     type Database = DB;
@@ -246,7 +272,11 @@ where
     {
         match self.call() {
             // Nothing is sent until the stream is polled; the permit was taken now.
-            Ok(call) => Box::pin(GuardedStream::new(self.pool.fetch_many(query), call)),
+            Ok(mut call) => Box::pin(GuardedStream::new(
+                self.pool.fetch_many(query),
+                move |result| call.record(&result),
+                self.statement_timeout,
+            )),
             Err(rejected) => Box::pin(futures_util::stream::once(async move { Err(rejected) })),
         }
     }
@@ -260,9 +290,10 @@ where
     {
         let pool = self.pool.clone();
         let call = self.call();
+        let timeout = self.statement_timeout;
         Box::pin(async move {
             let call = call?;
-            call.finish(pool.fetch_optional(query).await)
+            call.finish(within(timeout, pool.fetch_optional(query)).await)
         })
     }
 
@@ -276,9 +307,10 @@ where
     {
         let pool = self.pool.clone();
         let call = self.call();
+        let timeout = self.statement_timeout;
         Box::pin(async move {
             let call = call?;
-            call.finish(pool.prepare_with(sql, parameters).await)
+            call.finish(within(timeout, pool.prepare_with(sql, parameters)).await)
         })
     }
 

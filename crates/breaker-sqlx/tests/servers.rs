@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use breaker_core::{CircuitBreaker, ManualClock, State};
@@ -111,7 +112,11 @@ macro_rules! server_tests {
             /// A guarded pool through a fresh proxy, and a direct pool beside it.
             async fn via_proxy(
                 clock: &ManualClock,
-            ) -> (GuardedPool<Db, ManualClock>, FaultProxy, sqlx::Pool<Db>) {
+            ) -> (
+                GuardedPool<Db, Arc<CircuitBreaker<ManualClock>>>,
+                FaultProxy,
+                sqlx::Pool<Db>,
+            ) {
                 let direct = direct().await;
                 let proxy = FaultProxy::start($server.addr()).await;
                 let pool = PoolOptions::<Db>::new()

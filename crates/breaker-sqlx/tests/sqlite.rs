@@ -2,6 +2,7 @@
 //! and refused queries that are never executed. Breaker time on the manual clock.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use breaker_core::{CircuitBreaker, ManualClock, State};
@@ -10,7 +11,7 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Connection, Sqlite, SqliteConnection};
 
-type Db = GuardedPool<Sqlite, ManualClock>;
+type Db = GuardedPool<Sqlite, Arc<CircuitBreaker<ManualClock>>>;
 
 fn breaker(clock: &ManualClock, threshold: u32) -> CircuitBreaker<ManualClock> {
     CircuitBreaker::builder_with_clock(clock.clone())
@@ -183,7 +184,7 @@ async fn a_transaction_is_one_call_recorded_at_commit_or_rollback() {
     let db = memory_db(&clock, 3).await;
     let mut tx = db.begin().await.unwrap();
     sqlx::query("INSERT INTO items (name) VALUES ('in tx')")
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .unwrap();
     assert_eq!(db.breaker().snapshot().totals.successes, 0, "not yet");

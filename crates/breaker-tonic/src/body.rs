@@ -14,20 +14,12 @@ pin_project! {
     /// The body of a guarded gRPC response. A normal or streaming response's status comes in
     /// its trailers: the call is recorded when they arrive (or when the body fails, or ends
     /// without a status: both failures). Dropped before its end (the caller abandoned the
-    /// stream), the call counts as nothing, unless it had already run past the breaker's
-    /// slow-call duration.
+    /// stream), the call was abandoned: neutral, unless it had already run past its deadline
+    /// or the breaker's slow-call duration.
     pub struct GuardedBody<B, R: BreakerRef> {
         #[pin]
         inner: Option<B>,
         call: Option<Call<R>>,
-    }
-
-    impl<B, R: BreakerRef> PinnedDrop for GuardedBody<B, R> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(call) = this.project().call.take() {
-                call.abandon();
-            }
-        }
     }
 }
 

@@ -10,7 +10,10 @@ use tonic::Code;
 ///
 /// - **failures** (the service is in trouble): `UNAVAILABLE`, `DEADLINE_EXCEEDED`,
 ///   `RESOURCE_EXHAUSTED`, `INTERNAL`, `UNKNOWN`, `DATA_LOSS`;
-/// - **ignored**: `CANCELLED` (the caller gave up; it says nothing about the service);
+/// - **ignored**: `CANCELLED` (the caller gave up; it says nothing about the service). A
+///   `CANCELLED` that is really a timeout (tonic answers its own timeouts with
+///   `CANCELLED "Timeout expired"`; any `CANCELLED` at or past the call's deadline) reaches
+///   the classifier as `DEADLINE_EXCEEDED`;
 /// - **successes**: `OK` and the caller's faults (`INVALID_ARGUMENT`, `NOT_FOUND`,
 ///   `ALREADY_EXISTS`, `PERMISSION_DENIED`, `UNAUTHENTICATED`, `FAILED_PRECONDITION`,
 ///   `OUT_OF_RANGE`, `UNIMPLEMENTED`, `ABORTED`): the service answered.

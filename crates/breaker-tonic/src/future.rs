@@ -15,44 +15,60 @@ pin_project! {
     /// The future of a [`GrpcBreaker`](crate::GrpcBreaker) call: the inner call, or the
     /// breaker's `UNAVAILABLE` answer to a refused one (which never reached the inner
     /// service).
+    ///
+    /// Dropped before the answer's headers arrived, the call was abandoned: neutral, unless
+    /// it had already run past its deadline (its `grpc-timeout`) or the breaker's slow-call
+    /// duration, when it counts as a failure. Polling it again after it returned its answer
+    /// panics, as polling any completed future may.
     pub struct ResponseFuture<F, R: BreakerRef> {
         #[pin]
-        inner: Option<F>,
-        call: Option<Call<R>>,
-        rejected: Option<Rejected>,
+        kind: Kind<F, R>,
     }
+}
 
-    impl<F, R: BreakerRef> PinnedDrop for ResponseFuture<F, R> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(call) = this.project().call.take() {
-                call.abandon();
-            }
-        }
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, R: BreakerRef> {
+        Called {
+            #[pin]
+            inner: F,
+            // `None` once the answer is out.
+            call: Option<Call<R>>,
+        },
+        Rejected {
+            rejected: Option<Rejected>,
+        },
     }
 }
 
 impl<F, R: BreakerRef> ResponseFuture<F, R> {
     pub(crate) fn called(inner: F, call: Call<R>) -> Self {
         ResponseFuture {
-            inner: Some(inner),
-            call: Some(call),
-            rejected: None,
+            kind: Kind::Called {
+                inner,
+                call: Some(call),
+            },
         }
     }
 
     pub(crate) fn rejected(rejected: Rejected) -> Self {
         ResponseFuture {
-            inner: None,
-            call: None,
-            rejected: Some(rejected),
+            kind: Kind::Rejected {
+                rejected: Some(rejected),
+            },
         }
     }
 }
 
 impl<F, R: BreakerRef> std::fmt::Debug for ResponseFuture<F, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Called { call: Some(_), .. } => "called",
+            Kind::Called { call: None, .. } => "done",
+            Kind::Rejected { .. } => "rejected",
+        };
         f.debug_struct("ResponseFuture")
-            .field("rejected", &self.rejected)
+            .field("kind", &kind)
             .finish_non_exhaustive()
     }
 }
@@ -65,41 +81,50 @@ where
     type Output = Result<http::Response<GuardedBody<B, R>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Some(rejected) = this.rejected.take() {
-            return Poll::Ready(Ok(rejection_status(&rejected).into_http()));
-        }
-        let Some(inner) = this.inner.as_pin_mut() else {
-            // Polled again after completion: answer like a refused call would, never panic.
-            return Poll::Ready(Ok(tonic::Status::internal(
-                "breaker-tonic ResponseFuture polled after it completed",
-            )
-            .into_http()));
-        };
-        let result = std::task::ready!(inner.poll(cx));
-        let call = this.call.take();
-        Poll::Ready(match result {
-            Ok(response) => {
-                // Trailers-only: the status is in the headers; the call is over.
-                let call = match call {
-                    Some(call) if status_code(response.headers()).is_some() => {
-                        call.record_status(response.headers());
-                        None
-                    }
-                    call => call,
-                };
-                Ok(response.map(|body| match call {
-                    Some(call) => GuardedBody::watching(body, call),
-                    None => GuardedBody::passing(body),
-                }))
-            }
-            Err(e) => {
-                // A transport error: the call never got an answer.
-                if let Some(call) = call {
-                    call.record(Outcome::Failure);
+        match self.project().kind.project() {
+            KindProj::Rejected { rejected } => match rejected.take() {
+                Some(rejected) => Poll::Ready(Ok(rejection_status(&rejected).into_http())),
+                None => polled_after_completion(),
+            },
+            KindProj::Called { inner, call } => {
+                if call.is_none() {
+                    polled_after_completion()
                 }
-                Err(e)
+                let result = std::task::ready!(inner.poll(cx));
+                let Some(call) = call.take() else {
+                    polled_after_completion()
+                };
+                Poll::Ready(match result {
+                    Ok(response) => {
+                        let call = if status_code(response.headers()).is_some() {
+                            // Trailers-only: the status is in the headers; the call is over.
+                            call.record_status(response.headers());
+                            None
+                        } else if response.status() != http::StatusCode::OK {
+                            // Not a gRPC answer (a proxy's error page): it never will be.
+                            call.record_http_status(response.status());
+                            None
+                        } else {
+                            Some(call)
+                        };
+                        Ok(response.map(|body| match call {
+                            Some(call) => GuardedBody::watching(body, call),
+                            None => GuardedBody::passing(body),
+                        }))
+                    }
+                    Err(e) => {
+                        // A transport error (or tonic's own client timeout): no answer.
+                        call.record(Outcome::Failure);
+                        Err(e)
+                    }
+                })
             }
-        })
+        }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn polled_after_completion() -> ! {
+    panic!("breaker_tonic::ResponseFuture polled after it completed")
 }

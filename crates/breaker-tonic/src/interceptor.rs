@@ -23,16 +23,23 @@ pub struct BreakerInterceptor<R> {
 }
 
 impl<R: BreakerRef> BreakerInterceptor<R> {
-    /// Refuses calls while `breaker` refuses them.
-    pub fn new(breaker: R) -> Self {
-        BreakerInterceptor { breaker }
+    /// Refuses calls while `breaker` refuses them (any
+    /// [`IntoBreakerRef`](breaker_core::IntoBreakerRef)).
+    pub fn new(breaker: impl breaker_core::IntoBreakerRef<Ref = R>) -> Self {
+        BreakerInterceptor {
+            breaker: breaker.into_breaker_ref(),
+        }
     }
 }
 
 impl<R: BreakerRef> Interceptor for BreakerInterceptor<R> {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         match self.breaker.breaker().try_acquire() {
-            Ok(_admitted) => Ok(request),
+            Ok(admitted) => {
+                // Admission only: the layer that records the call holds its own permit.
+                admitted.cancel();
+                Ok(request)
+            }
             Err(rejected) => Err(rejection_status(&rejected)),
         }
     }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use breaker_core::{CircuitBreaker, Clock, Observer, Permit};
 use breaker_tower::KeyedRegistry;
@@ -43,6 +44,7 @@ pub struct KeyedGrpcBreakerLayer<C, O> {
     registry: Arc<KeyedRegistry<String, C, O>>,
     key_by: KeyBy,
     classify: GrpcClassifier,
+    timeout: Option<Duration>,
 }
 
 impl<C, O> Clone for KeyedGrpcBreakerLayer<C, O> {
@@ -51,6 +53,7 @@ impl<C, O> Clone for KeyedGrpcBreakerLayer<C, O> {
             registry: Arc::clone(&self.registry),
             key_by: self.key_by,
             classify: self.classify.clone(),
+            timeout: self.timeout,
         }
     }
 }
@@ -62,12 +65,20 @@ impl<C, O> KeyedGrpcBreakerLayer<C, O> {
             registry,
             key_by,
             classify: GrpcClassifier::new(),
+            timeout: None,
         }
     }
 
     /// Classifies statuses with `classify`.
     pub fn classify(mut self, classify: GrpcClassifier) -> Self {
         self.classify = classify;
+        self
+    }
+
+    /// The timeout tonic enforces around this layer (see
+    /// [`GrpcBreakerLayer::timeout`](crate::GrpcBreakerLayer::timeout)).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 }
@@ -125,10 +136,11 @@ where
             .registry
             .get(self.layer.key_by.key(req.uri().path()));
         match Permit::acquire(&breaker) {
-            Ok(permit) => ResponseFuture::called(
-                self.inner.call(req),
-                Call::new(permit, self.layer.classify.clone()),
-            ),
+            Ok(permit) => {
+                let classify = self.layer.classify.clone();
+                let call = Call::new(permit, classify, req.headers(), self.layer.timeout);
+                ResponseFuture::called(self.inner.call(req), call)
+            }
             Err(rejected) => ResponseFuture::rejected(rejected),
         }
     }

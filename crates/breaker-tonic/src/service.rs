@@ -1,8 +1,9 @@
 //! The layer and its service, for clients (around a `Channel`) and servers alike.
 
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use breaker_core::{BreakerRef, Permit};
+use breaker_core::{BreakerRef, IntoBreakerRef, Permit};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -17,28 +18,52 @@ use crate::future::ResponseFuture;
 ///
 /// Each call is classified by its `grpc-status` (response headers for a trailers-only
 /// answer, trailers for normal and streaming answers) with a [`GrpcClassifier`]; a transport
-/// error or a broken body is a failure; an abandoned stream counts as nothing. A refused
-/// call is answered with `UNAVAILABLE` and [`RETRY_PUSHBACK`](crate::RETRY_PUSHBACK)
+/// error or a broken body is a failure; so is an answer that is not gRPC at all (a proxy's
+/// `502`/`503`/`504` error page, classified by gRPC's HTTP-to-status mapping at once). A
+/// refused call is answered with `UNAVAILABLE` and [`RETRY_PUSHBACK`](crate::RETRY_PUSHBACK)
 /// metadata, and never reaches the inner service. The decision is made in `call`, not in
 /// `poll_ready` (tonic's generated clients would report a readiness error as `UNKNOWN`).
+///
+/// # Deadlines and timeouts
+///
+/// A call's deadline is its request's `grpc-timeout` (set by the client's
+/// `Request::set_timeout`), or the layer's [`timeout`](Self::timeout) if shorter. A call
+/// abandoned at or past its deadline is a timeout: a failure. On a server, that is what
+/// tonic's own timeout does: it sits outside every layer, drops the call when the deadline
+/// passes and answers `CANCELLED "Timeout expired"`, so without the deadline a hanging
+/// handler would never count. On a client, a `CANCELLED` answer that is a timeout (tonic's
+/// "Timeout expired", or at or past the deadline) is classified as `DEADLINE_EXCEEDED`; a
+/// cancellation before the deadline (the caller gave up) stays neutral.
 #[derive(Clone, Debug)]
 pub struct GrpcBreakerLayer<R> {
     breaker: R,
     classify: GrpcClassifier,
+    timeout: Option<Duration>,
 }
 
 impl<R: BreakerRef> GrpcBreakerLayer<R> {
-    /// A layer guarding calls with `breaker` (an `Arc<CircuitBreaker>` or a `&'static` one).
-    pub fn new(breaker: R) -> Self {
+    /// A layer guarding calls with `breaker` (any [`IntoBreakerRef`]: an
+    /// `Arc<CircuitBreaker>`, a `&'static` one, or a breaker by value).
+    pub fn new(breaker: impl IntoBreakerRef<Ref = R>) -> Self {
         GrpcBreakerLayer {
-            breaker,
+            breaker: breaker.into_breaker_ref(),
             classify: GrpcClassifier::new(),
+            timeout: None,
         }
     }
 
     /// Classifies statuses with `classify`.
     pub fn classify(mut self, classify: GrpcClassifier) -> Self {
         self.classify = classify;
+        self
+    }
+
+    /// The timeout tonic enforces around this layer: set it to the server's
+    /// `Server::builder().timeout(..)` (or the channel's `Endpoint::timeout(..)`), so a call
+    /// that tonic abandons when it expires counts as timed out. Calls whose request carries
+    /// a shorter `grpc-timeout` keep that one.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 }
@@ -51,6 +76,7 @@ impl<S, R: BreakerRef> Layer<S> for GrpcBreakerLayer<R> {
             inner,
             breaker: self.breaker.clone(),
             classify: self.classify.clone(),
+            timeout: self.timeout,
         }
     }
 }
@@ -61,6 +87,7 @@ pub struct GrpcBreaker<S, R> {
     inner: S,
     breaker: R,
     classify: GrpcClassifier,
+    timeout: Option<Duration>,
 }
 
 /// A guarded service keeps the gRPC name of the service it wraps, so it can be added to a
@@ -94,10 +121,10 @@ where
     #[inline]
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         match Permit::acquire(&self.breaker) {
-            Ok(permit) => ResponseFuture::called(
-                self.inner.call(req),
-                Call::new(permit, self.classify.clone()),
-            ),
+            Ok(permit) => {
+                let call = Call::new(permit, self.classify.clone(), req.headers(), self.timeout);
+                ResponseFuture::called(self.inner.call(req), call)
+            }
             Err(rejected) => ResponseFuture::rejected(rejected),
         }
     }

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use breaker_core::{BreakerRef, Classify, Permit, Rejected};
 use pin_project_lite::pin_project;
@@ -15,22 +14,6 @@ use crate::error::{BoxError, Error};
 struct Called<B: BreakerRef, K> {
     permit: Permit<B>,
     classify: K,
-    started: u64,
-}
-
-impl<B: BreakerRef, K> Called<B, K> {
-    /// Dropped before the inner future finished (kept out of line: the common drop, of a
-    /// completed future, is a single check).
-    #[cold]
-    #[inline(never)]
-    fn abandon(self) {
-        let elapsed = self.elapsed();
-        self.permit.abandon(elapsed);
-    }
-
-    fn elapsed(&self) -> Duration {
-        self.permit.breaker().breaker().elapsed_since(self.started)
-    }
 }
 
 pin_project! {
@@ -38,10 +21,13 @@ pin_project! {
     /// future, whose result is classified and recorded, or a rejection returned without
     /// calling the inner service.
     ///
-    /// Dropping it before it completes (a cancelled request, an outer `Timeout`) is neutral
-    /// and gives back the permit's half-open slot, unless the call had already run longer
+    /// Dropping it before it completes (a cancelled request, an outer `Timeout`) abandons the
+    /// call: neutral, its half-open slot given back, unless the call had already run longer
     /// than the breaker's slow-call duration: then it counts as a slow failure (see
-    /// [`Permit::abandon`]). A classifier that panics gives the slot back as it unwinds.
+    /// [`Permit`]). A classifier that panics gives the slot back as it unwinds.
+    ///
+    /// Polling it again after it returned its result panics, as polling any completed
+    /// future may.
     pub struct ResponseFuture<F, B, K>
     where
         B: BreakerRef,
@@ -66,32 +52,14 @@ pin_project! {
             rejected: Option<Rejected>,
         },
     }
-
-    impl<F, B, K> PinnedDrop for Kind<F, B, K>
-    where
-        B: BreakerRef,
-    {
-        fn drop(this: Pin<&mut Self>) {
-            if let KindProj::Called { called, .. } = this.project() {
-                if let Some(called) = called.take() {
-                    called.abandon();
-                }
-            }
-        }
-    }
 }
 
 impl<F, B: BreakerRef, K> ResponseFuture<F, B, K> {
     pub(crate) fn called(fut: F, permit: Permit<B>, classify: K) -> Self {
-        let started = permit.breaker().breaker().call_started();
         ResponseFuture {
             kind: Kind::Called {
                 fut,
-                called: Some(Called {
-                    permit,
-                    classify,
-                    started,
-                }),
+                called: Some(Called { permit, classify }),
             },
         }
     }
@@ -130,18 +98,20 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Rejected { rejected } => Poll::Ready(Err(match rejected.take() {
-                Some(rejected) => Error::Rejected(rejected),
-                None => Error::Inner(PolledAfterCompletion.into()),
-            })),
+            KindProj::Rejected { rejected } => match rejected.take() {
+                Some(rejected) => Poll::Ready(Err(Error::Rejected(rejected))),
+                None => polled_after_completion(),
+            },
             KindProj::Called { fut, called } => {
+                if called.is_none() {
+                    polled_after_completion()
+                }
                 let result = std::task::ready!(fut.poll(cx));
                 if let Some(called) = called.take() {
                     // Taken out first: if the classifier panics, the permit unwinds with
                     // `called` and gives its slot back.
                     let outcome = called.classify.classify(&result);
-                    let elapsed = called.elapsed();
-                    called.permit.record(outcome, elapsed);
+                    called.permit.record(outcome);
                 }
                 Poll::Ready(result.map_err(|e| Error::Inner(e.into())))
             }
@@ -149,16 +119,8 @@ where
     }
 }
 
-/// A [`ResponseFuture`] was polled again after it returned its result.
-#[derive(Debug)]
-struct PolledAfterCompletion;
-
-impl std::fmt::Display for PolledAfterCompletion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(
-            "breaker ResponseFuture polled after it completed: poll each future once to completion",
-        )
-    }
+#[cold]
+#[inline(never)]
+fn polled_after_completion() -> ! {
+    panic!("breaker_tower::future::ResponseFuture polled after it completed")
 }
-
-impl std::error::Error for PolledAfterCompletion {}

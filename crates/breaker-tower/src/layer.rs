@@ -1,6 +1,6 @@
 //! The layer.
 
-use breaker_core::{BreakerRef, ErrorsAreFailures};
+use breaker_core::{BreakerRef, ErrorsAreFailures, IntoBreakerRef};
 use tower_layer::Layer;
 
 use crate::Breaker;
@@ -35,9 +35,10 @@ pub struct BreakerLayer<B, K = ErrorsAreFailures> {
     classify: K,
 }
 
-impl<B> BreakerLayer<B> {
-    /// A layer guarding services with `breaker` (an `Arc<CircuitBreaker>`, or a
-    /// `&'static CircuitBreaker`); every `Err` counts as a failure.
+impl<B: BreakerRef> BreakerLayer<B> {
+    /// A layer guarding services with `breaker` (any [`IntoBreakerRef`]: an
+    /// `Arc<CircuitBreaker>`, a `&'static CircuitBreaker`, or a breaker by value, which goes
+    /// into an `Arc`); every `Err` counts as a failure.
     ///
     /// Over an `Arc`, each response future holds a clone: two atomic read-modify-writes per
     /// request on the `Arc`'s count, a cache line that every thread calling the service
@@ -56,9 +57,9 @@ impl<B> BreakerLayer<B> {
     /// # let _ = service;
     /// # Ok::<(), breaker_core::ConfigError>(())
     /// ```
-    pub fn new(breaker: B) -> Self {
+    pub fn new(breaker: impl IntoBreakerRef<Ref = B>) -> Self {
         BreakerLayer {
-            breaker,
+            breaker: breaker.into_breaker_ref(),
             classify: ErrorsAreFailures,
         }
     }

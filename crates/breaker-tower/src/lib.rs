@@ -30,6 +30,6 @@ pub use error::Error;
 #[cfg(feature = "http")]
 pub use http::HttpClassifier;
 
-pub use keyed::{KeyedBreaker, KeyedBreakerLayer, KeyedRegistry};
+pub use keyed::{ByKey, KeyedBreaker, KeyedBreakerLayer, KeyedRegistry, SelectBreaker};
 pub use layer::BreakerLayer;
 pub use service::Breaker;

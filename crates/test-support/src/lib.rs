@@ -17,8 +17,10 @@
 // A global allocator is unsafe to implement; this one only counts and forwards.
 #![allow(unsafe_code)]
 
+pub mod postgres;
 #[cfg(feature = "proxy")]
 pub mod proxy;
+pub use postgres::PrivatePostgres;
 #[cfg(feature = "proxy")]
 pub use proxy::{FaultProxy, Mode};
 

@@ -21,14 +21,15 @@ pub enum Mode {
     BlackHole,
 }
 
-/// A TCP proxy in front of `target` that can refuse, black-hole and delay new connections
-/// and cut the open ones, and counts what reaches the target.
+/// A TCP proxy in front of `target` that can refuse, black-hole and delay new connections,
+/// freeze and cut the open ones, and counts what reaches the target.
 #[derive(Clone, Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,
     mode: Arc<AtomicU8>,
     delay_ms: Arc<AtomicU64>,
     cut: Arc<watch::Sender<u64>>,
+    frozen: Arc<watch::Sender<bool>>,
     forwarded_bytes: Arc<AtomicU64>,
     forwarded_connections: Arc<AtomicU64>,
 }
@@ -40,11 +41,13 @@ impl FaultProxy {
             .await
             .expect("bind loopback");
         let (cut, _) = watch::channel(0u64);
+        let (frozen, _) = watch::channel(false);
         let proxy = FaultProxy {
             addr: listener.local_addr().expect("bound"),
             mode: Arc::new(AtomicU8::new(0)),
             delay_ms: Arc::new(AtomicU64::new(0)),
             cut: Arc::new(cut),
+            frozen: Arc::new(frozen),
             forwarded_bytes: Arc::default(),
             forwarded_connections: Arc::default(),
         };
@@ -84,13 +87,18 @@ impl FaultProxy {
         let (mut client_read, mut client_write) = client.into_split();
         let (mut server_read, mut server_write) = server.into_split();
         let counted = self.forwarded_bytes.clone();
+        let (frozen_up, frozen_down) = (self.frozen.subscribe(), self.frozen.subscribe());
         let up = async move {
             let mut buf = [0u8; 16 * 1024];
+            let mut frozen = frozen_up;
             loop {
                 let n = match client_read.read(&mut buf).await {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
+                if frozen.wait_for(|f| !*f).await.is_err() {
+                    return;
+                }
                 counted.fetch_add(n as u64, Ordering::SeqCst);
                 if server_write.write_all(&buf[..n]).await.is_err() {
                     return;
@@ -98,7 +106,20 @@ impl FaultProxy {
             }
         };
         let down = async move {
-            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            let mut buf = [0u8; 16 * 1024];
+            let mut frozen = frozen_down;
+            loop {
+                let n = match server_read.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if frozen.wait_for(|f| !*f).await.is_err() {
+                    return;
+                }
+                if client_write.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
         };
         // Whichever ends first (or a cut) drops both halves of both sockets: closed.
         tokio::select! {
@@ -140,6 +161,13 @@ impl FaultProxy {
     pub fn delay(&self, delay: Duration) {
         self.delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Freezes (`true`) or thaws (`false`) every forwarded connection, open and new: while
+    /// frozen, no byte moves either way and nothing is closed, as in a network partition or
+    /// a server stopped with `SIGSTOP`.
+    pub fn freeze(&self, on: bool) {
+        self.frozen.send_replace(on);
     }
 
     /// Closes every open connection now (forwarded and black-holed alike).

@@ -94,7 +94,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         Ok(()) => Outcome::Success,
                         Err(_) => Outcome::Failure,
                     };
-                    permit.record(outcome, Duration::ZERO);
+                    permit.record(outcome);
                 }
                 tokio::time::sleep(Duration::from_millis(every)).await;
             }

@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(line) = commands.recv().await {
         let call = |outcome| match replica.try_acquire() {
             Ok(permit) => {
-                permit.record(outcome, Duration::ZERO);
+                permit.record(outcome);
                 "ok".to_string()
             }
             Err(refused) => format!("refused {:?}", refused.reason()),

@@ -23,7 +23,7 @@ use sqlx::{Any, AssertSqlSafe};
 
 /// A product repository: reads fall back to the last good answer, writes do not.
 struct Products {
-    db: GuardedPool<Any, ManualClock>,
+    db: GuardedPool<Any, std::sync::Arc<CircuitBreaker<ManualClock>>>,
     /// The parameter placeholder of the database (`$1`, or `?` for MySQL).
     param: &'static str,
     cache: Mutex<HashMap<i64, String>>,
