@@ -3,7 +3,10 @@
 //! ```text
 //! cargo xtask ci      lint + test: everything CI runs
 //! cargo xtask lint    rustfmt check, clippy -D warnings (all targets; core's feature sets),
-//!                     rustdoc with warnings denied
+//!                     rustdoc with warnings denied as docs.rs builds it (all features,
+//!                     cfg(docsrs)), one rust-version that every dependency allows
+//! cargo xtask package `cargo package` of every published crate, each built from its
+//!                     packaged sources (what crates.io would get)
 //! cargo xtask test    the whole test suite: unit, integration, property and doc tests,
 //!                     the no_std link check, the alert rules (promtool) and the loom models
 //! cargo xtask loom    only the loom models (LOOM_MAX_PREEMPTIONS defaults to 3)
@@ -26,6 +29,7 @@ fn main() -> ExitCode {
     let result = match task {
         "ci" => lint().and_then(|()| test()),
         "lint" => lint(),
+        "package" => package(),
         "test" => test(),
         "loom" => loom(),
         "nostd" => nostd(),
@@ -52,7 +56,8 @@ const HELP: &str = "
 usage: cargo xtask <command>
 
   ci      lint + test: everything CI runs
-  lint    rustfmt check, clippy -D warnings, rustdoc -D warnings
+  lint    rustfmt check, clippy -D warnings, rustdoc -D warnings (as docs.rs), rust-version
+  package cargo package of every published crate, verified
   test    unit, integration, property and doc tests, no_std check, alert rules, loom models
   loom    loom models only
   nostd   no_std build-and-link check only
@@ -123,10 +128,164 @@ fn lint() -> Result<(), String> {
         args.extend_from_slice(&["--", "-D", "warnings"]);
         run(&args, &[])?;
     }
+    // As docs.rs builds the published crates: every feature, `cfg(docsrs)` (which turns on
+    // the nightly `doc_cfg` labels, allowed here for the workspace's own crates only).
+    let published = published_crates()?;
+    // A target directory of its own: `RUSTC_BOOTSTRAP` changes how some dependencies build,
+    // which would otherwise rebuild them for every other command.
     run(
-        &["doc", "--workspace", "--no-deps", "--all-features"],
-        &[("RUSTDOCFLAGS", "-D warnings")],
-    )
+        &[
+            "doc",
+            "--workspace",
+            "--no-deps",
+            "--all-features",
+            "--target-dir",
+            "target/docsrs",
+        ],
+        &[
+            ("RUSTDOCFLAGS", "--cfg docsrs -D warnings"),
+            ("RUSTC_BOOTSTRAP", &published.join(",").replace('-', "_")),
+        ],
+    )?;
+    rust_version()
+}
+
+/// The workspace's crates that are published (`publish` not `false`).
+fn published_crates() -> Result<Vec<String>, String> {
+    let metadata = metadata()?;
+    let members = metadata["workspace_members"]
+        .as_array()
+        .ok_or("cargo metadata: no workspace_members")?;
+    let mut names = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let id = &package["id"];
+        let unpublished = package["publish"].as_array().is_some_and(Vec::is_empty);
+        if members.contains(id) && !unpublished {
+            names.push(package["name"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn metadata() -> Result<serde_json::Value, String> {
+    let out = Command::new(cargo())
+        .args(["metadata", "--format-version", "1"])
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("could not run cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))
+}
+
+/// `1.94` and `1.94.0` alike, as `[1, 94, 0]`.
+fn version(text: &str) -> Vec<u64> {
+    let mut v: Vec<u64> = text.split('.').map(|n| n.parse().unwrap_or(0)).collect();
+    v.resize(3, 0);
+    v
+}
+
+/// One `rust-version` for the workspace, and every crate a published crate builds with
+/// (normal and build dependencies) allows it. Clippy's `incompatible_msrv` lint (in `lint`)
+/// then catches standard-library APIs newer than it in our own code.
+fn rust_version() -> Result<(), String> {
+    println!("\n==> rust-version: one for the workspace, allowed by every dependency");
+    let metadata = metadata()?;
+    let packages: std::collections::HashMap<&str, &serde_json::Value> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| (p["id"].as_str().unwrap_or_default(), p))
+        .collect();
+    let members: Vec<&str> = metadata["workspace_members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str())
+        .collect();
+    let ours = |id: &str| packages[id]["rust_version"].as_str().map(str::to_string);
+    let workspace = ours(members[0]).ok_or("the workspace sets no rust-version")?;
+    for id in &members {
+        let theirs = ours(id);
+        if theirs.as_deref() != Some(workspace.as_str()) {
+            return Err(format!(
+                "{} has rust-version {theirs:?}, the workspace {workspace}: use \
+                 `rust-version.workspace = true`",
+                packages[id]["name"]
+            ));
+        }
+    }
+    let nodes: std::collections::HashMap<&str, &serde_json::Value> = metadata["resolve"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| (n["id"].as_str().unwrap_or_default(), n))
+        .collect();
+    let mut stack: Vec<&str> = members.clone();
+    let mut seen = std::collections::HashSet::new();
+    let mut newest: Option<(Vec<u64>, String)> = None;
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if !members.contains(&id)
+            && let Some(v) = packages[id]["rust_version"].as_str()
+            && newest.as_ref().is_none_or(|(n, _)| version(v) > *n)
+        {
+            newest = Some((version(v), format!("{} {v}", packages[id]["name"])));
+        }
+        for dep in nodes[id]["deps"].as_array().into_iter().flatten() {
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|k| k["kind"].is_null() || k["kind"] == "build");
+            // Only what the published crates build with; dev-dependencies are ours to pick.
+            if normal {
+                stack.push(dep["pkg"].as_str().unwrap_or_default());
+            }
+        }
+    }
+    if let Some((v, who)) = newest {
+        if v > version(&workspace) {
+            return Err(format!(
+                "{who} needs a newer Rust than the workspace's rust-version {workspace}: raise it"
+            ));
+        }
+        println!("rust-version {workspace}; the most demanding dependency: {who}");
+    }
+    Ok(())
+}
+
+/// `cargo package` of every published crate, each verified by building it from its packaged
+/// sources against the others' packages: what a user downloading them from crates.io gets.
+fn package() -> Result<(), String> {
+    let mut args = vec!["package", "--workspace"];
+    let published = published_crates()?;
+    let metadata = metadata()?;
+    let mut excluded = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let name = package["name"].as_str().unwrap_or_default();
+        let member = metadata["workspace_members"]
+            .as_array()
+            .is_some_and(|m| m.contains(&package["id"]));
+        if member && !published.iter().any(|p| p == name) {
+            excluded.push(name.to_string());
+        }
+    }
+    for name in &excluded {
+        args.extend(["--exclude", name]);
+    }
+    if env::var_os("CI").is_none() {
+        // A working copy with changes not yet committed.
+        args.push("--allow-dirty");
+    }
+    run(&args, &[])
 }
 
 fn test() -> Result<(), String> {

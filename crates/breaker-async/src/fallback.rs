@@ -12,9 +12,9 @@ use breaker_core::{Clock, ConfigError, ConfigValue, Event, MonotonicClock};
 
 use breaker_core::{BreakerRef, Classify};
 
+use crate::error::{Cause, Error};
 use crate::guard::GuardedCall;
 use crate::timer::Timer;
-use crate::{Cause, Error};
 
 /// A value and where it came from, so callers can tell a fallback from the real answer.
 #[derive(Clone, Debug, PartialEq, Eq)]

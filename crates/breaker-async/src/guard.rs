@@ -10,7 +10,7 @@ use breaker_core::{CircuitBreaker, Clock, Observer, Outcome, Permit};
 use pin_project_lite::pin_project;
 use std::sync::Arc;
 
-use crate::Error;
+use crate::error::Error;
 use crate::stream::{GuardedStream, Stage};
 use crate::timer::{NoTimer, Timeout, Timer};
 
@@ -294,15 +294,15 @@ where
             }
             return Poll::Ready(result.map_err(Error::Inner));
         }
-        if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
-            if sleep.poll(cx).is_ready() {
-                *this.stage = Stage::Done;
-                let after = this.timeout.as_ref().map_or(Duration::ZERO, |t| t.after);
-                if let Some(permit) = this.permit.take() {
-                    permit.record(Outcome::Failure);
-                }
-                return Poll::Ready(Err(Error::Timeout { after }));
+        if let Some(sleep) = this.sleep.as_mut().as_pin_mut()
+            && sleep.poll(cx).is_ready()
+        {
+            *this.stage = Stage::Done;
+            let after = this.timeout.as_ref().map_or(Duration::ZERO, |t| t.after);
+            if let Some(permit) = this.permit.take() {
+                permit.record(Outcome::Failure);
             }
+            return Poll::Ready(Err(Error::Timeout { after }));
         }
         Poll::Pending
     }

@@ -40,9 +40,9 @@
 //! # Ok(())
 //! # }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod error;
 mod fallback;
@@ -63,3 +63,8 @@ pub use timer::SmolTimer;
 pub use timer::{NoTimer, Timeout, Timer};
 #[cfg(feature = "tokio")]
 pub use timer::{TokioClock, TokioTimer};
+
+/// This crate's README, compiled and run as doctests so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -7,7 +7,7 @@ use breaker_core::{BreakerRef, Classify, Outcome, Permit};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Where a guarded future or stream is in its one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,10 +89,11 @@ where
         match this.stream.poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(item)) => {
-                if this.permit.is_some() && this.classify.classify(&item) == Outcome::Failure {
-                    if let Some(permit) = this.permit.take() {
-                        permit.record(Outcome::Failure);
-                    }
+                if this.permit.is_some()
+                    && this.classify.classify(&item) == Outcome::Failure
+                    && let Some(permit) = this.permit.take()
+                {
+                    permit.record(Outcome::Failure);
                 }
                 Poll::Ready(Some(item.map_err(Error::Inner)))
             }

@@ -83,6 +83,7 @@
 //!   variables, a registry of breakers built from one file, live reconfiguration.
 //! - `tracing`: [`TracingObserver`], transitions and sampled rejections as `tracing` events
 //!   (with or without `std`).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -147,3 +148,8 @@ pub use trace::TracingObserver;
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/tuning.md")]
 struct TuningGuide;
+
+/// This crate's README, compiled and run as doctests so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

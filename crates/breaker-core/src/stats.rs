@@ -165,11 +165,11 @@ struct Release;
 #[cfg(all(feature = "std", not(loom)))]
 impl Drop for Release {
     fn drop(&mut self) {
-        if let Ok(i) = INDEX.try_with(|i| i.replace(SHARED)) {
-            if i < SHARED {
-                // The lock orders this thread's last counts before the next owner's first.
-                FREE.lock().unwrap_or_else(|e| e.into_inner()).push(i);
-            }
+        if let Ok(i) = INDEX.try_with(|i| i.replace(SHARED))
+            && i < SHARED
+        {
+            // The lock orders this thread's last counts before the next owner's first.
+            FREE.lock().unwrap_or_else(|e| e.into_inner()).push(i);
         }
     }
 }

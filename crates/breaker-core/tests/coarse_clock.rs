@@ -16,7 +16,7 @@ fn lags(clock: &MonotonicClock, for_how_long: Duration) -> Vec<u64> {
     let mut round = 0u32;
     while started.elapsed() < for_how_long {
         round = round.wrapping_add(1);
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             std::thread::sleep(Duration::from_micros(u64::from(round % 7) * 700));
         } else {
             let spin = Instant::now();

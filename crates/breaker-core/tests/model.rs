@@ -460,11 +460,12 @@ impl Model {
         if failed {
             self.consecutive_failures += 1;
             self.consecutive_successes = 0;
-            if let Policy::Consecutive(n) = self.s.policy {
-                if self.consecutive_failures >= n && self.state == State::Closed {
-                    self.transition(State::Open, self.attempts + 1);
-                    return;
-                }
+            if let Policy::Consecutive(n) = self.s.policy
+                && self.consecutive_failures >= n
+                && self.state == State::Closed
+            {
+                self.transition(State::Open, self.attempts + 1);
+                return;
             }
         } else {
             self.consecutive_failures = 0;

@@ -19,6 +19,7 @@
 //! assert!(report.time_to_trip.unwrap() < Duration::from_secs(2));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 

@@ -39,6 +39,7 @@
 //! The metric handles of a breaker are registered once, on its first event; after that an
 //! event is one or two atomic updates of the exporter's own counters: no lock, no allocation,
 //! no label formatting on the call path.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -295,3 +296,8 @@ fn outcome_label(outcome: Outcome) -> &'static str {
         Outcome::Ignored => "ignored",
     }
 }
+
+/// This crate's README, compiled and run as doctests so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

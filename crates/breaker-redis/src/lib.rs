@@ -43,6 +43,7 @@
 //! println!("{:?}", payments.status().link);
 //! # Ok(()) }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -65,3 +66,8 @@ pub mod names {
     /// Counter: fleet transitions this replica made in Redis.
     pub const FLEET_TRANSITIONS: &str = "circuit_breaker_redis_fleet_transitions_total";
 }
+
+/// This crate's README, compiled and run as doctests so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,7 +1,12 @@
 //! Which database errors are outages (they count against the database) and which are the
 //! caller's (they prove the database answered).
 
+use std::sync::Arc;
+
 use breaker_core::Outcome;
+
+/// How results are classified: see [`classify_error`].
+pub type Classifier = Arc<dyn Fn(&sqlx::Error) -> Outcome + Send + Sync>;
 
 /// The default classification of a sqlx result's error, for PostgreSQL, MySQL / MariaDB and
 /// SQLite alike.
@@ -38,10 +43,10 @@ pub fn classify_error(error: &sqlx::Error) -> Outcome {
         E::WorkerCrashed => Outcome::Failure,
         E::Database(db) => {
             #[cfg(feature = "mysql")]
-            if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-                if is_mysql_outage(mysql.number()) {
-                    return Outcome::Failure;
-                }
+            if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                && is_mysql_outage(mysql.number())
+            {
+                return Outcome::Failure;
             }
             match db.code() {
                 Some(code) if is_outage_code(&code) => Outcome::Failure,

@@ -1,7 +1,6 @@
 //! [`GuardedPool`]: a sqlx pool behind a circuit breaker.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +9,11 @@ use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use sqlx::{Database, Either, Execute, Executor, Pool, SqlStr};
 
-use crate::classify::classify_error;
+use crate::call::{Call, within};
+use crate::classify::{Classifier, classify_error};
+use crate::error::rejected_error;
 use crate::stream::GuardedStream;
 use crate::transaction::GuardedTransaction;
-
-/// How results are classified: see [`classify_error`].
-pub type Classifier = Arc<dyn Fn(&sqlx::Error) -> Outcome + Send + Sync>;
 
 /// The acquire timeout [`pool_options`] sets: a database that does not answer shows up as
 /// a failed call after this long (sqlx's default is 30 s, so the breaker would learn of a
@@ -162,14 +160,11 @@ impl<DB: Database, B: BreakerRef> GuardedPool<DB, B> {
     }
 
     fn call(&self) -> Result<Call<B>, sqlx::Error> {
-        let mut permit = Permit::acquire(&self.breaker).map_err(crate::rejected_error)?;
+        let mut permit = Permit::acquire(&self.breaker).map_err(rejected_error)?;
         if let Some(timeout) = self.statement_timeout {
             permit.set_deadline(timeout);
         }
-        Ok(Call {
-            permit: Some(permit),
-            classify: Arc::clone(&self.classify),
-        })
+        Ok(Call::new(permit, Arc::clone(&self.classify)))
     }
 
     /// Takes a connection for a while, if the breaker admits it. The breaker counts the
@@ -197,61 +192,6 @@ impl<DB: Database, B: BreakerRef> GuardedPool<DB, B> {
                 Err(e)
             }
         }
-    }
-}
-
-/// `fut`, abandoned with a [`StatementTimedOut`](crate::StatementTimedOut) error after
-/// `timeout` (if any).
-pub(crate) async fn within<T>(
-    timeout: Option<Duration>,
-    fut: impl Future<Output = Result<T, sqlx::Error>>,
-) -> Result<T, sqlx::Error> {
-    match timeout {
-        None => fut.await,
-        Some(after) => match sqlx_core::rt::timeout(after, fut).await {
-            Ok(result) => result,
-            Err(_) => Err(crate::statement_timed_out(after)),
-        },
-    }
-}
-
-/// One admitted call: its permit (which times it and holds its deadline), how to classify
-/// its result.
-pub(crate) struct Call<B: BreakerRef> {
-    permit: Option<Permit<B>>,
-    classify: Classifier,
-}
-
-impl<B: BreakerRef> Call<B> {
-    /// How `error` counts: the classifier's verdict, except that a query abandoned at its
-    /// statement timeout is always a failure.
-    pub(crate) fn classify(&self, error: &sqlx::Error) -> Outcome {
-        if crate::timed_out(error).is_some() {
-            Outcome::Failure
-        } else {
-            (self.classify)(error)
-        }
-    }
-
-    /// Records the result (once; later calls do nothing).
-    pub(crate) fn record<T>(&mut self, result: &Result<T, &sqlx::Error>) {
-        let outcome = match result {
-            Ok(_) => Outcome::Success,
-            Err(e) => self.classify(e),
-        };
-        self.record_outcome(outcome);
-    }
-
-    /// Records `outcome` (once; later calls do nothing).
-    pub(crate) fn record_outcome(&mut self, outcome: Outcome) {
-        if let Some(permit) = self.permit.take() {
-            permit.record(outcome);
-        }
-    }
-
-    pub(crate) fn finish<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
-        self.record(&result.as_ref().map(|_| ()));
-        result
     }
 }
 

@@ -60,10 +60,11 @@ where
         if self.done {
             return Poll::Ready(None);
         }
-        if self.sleep.is_none() && self.settle.is_some() {
-            if let Some(after) = self.timeout {
-                self.sleep = Some(Box::pin(sqlx_core::rt::sleep(after)));
-            }
+        if self.sleep.is_none()
+            && self.settle.is_some()
+            && let Some(after) = self.timeout
+        {
+            self.sleep = Some(Box::pin(sqlx_core::rt::sleep(after)));
         }
         let expired = self.settle.is_some()
             && self
@@ -71,7 +72,7 @@ where
                 .as_mut()
                 .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready());
         if expired {
-            let error = crate::statement_timed_out(self.timeout.unwrap_or_default());
+            let error = crate::error::statement_timed_out(self.timeout.unwrap_or_default());
             self.settle(Err(&error));
             self.done = true;
             return Poll::Ready(Some(Err(error)));

@@ -10,7 +10,7 @@ use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use sqlx::{Database, Either, Execute, Executor, SqlStr, Transaction};
 
-use crate::pool::{Call, within};
+use crate::call::{Call, within};
 use crate::stream::GuardedStream;
 
 /// A transaction of a [`GuardedPool`](crate::GuardedPool), from
@@ -66,10 +66,10 @@ struct TxCall<B: BreakerRef> {
 
 impl<B: BreakerRef> TxCall<B> {
     fn saw(&mut self, result: Result<(), &sqlx::Error>) {
-        if let Err(e) = result {
-            if self.call.classify(e) == Outcome::Failure {
-                self.outage = true;
-            }
+        if let Err(e) = result
+            && self.call.classify(e) == Outcome::Failure
+        {
+            self.outage = true;
         }
     }
 

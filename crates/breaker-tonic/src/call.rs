@@ -7,7 +7,7 @@ use breaker_core::{BreakerRef, Outcome, Permit};
 use http::{HeaderMap, StatusCode};
 use tonic::Code;
 
-use crate::GrpcClassifier;
+use crate::classify::GrpcClassifier;
 
 pub(crate) struct Call<R: BreakerRef> {
     permit: Permit<R>,

@@ -9,9 +9,9 @@ use breaker_tower::KeyedRegistry;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::GrpcClassifier;
 use crate::body::GuardedBody;
 use crate::call::Call;
+use crate::classify::GrpcClassifier;
 use crate::future::ResponseFuture;
 
 /// Which breaker a call belongs to.

@@ -31,6 +31,7 @@
 //! ```
 //!
 //! [tonic]: https://docs.rs/tonic
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -50,3 +51,8 @@ pub use interceptor::BreakerInterceptor;
 pub use keyed::{KeyBy, KeyedGrpcBreaker, KeyedGrpcBreakerLayer};
 pub use service::{GrpcBreaker, GrpcBreakerLayer};
 pub use status::{RETRY_PUSHBACK, rejection_status, retry_pushback};
+
+/// This crate's README, compiled and run as doctests so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -7,9 +7,9 @@ use breaker_core::{BreakerRef, IntoBreakerRef, Permit};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::GrpcClassifier;
 use crate::body::GuardedBody;
 use crate::call::Call;
+use crate::classify::GrpcClassifier;
 use crate::future::ResponseFuture;
 
 /// Guards gRPC calls with one breaker: around a client's `Channel`

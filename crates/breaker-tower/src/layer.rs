@@ -3,7 +3,7 @@
 use breaker_core::{BreakerRef, ErrorsAreFailures, IntoBreakerRef};
 use tower_layer::Layer;
 
-use crate::Breaker;
+use crate::service::Breaker;
 
 /// Wraps services in a [`Breaker`] sharing one circuit breaker.
 ///

@@ -15,6 +15,7 @@
 //! Feature `http`: [`HttpClassifier`] (5xx and transport errors fail, 4xx are the caller's).
 //!
 //! [tower]: https://docs.rs/tower
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -33,3 +34,8 @@ pub use http::HttpClassifier;
 pub use keyed::{ByKey, KeyedBreaker, KeyedBreakerLayer, KeyedRegistry, SelectBreaker};
 pub use layer::BreakerLayer;
 pub use service::Breaker;
+
+/// This crate's README, compiled and run as doctests so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -35,7 +35,13 @@ fn the_layer_does_not_allocate() {
     );
     // An error type whose boxing allocates nothing (a unit struct), so the count shows only
     // what the layer itself does.
-    let inner = service_fn(|n: u32| ready(if n % 10 == 0 { Err(Refused) } else { Ok(n) }));
+    let inner = service_fn(|n: u32| {
+        ready(if n.is_multiple_of(10) {
+            Err(Refused)
+        } else {
+            Ok(n)
+        })
+    });
     let mut svc = BreakerLayer::new(breaker.clone()).layer(inner);
     let _ = call(&mut svc, 1);
     let n = allocations(|| {

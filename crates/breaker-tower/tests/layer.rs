@@ -30,7 +30,7 @@ fn parity(
 {
     service_fn(move |n: u32| {
         calls.fetch_add(1, Ordering::SeqCst);
-        ready(if n % 2 == 0 {
+        ready(if n.is_multiple_of(2) {
             Ok(n)
         } else {
             Err(format!("odd {n}"))

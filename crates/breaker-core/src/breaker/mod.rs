@@ -283,10 +283,10 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 }
                 State::Open | State::HalfOpen => {
                     let deadline = self.deadline(w.epoch());
-                    if let (State::Open, Some(deadline)) = (w.state(), deadline) {
-                        if let Some(left) = self.far_from(deadline) {
-                            return Err(self.reject(RejectReason::Open, Some(left)));
-                        }
+                    if let (State::Open, Some(deadline)) = (w.state(), deadline)
+                        && let Some(left) = self.far_from(deadline)
+                    {
+                        return Err(self.reject(RejectReason::Open, Some(left)));
                     }
                     let now = self.now();
                     let admit = self.probes_allowed(w.epoch().wrapping_add(1)) > 0;

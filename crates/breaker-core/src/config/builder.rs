@@ -611,14 +611,14 @@ impl OpenChoice {
             _ => {}
         }
         #[cfg(feature = "alloc")]
-        if let Some(j) = &self.jitter {
-            if !(j.factor.is_finite() && j.factor > 0.0 && j.factor < 1.0) {
-                return Err(ConfigError::new(
-                    "jitter.factor",
-                    Number(j.factor),
-                    "a fraction in (0, 1)",
-                ));
-            }
+        if let Some(j) = &self.jitter
+            && !(j.factor.is_finite() && j.factor > 0.0 && j.factor < 1.0)
+        {
+            return Err(ConfigError::new(
+                "jitter.factor",
+                Number(j.factor),
+                "a fraction in (0, 1)",
+            ));
         }
         Ok(self)
     }
