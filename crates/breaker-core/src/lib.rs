@@ -110,7 +110,7 @@ mod tunables;
 #[cfg(feature = "alloc")]
 mod window;
 
-pub use breaker::{CircuitBreaker, Follow, Outcome, ProbeAllowance};
+pub use breaker::{CircuitBreaker, Follow, OperatorAction, Outcome, ProbeAllowance};
 pub use classify::{BreakerRef, Classify, ErrorsAreFailures};
 pub use clock::Clock;
 #[cfg(feature = "alloc")]
@@ -118,7 +118,7 @@ pub use clock::ManualClock;
 #[cfg(feature = "std")]
 pub use clock::{CoarseClock, MonotonicClock};
 pub use config::{
-    Builder, Config, DEFAULT_MAX_HALF_OPEN, MAX_BUCKETS, MAX_CONSECUTIVE_FAILURES,
+    Builder, Config, ConfigInForce, DEFAULT_MAX_HALF_OPEN, MAX_BUCKETS, MAX_CONSECUTIVE_FAILURES,
     MAX_COUNT_WINDOW, MAX_HALF_OPEN_PROBES, OpenDuration, PolicyKind,
 };
 pub use error::{
@@ -129,7 +129,9 @@ pub use observer::{Event, NoopObserver, Observer, Threshold};
 pub use permit::OwnedPermit;
 pub use permit::Permit;
 #[cfg(feature = "std")]
-pub use registry::{DuplicateName, Inspect, InspectGroup, Registry, Report};
+pub use registry::{
+    DuplicateName, Inspect, InspectGroup, Registered, Registry, Report, UnsupportedAction,
+};
 pub use snapshot::{Counts, MemoryUse, Snapshot, Totals};
 pub use state::State;
 #[cfg(feature = "tracing")]
