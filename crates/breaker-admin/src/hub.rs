@@ -246,10 +246,21 @@ pub(crate) fn spawn(shared: &Arc<Shared>, runtime: &tokio::runtime::Handle) {
             let Some(shared) = weak.upgrade() else {
                 return;
             };
-            shared.drain_transitions(&mut batch, &mut overwritten_seen);
-            if last_snapshot.is_none_or(|at| at.elapsed() >= interval) {
-                last_snapshot = Some(Instant::now());
-                shared.publish_snapshot();
+            // A breaker's `Inspect` implementation is user code: if it panics, this tick's
+            // events are lost, not the hub.
+            let tick_work = std::panic::AssertUnwindSafe(|| {
+                shared.drain_transitions(&mut batch, &mut overwritten_seen);
+                if last_snapshot.is_none_or(|at| at.elapsed() >= interval) {
+                    last_snapshot = Some(Instant::now());
+                    shared.publish_snapshot();
+                }
+            });
+            if std::panic::catch_unwind(tick_work).is_err() {
+                tracing::error!(
+                    target: "breaker_admin",
+                    "a breaker's Inspect implementation panicked while the admin sampled it; \
+                     the admin goes on"
+                );
             }
         }
     });

@@ -297,3 +297,50 @@ async fn transitions_of_breakers_sharing_a_name_are_told_apart() {
     assert_eq!(t.data["to"], "forced_open");
     assert_eq!(f.admin.stats().transitions_unattributed, 0);
 }
+
+/// An `Inspect` of the user's that panics (once) does not stop the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_inspect_does_not_stop_the_stream() {
+    use breaker_core::{Inspect, Snapshot};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct PanicsOnce {
+        inner: Arc<common::Breaker>,
+        panicked: AtomicBool,
+    }
+    impl Inspect for PanicsOnce {
+        fn snapshot(&self) -> Snapshot {
+            if !self.panicked.swap(true, Ordering::SeqCst) {
+                panic!("a bug in a user's Inspect");
+            }
+            self.inner.snapshot()
+        }
+    }
+
+    let f = Fixture::start(|b| b).await;
+    let http = client();
+    let mut events = Sse::connect(&http, &f.url("events"), &[]).await;
+    events.next_of("snapshot", WAIT).await;
+    f.registry
+        .register(
+            "flaky",
+            Arc::new(PanicsOnce {
+                inner: f.payments.clone(),
+                panicked: AtomicBool::new(false),
+            }),
+        )
+        .unwrap();
+    let seen = events
+        .until(WAIT, |e| {
+            e.kind == "snapshot"
+                && e.data["breakers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|b| b["name"] == "flaky")
+        })
+        .await;
+    assert!(!seen.is_empty());
+    f.search.trip();
+    events.next_of("transition", WAIT).await;
+}
