@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use breaker_core::{CircuitBreaker, Outcome, State};
 use breaker_test_support::Chromium;
-use common::{Fixture, OPERATOR_SECRET, eventually, operator, record};
+use common::{Fixture, OPERATOR_SECRET, eventually, operator, record, record_took};
 
 const WAIT: Duration = Duration::from_secs(20);
 const HOSTILE: &str = "<img src=x onerror=\"document.title='pwned'\">";
@@ -223,8 +223,8 @@ async fn the_dashboard_shows_every_breaker_and_follows_it_live() {
     }
 }
 
-/// Traffic for the picture: payments' failures rise until it trips, probes, and recovers;
-/// search turns slow; inventory is disabled by an operator. Breaker time is the manual clock;
+/// Traffic for the picture: payments' failures and slow calls rise until it trips, probes,
+/// and recovers; inventory is disabled by an operator. Breaker time is the manual clock;
 /// the wall-clock pacing only spreads the hub's samples over the chart.
 async fn drive_traffic(f: &Fixture, inventory: &common::Breaker, run: Duration) {
     let steps = (run.as_millis() / 50).max(1) as u32;
@@ -242,16 +242,12 @@ async fn drive_traffic(f: &Fixture, inventory: &common::Breaker, run: Duration) 
                 },
             );
             let slow = f64::from(i) / 20.0 < progress;
-            if let Ok(permit) = f.search.try_acquire() {
-                permit.record(
-                    Outcome::Success,
-                    if slow {
-                        Duration::from_secs(3)
-                    } else {
-                        Duration::ZERO
-                    },
-                );
-            }
+            let took = if slow {
+                Duration::from_secs(3)
+            } else {
+                Duration::ZERO
+            };
+            record_took(&f.payments, Outcome::Success, took);
         }
         if step == steps * 3 / 4 {
             f.clock.advance(Duration::from_secs(31));

@@ -25,10 +25,16 @@ pub const READ_SECRET: &str = "rd-fedcba9876543210fedcba9876543210";
 
 pub type Breaker = CircuitBreaker<ManualClock, AdminObserver>;
 
-/// Records one call's outcome: the one place that knows how a permit is finished.
+/// Records one call's outcome: with [`record_took`], the one place that knows how a permit
+/// is finished.
 pub fn record(breaker: &Breaker, outcome: Outcome) {
+    record_took(breaker, outcome, Duration::ZERO);
+}
+
+/// Records one call that took `took` (slow calls for the charts).
+pub fn record_took(breaker: &Breaker, outcome: Outcome, took: Duration) {
     if let Ok(permit) = breaker.try_acquire() {
-        permit.record(outcome, Duration::ZERO);
+        permit.record(outcome, took);
     }
 }
 
