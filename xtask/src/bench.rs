@@ -64,6 +64,19 @@ const SCENARIOS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "admin",
+        "a breaker without an admin, with `breaker-admin` mounted and served (its observer on the \
+         breaker), and with ten dashboards reading the admin's event stream",
+        &[
+            "no_admin_closed",
+            "admin_closed",
+            "admin_10_dashboards_closed",
+            "no_admin_open",
+            "admin_open",
+            "admin_10_dashboards_open",
+        ],
+    ),
+    (
         "baseline",
         "baselines",
         &[
@@ -140,6 +153,20 @@ const RATIO_TARGETS: &[(&str, &str, &str, &str, f64)] = &[
         "shared_open_rejected",
         "local_open_rejected",
         2.0,
+    ),
+    (
+        "admin mounted, ten dashboards connected vs no admin, closed",
+        "admin",
+        "admin_10_dashboards_closed",
+        "no_admin_closed",
+        1.25,
+    ),
+    (
+        "admin mounted, ten dashboards connected vs no admin, open",
+        "admin",
+        "admin_10_dashboards_open",
+        "no_admin_open",
+        1.25,
     ),
 ];
 
@@ -259,6 +286,27 @@ fn run_benches(
         &redis_args,
         &[
             ("BENCH_REDIS_OUT", &redis_out),
+            ("BENCH_QUICK", if quick { "1" } else { "0" }),
+        ],
+    )?;
+    let admin_out = root().join("target/bench-admin.tsv");
+    let admin_out = admin_out.to_string_lossy().into_owned();
+    let mut admin_args = vec![
+        "bench",
+        "-p",
+        "breaker-benches",
+        "--bench",
+        "admin",
+        "--",
+        "--noplot",
+    ];
+    if quick {
+        admin_args.extend(QUICK_CRITERION);
+    }
+    cargo(
+        &admin_args,
+        &[
+            ("BENCH_ADMIN_OUT", &admin_out),
             ("BENCH_QUICK", if quick { "1" } else { "0" }),
         ],
     )
@@ -500,8 +548,8 @@ fn render(
             )
         } else if *scenario == "baseline" {
             (vec![], f64::NAN, "| subject | median ns |")
-        } else if *scenario == "redis_sharing" {
-            // Shared vs the same breaker alone: the ratio is in the targets.
+        } else if *scenario == "redis_sharing" || *scenario == "admin" {
+            // Against the same breaker alone: the ratios are in the targets.
             (vec![], f64::NAN, "| subject | median ns |")
         } else {
             // A rejection is compared with making the call.
@@ -603,6 +651,33 @@ fn render(
              commands one replica sends while serving 10,000 calls/s (its own count of syncs, \
              and the `EVAL`/`EVALSHA` calls Redis counted meanwhile), and the time from a trip \
              on one replica until two others are open (a fresh fleet of three per round).\n"
+        );
+        let _ = writeln!(md, "| measure | setting | value |");
+        let _ = writeln!(md, "|---|---|---:|");
+        for line in text.lines().skip(1) {
+            let cols: Vec<_> = line.split('\t').collect();
+            if let [measure, setting, value] = cols[..] {
+                let _ = writeln!(
+                    md,
+                    "| {} | {setting} | {value} |",
+                    measure.replace('_', " ")
+                );
+            }
+        }
+        let _ = writeln!(md);
+    }
+    if let Ok(text) = fs::read_to_string(root().join("target/bench-admin.tsv")) {
+        let _ = writeln!(md, "## The admin's event stream (`admin`)\n");
+        let _ = writeln!(
+            md,
+            "`benches/benches/admin.rs`: 100 breakers registered with `breaker-admin`, each \
+             changing state once a second (one trip or reset every 10 ms, round robin), with no \
+             dashboard and with ten reading the event stream over loopback. The admin (its hub \
+             and its HTTP connections) runs on a one-thread runtime of its own; its CPU time is \
+             that thread's, per second of wall time. A transition's delivery time runs from the \
+             observer's timestamp on the call path to its arrival at a dashboard (ms \
+             resolution; the hub drains the queue every 100 ms). The call path itself is in \
+             the `admin` rows of the targets above.\n"
         );
         let _ = writeln!(md, "| measure | setting | value |");
         let _ = writeln!(md, "|---|---|---:|");

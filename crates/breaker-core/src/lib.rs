@@ -118,14 +118,14 @@ mod tunables;
 #[cfg(feature = "alloc")]
 mod window;
 
-pub use breaker::{CircuitBreaker, Follow, ProbeAllowance};
+pub use breaker::{CircuitBreaker, Follow, OperatorAction, ProbeAllowance};
 pub use clock::Clock;
 #[cfg(feature = "alloc")]
 pub use clock::ManualClock;
 #[cfg(feature = "std")]
 pub use clock::{CoarseClock, MonotonicClock};
 pub use config::{
-    Builder, Config, DEFAULT_MAX_HALF_OPEN, MAX_BUCKETS, MAX_CONSECUTIVE_FAILURES,
+    Builder, Config, ConfigInForce, DEFAULT_MAX_HALF_OPEN, MAX_BUCKETS, MAX_CONSECUTIVE_FAILURES,
     MAX_COUNT_WINDOW, MAX_HALF_OPEN_PROBES, OpenDuration, PolicyKind,
 };
 pub use error::{
@@ -138,7 +138,9 @@ pub use outcome::{Classify, ErrorsAreFailures, Outcome};
 pub use permit::OwnedPermit;
 pub use permit::Permit;
 #[cfg(feature = "std")]
-pub use registry::{DuplicateName, Inspect, InspectGroup, Registry, Report};
+pub use registry::{
+    DuplicateName, Inspect, InspectGroup, Registered, Registry, Report, UnsupportedAction,
+};
 pub use snapshot::{Counts, MemoryUse, Snapshot, Totals};
 pub use state::State;
 #[cfg(feature = "tracing")]

@@ -1,4 +1,4 @@
-//! A registry of named breakers, for health and readiness endpoints.
+//! A registry of named breakers, for health and readiness endpoints and admin interfaces.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,16 +7,71 @@ use std::sync::{Arc, RwLock};
 use std::vec::Vec;
 
 use crate::breaker::CircuitBreaker;
+use crate::breaker::OperatorAction;
 use crate::clock::Clock;
+use crate::config::ConfigInForce;
 use crate::observer::Observer;
 use crate::snapshot::Snapshot;
 use crate::state::State;
 
-/// Anything that can report a [`Snapshot`]: every [`CircuitBreaker`], whatever its clock
-/// and observer types.
+/// A breaker as a registry sees it: its [`Snapshot`], and what an admin interface shows and
+/// does beside it (its name, the configuration in force, details of its own, operator
+/// actions). Every [`CircuitBreaker`] implements it in full, whatever its clock and
+/// observer types; an implementation of your own needs only [`snapshot`](Self::snapshot)
+/// and is then read-only.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, Inspect, OperatorAction, Snapshot, State};
+///
+/// // A breaker of yours with something to say beside its counts.
+/// struct Replica { breaker: CircuitBreaker<breaker_core::MonotonicClock>, zone: &'static str }
+///
+/// impl Inspect for Replica {
+///     fn snapshot(&self) -> Snapshot {
+///         self.breaker.snapshot()
+///     }
+///     fn details(&self) -> Vec<(String, String)> {
+///         vec![("zone".into(), self.zone.into())]
+///     }
+///     fn apply(&self, action: OperatorAction) -> Result<(), breaker_core::UnsupportedAction> {
+///         self.breaker.apply(action);
+///         Ok(())
+///     }
+/// }
+///
+/// let replica = Replica { breaker: CircuitBreaker::builder().build()?, zone: "eu-1" };
+/// replica.apply(OperatorAction::ForceOpen)?;
+/// assert_eq!(replica.snapshot().state, State::ForcedOpen);
+/// assert_eq!(replica.config(), None); // not reported by this implementation
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Inspect: Send + Sync {
     /// The breaker's state and counts.
     fn snapshot(&self) -> Snapshot;
+
+    /// The breaker's own name, as its observers see it (`""` if it has none, and by
+    /// default).
+    fn name(&self) -> &str {
+        ""
+    }
+
+    /// The settings in force; `None` if this implementation does not report them (the
+    /// default).
+    fn config(&self) -> Option<ConfigInForce> {
+        None
+    }
+
+    /// What else an operator should see, as `(key, value)` pairs: for a breaker shared by a
+    /// fleet, its link to the fleet and the fleet's view. None by default.
+    fn details(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Applies an operator's action (see [`CircuitBreaker::apply`]). By default the
+    /// breaker is read-only: [`UnsupportedAction`].
+    fn apply(&self, action: OperatorAction) -> Result<(), UnsupportedAction> {
+        Err(UnsupportedAction(action))
+    }
 }
 
 impl<C, O> Inspect for CircuitBreaker<C, O>
@@ -27,13 +82,93 @@ where
     fn snapshot(&self) -> Snapshot {
         CircuitBreaker::snapshot(self)
     }
+
+    fn name(&self) -> &str {
+        CircuitBreaker::name(self)
+    }
+
+    fn config(&self) -> Option<ConfigInForce> {
+        Some(self.config_in_force())
+    }
+
+    fn apply(&self, action: OperatorAction) -> Result<(), UnsupportedAction> {
+        CircuitBreaker::apply(self, action);
+        Ok(())
+    }
 }
+
+/// An operator action sent to a breaker that is read-only (its [`Inspect`] implementation
+/// does not take actions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnsupportedAction(pub OperatorAction);
+
+impl fmt::Display for UnsupportedAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "this breaker is read-only here and cannot {}: steer it where it is built, or \
+             implement Inspect::apply for it",
+            self.0.as_str()
+        )
+    }
+}
+
+impl std::error::Error for UnsupportedAction {}
 
 /// A family of breakers reported under one name, one line per member: a keyed registry of
 /// per-host or per-route breakers (`breaker_tower::KeyedRegistry` implements it).
 pub trait InspectGroup: Send + Sync {
     /// Each member's key (as it should appear in a report) and snapshot.
     fn snapshots(&self) -> Vec<(String, Snapshot)>;
+
+    /// Each member's key and the member itself, to inspect in full and steer. By default
+    /// the members of [`snapshots`](Self::snapshots), read-only.
+    fn members(&self) -> Vec<(String, Arc<dyn Inspect>)> {
+        self.snapshots()
+            .into_iter()
+            .map(|(key, snapshot)| (key, Arc::new(Frozen(snapshot)) as Arc<dyn Inspect>))
+            .collect()
+    }
+
+    /// The member reported under `key`, if there is one. By default a search of
+    /// [`members`](Self::members).
+    fn member(&self, key: &str) -> Option<Arc<dyn Inspect>> {
+        self.members()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, member)| member)
+    }
+}
+
+/// A member of a group that reports snapshots only: read-only, as it was when listed.
+struct Frozen(Snapshot);
+
+impl Inspect for Frozen {
+    fn snapshot(&self) -> Snapshot {
+        self.0
+    }
+}
+
+/// A breaker of a [`Registry`], from [`Registry::breakers`] and [`Registry::get`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Registered {
+    /// The name it was registered under; `group/key` for a member of a group.
+    pub name: String,
+    /// Whether the service is not ready while this breaker is open.
+    pub critical: bool,
+    /// The breaker, to inspect and steer.
+    pub breaker: Arc<dyn Inspect>,
+}
+
+impl fmt::Debug for Registered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registered")
+            .field("name", &self.name)
+            .field("critical", &self.critical)
+            .field("state", &self.breaker.snapshot().state)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One breaker's line in a [`Registry::report`].
@@ -205,6 +340,69 @@ impl Registry {
             }
         }
         reports
+    }
+
+    /// Every breaker by name (members of a group by `group/key`), to inspect in full or
+    /// steer: what an admin interface lists.
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, OperatorAction, Registry, State};
+    /// use std::sync::Arc;
+    ///
+    /// let registry = Registry::new();
+    /// registry.register("search", Arc::new(CircuitBreaker::builder().name("search").build()?))?;
+    /// let all = registry.breakers();
+    /// assert_eq!((all[0].name.as_str(), all[0].breaker.name()), ("search", "search"));
+    /// registry.get("search").unwrap().breaker.apply(OperatorAction::Trip)?;
+    /// assert_eq!(registry.report()[0].snapshot.state, State::Open);
+    /// assert!(registry.get("nope").is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn breakers(&self) -> Vec<Registered> {
+        let mut breakers = Vec::new();
+        for (name, entry) in self.read().iter() {
+            match entry {
+                Entry::One { breaker, critical } => breakers.push(Registered {
+                    name: name.clone(),
+                    critical: *critical,
+                    breaker: breaker.clone(),
+                }),
+                Entry::Group(group) => {
+                    let mut members = group.members();
+                    members.sort_by(|a, b| a.0.cmp(&b.0));
+                    breakers.extend(members.into_iter().map(|(key, breaker)| Registered {
+                        name: std::format!("{name}/{key}"),
+                        critical: false,
+                        breaker,
+                    }));
+                }
+            }
+        }
+        breakers
+    }
+
+    /// The breaker registered under `name`, or the member `key` of the group registered
+    /// under `group` for `name` = `group/key`.
+    pub fn get(&self, name: &str) -> Option<Registered> {
+        let entries = self.read();
+        if let Some(Entry::One { breaker, critical }) = entries.get(name) {
+            return Some(Registered {
+                name: name.into(),
+                critical: *critical,
+                breaker: breaker.clone(),
+            });
+        }
+        // Any `/` may end the group's name: groups named `a` and `a/b` are both possible.
+        name.match_indices('/').find_map(|(at, _)| {
+            let Some(Entry::Group(group)) = entries.get(&name[..at]) else {
+                return None;
+            };
+            group.member(&name[at + 1..]).map(|breaker| Registered {
+                name: name.into(),
+                critical: false,
+                breaker,
+            })
+        })
     }
 
     /// Ready unless a breaker registered as critical is open or forced open.

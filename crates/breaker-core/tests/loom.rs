@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use breaker_core::{
-    CircuitBreaker, Event, ManualClock, Observer, Outcome, ProbeAllowance, RejectReason, State,
+    CircuitBreaker, Event, ManualClock, Observer, OperatorAction, Outcome, ProbeAllowance,
+    RejectReason, State,
 };
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::thread;
@@ -466,6 +467,22 @@ fn reset_racing_trip_leaves_a_breaker_that_can_recover() {
         let resetter = thread::spawn(move || b.reset());
         breaker.trip();
         resetter.join().unwrap();
+        assert_recoverable(&breaker, &clock);
+    });
+}
+
+/// `OperatorAction::Normal` ends operator modes only: racing a trip of a closed breaker, it
+/// never closes it again, and the breaker still recovers.
+#[test]
+fn normal_racing_a_trip_never_undoes_it() {
+    loom::model(|| {
+        let (breaker, clock) = consecutive(3, 1);
+        let b = breaker.clone();
+        let operator = thread::spawn(move || b.apply(OperatorAction::Normal));
+        breaker.trip();
+        operator.join().unwrap();
+        assert_eq!(breaker.snapshot().state, State::Open);
+        assert_eq!(breaker.observer().to_closed.load(Ordering::Relaxed), 0);
         assert_recoverable(&breaker, &clock);
     });
 }

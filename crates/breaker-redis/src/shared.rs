@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use breaker_core::{CircuitBreaker, Clock, Counts, Event, Observer, ProbeAllowance, State};
+use breaker_core::{
+    CircuitBreaker, Clock, ConfigInForce, Counts, Event, Inspect, Observer, OperatorAction,
+    ProbeAllowance, Snapshot, State, UnsupportedAction,
+};
 use tokio::sync::Notify;
 
 use crate::settings::Settings;
@@ -271,5 +274,114 @@ where
             fleet_transitions: s.fleet_transitions,
             last_error: s.last_error.clone(),
         }
+    }
+}
+
+/// Registered in a [`Registry`](breaker_core::Registry), a shared breaker reports its local
+/// breaker's state, counts and configuration, and in [`details`](Inspect::details) its link
+/// to the fleet and the fleet's state as last synced (`fleet.*` keys). Operator actions
+/// apply to the local breaker: a trip or a reset reaches the fleet with the next sync (at
+/// once: the transition wakes the sync task), as any local decision does; forced open,
+/// disabled and metrics-only stay on this replica, where they win over the fleet.
+///
+/// ```no_run
+/// use breaker_core::{Config, Registry};
+/// use breaker_redis::RedisSharing;
+/// use std::sync::Arc;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::builder().name("payments").count_window(100).build_config()?;
+/// let payments = Arc::new(RedisSharing::from_env()?.start(config)?);
+/// let registry = Registry::new();
+/// registry.register("payments", payments.clone())?;
+/// for (key, value) in registry.get("payments").unwrap().breaker.details() {
+///     println!("{key}: {value}"); // fleet.link: synced, fleet.state: closed, ...
+/// }
+/// # Ok(()) }
+/// ```
+impl<C, O> Inspect for SharedBreaker<C, O>
+where
+    C: Clock + Send + Sync + 'static,
+    O: Observer + Send + Sync + 'static,
+{
+    fn snapshot(&self) -> Snapshot {
+        self.breaker.snapshot()
+    }
+
+    fn name(&self) -> &str {
+        self.breaker.name()
+    }
+
+    fn config(&self) -> Option<ConfigInForce> {
+        Some(self.breaker.config_in_force())
+    }
+
+    fn details(&self) -> Vec<(String, String)> {
+        self.status().details()
+    }
+
+    fn apply(&self, action: OperatorAction) -> Result<(), UnsupportedAction> {
+        self.breaker.apply(action);
+        Ok(())
+    }
+}
+
+impl SharingStatus {
+    /// The status as `fleet.*` key/value pairs, for [`Inspect::details`].
+    fn details(&self) -> Vec<(String, String)> {
+        let mut details = vec![(
+            "fleet.link",
+            match self.link {
+                Link::Connecting => "connecting".to_string(),
+                Link::Synced => "synced".to_string(),
+                Link::Degraded => "degraded: running on local state".to_string(),
+            },
+        )];
+        if let Some(ago) = self.since_last_sync {
+            details.push(("fleet.last_sync", format!("{:.1} s ago", ago.as_secs_f64())));
+        }
+        details.push((
+            "fleet.syncs",
+            format!("{} ok, {} failed", self.syncs, self.errors),
+        ));
+        if let Some(error) = &self.last_error {
+            details.push(("fleet.last_error", error.to_string()));
+        }
+        if let Some(fleet) = &self.fleet {
+            details.push(("fleet.state", fleet.state.as_str().to_string()));
+            details.push(("fleet.generation", fleet.generation.to_string()));
+            details.push(("fleet.open_attempts", fleet.open_attempts.to_string()));
+            match fleet.state {
+                State::Open => {
+                    if let Some(left) = fleet.retry_after {
+                        details.push(("fleet.retry_after", format!("{:.1} s", left.as_secs_f64())));
+                    }
+                }
+                State::HalfOpen => {
+                    details.push(("fleet.probes_left", fleet.probes_left.to_string()));
+                    details.push(("fleet.probe_successes", fleet.probe_successes.to_string()));
+                }
+                _ => {
+                    let w = &fleet.window;
+                    let rate = |n: u64| match w.calls {
+                        0 => "-".to_string(),
+                        calls => format!("{:.1} %", n as f64 * 100.0 / calls as f64),
+                    };
+                    details.push((
+                        "fleet.window",
+                        format!(
+                            "{} calls, failures {}, slow {}",
+                            w.calls,
+                            rate(w.failures),
+                            rate(w.slow_calls)
+                        ),
+                    ));
+                }
+            }
+        }
+        details
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect()
     }
 }

@@ -260,3 +260,71 @@ async fn a_trip_made_before_the_first_sync_reaches_the_fleet() {
     assert_eq!(late.sync_now().await.unwrap().state, State::Open);
     assert_eq!(late.state(), State::Open);
 }
+
+/// Registered in a `Registry` (what an admin interface lists), a shared breaker shows its
+/// link and the fleet's state in its details, and takes operator actions: a trip and a
+/// reset reach the fleet, a forced open stays on its replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_shared_breaker_shows_the_fleet_and_takes_operator_actions() {
+    use breaker_core::{OperatorAction, Registry};
+    use std::sync::Arc;
+
+    let name = fresh_name("registered").await;
+    let a = Arc::new(replica(on_demand(), consecutive(&name, 3, 1)).0);
+    let b = Arc::new(replica(on_demand(), consecutive(&name, 3, 1)).0);
+    let registry = Registry::new();
+    registry.register("payments", a.clone()).unwrap();
+    registry.register("payments-b", b.clone()).unwrap();
+    let detail = |r: &Registry, who: &str, key: &str| -> Option<String> {
+        let details = r.get(who).expect("registered").breaker.details();
+        details.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    };
+    assert_eq!(
+        detail(&registry, "payments", "fleet.link").as_deref(),
+        Some("connecting")
+    );
+    a.sync_now().await.unwrap();
+    b.sync_now().await.unwrap();
+    assert_eq!(
+        detail(&registry, "payments", "fleet.link").as_deref(),
+        Some("synced")
+    );
+    assert_eq!(
+        detail(&registry, "payments", "fleet.state").as_deref(),
+        Some("closed")
+    );
+    let entry = registry.get("payments").unwrap();
+    assert_eq!(entry.breaker.name(), name);
+    assert!(entry.breaker.config().is_some());
+
+    entry.breaker.apply(OperatorAction::Trip).unwrap();
+    a.sync_now().await.unwrap();
+    b.sync_now().await.unwrap();
+    assert_eq!(
+        b.state(),
+        State::Open,
+        "the operator's trip reached the fleet"
+    );
+    assert_eq!(
+        detail(&registry, "payments-b", "fleet.state").as_deref(),
+        Some("open")
+    );
+    assert!(detail(&registry, "payments-b", "fleet.retry_after").is_some());
+
+    registry
+        .get("payments-b")
+        .unwrap()
+        .breaker
+        .apply(OperatorAction::ForceOpen)
+        .unwrap();
+    entry.breaker.apply(OperatorAction::Reset).unwrap();
+    a.sync_now().await.unwrap();
+    b.sync_now().await.unwrap();
+    assert_eq!(a.state(), State::Closed);
+    assert_eq!(
+        detail(&registry, "payments-b", "fleet.state").as_deref(),
+        Some("closed"),
+        "the reset reached the fleet"
+    );
+    assert_eq!(b.state(), State::ForcedOpen, "an operator mode stays local");
+}

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use breaker_core::{
     BreakerRef, CircuitBreaker, Classify, Clock, ConfigError, ConfigValue, ErrorsAreFailures,
-    InspectGroup, MonotonicClock, NoopObserver, Observer, Permit, Snapshot,
+    Inspect, InspectGroup, MonotonicClock, NoopObserver, Observer, Permit, Snapshot,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -133,14 +133,33 @@ where
 impl<Key, C, O> InspectGroup for KeyedRegistry<Key, C, O>
 where
     Key: Hash + Eq + Clone + std::fmt::Display + Send + Sync,
-    C: Clock + Send + Sync,
-    O: Observer + Send + Sync,
+    C: Clock + Send + Sync + 'static,
+    O: Observer + Send + Sync + 'static,
 {
     fn snapshots(&self) -> Vec<(String, Snapshot)> {
         self.breakers
             .iter()
             .map(|(key, breaker)| (key.to_string(), breaker.snapshot()))
             .collect()
+    }
+
+    /// Every breaker held, to inspect in full and steer (an admin interface's `group/key`).
+    fn members(&self) -> Vec<(String, Arc<dyn Inspect>)> {
+        self.breakers
+            .iter()
+            .map(|(key, breaker)| (key.to_string(), breaker as Arc<dyn Inspect>))
+            .collect()
+    }
+
+    /// The breaker whose key displays as `key`, if one is held (never made by this call).
+    fn member(&self, key: &str) -> Option<Arc<dyn Inspect>> {
+        use std::fmt::Write as _;
+        let mut shown = String::new();
+        self.breakers.iter().find_map(|(k, breaker)| {
+            shown.clear();
+            let _ = write!(shown, "{k}");
+            (shown == key).then_some(breaker as Arc<dyn Inspect>)
+        })
     }
 }
 

@@ -222,6 +222,41 @@ async fn keyed_breakers_are_independent_and_bounded() {
     );
 }
 
+/// Registered as a group, a keyed registry's members can be listed, found by their key
+/// and steered (an admin interface's `group/key`), and looking one up never makes it.
+#[tokio::test]
+async fn keyed_members_are_found_and_steered_through_a_registry() {
+    let clock = ManualClock::new();
+    let c = clock.clone();
+    let keyed = Arc::new(
+        KeyedRegistry::new(100, move |host: &String| {
+            CircuitBreaker::builder_with_clock(c.clone())
+                .name(format!("upstream {host}"))
+                .consecutive_failures(1)
+                .build()
+                .unwrap()
+        })
+        .unwrap(),
+    );
+    let a = keyed.get("a.example");
+    keyed.get("b.example");
+    let registry = breaker_core::Registry::new();
+    registry.register_group("upstreams", keyed.clone()).unwrap();
+
+    let names: Vec<_> = registry.breakers().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["upstreams/a.example", "upstreams/b.example"]);
+    let found = registry.get("upstreams/a.example").expect("held");
+    assert_eq!(found.breaker.name(), "upstream a.example");
+    assert!(found.breaker.config().is_some());
+    found
+        .breaker
+        .apply(breaker_core::OperatorAction::ForceOpen)
+        .unwrap();
+    assert_eq!(a.state(), State::ForcedOpen, "the very breaker calls use");
+    assert!(registry.get("upstreams/c.example").is_none());
+    assert_eq!(keyed.len(), 2, "a lookup makes no breaker");
+}
+
 /// The breaker in a real tower stack: `Buffer` (which needs `Into<BoxError>` errors) in
 /// front, `Timeout` and `ConcurrencyLimit` around and under it. Timeouts of the inner
 /// `Timeout` count as failures and trip the breaker; then requests are refused through the

@@ -1,5 +1,8 @@
 //! Helpers shared by the tests and benchmarks of the breaker crates.
 //!
+//! Features: `proxy` (a fault-injecting TCP proxy), `browser` (headless Chromium over the
+//! DevTools protocol).
+//!
 //! [`CountingAllocator`] forwards to the system allocator and counts allocations while
 //! [`allocations`] (this thread) or [`allocations_all_threads`] runs. Install it in a test
 //! or bench binary:
@@ -17,6 +20,10 @@
 // A global allocator is unsafe to implement; this one only counts and forwards.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "browser")]
+pub mod browser;
+#[cfg(feature = "browser")]
+pub use browser::Chromium;
 pub mod postgres;
 #[cfg(feature = "proxy")]
 pub mod proxy;

@@ -14,7 +14,7 @@ mod operator;
 mod record;
 mod transition;
 
-pub use operator::{Follow, ProbeAllowance};
+pub use operator::{Follow, OperatorAction, ProbeAllowance};
 
 use core::fmt;
 use core::time::Duration;

@@ -5,7 +5,7 @@ use core::time::Duration;
 
 use super::CircuitBreaker;
 use crate::clock::{Clock, nanos};
-use crate::config::Config;
+use crate::config::{Config, ConfigInForce};
 use crate::control::MAX_ATTEMPTS;
 use crate::error::ReconfigureError;
 use crate::observer::{Event, Observer};
@@ -18,10 +18,16 @@ use crate::window::Window;
 
 impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     pub(super) fn force(&self, target: State, is_reset: bool) {
+        self.force_from(target, is_reset, |_| true);
+    }
+
+    /// Moves the breaker to `target` if its state is one `from` accepts (checked on the
+    /// state the move is made from, so no other move slips in between); whether it did.
+    fn force_from(&self, target: State, is_reset: bool, from: impl Fn(State) -> bool) -> bool {
         let mut w = self.control.load();
         loop {
-            if w.state() == target && !is_reset {
-                return;
+            if !from(w.state()) || (w.state() == target && !is_reset) {
+                return false;
             }
             let attempts = match target {
                 State::Open => w.attempts() + 1,
@@ -34,7 +40,8 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                     if is_reset {
                         self.emit(&Event::Reset);
                     }
-                    return self.announce(w, next, None);
+                    self.announce(w, next, None);
+                    return true;
                 }
                 Err(actual) => {
                     w = actual;
@@ -71,6 +78,77 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// Also ends forced-open, disabled and metrics-only modes.
     pub fn reset(&self) {
         self.force(State::Closed, true)
+    }
+
+    /// Applies an operator's action, named by an [`OperatorAction`] (what an admin
+    /// interface receives): the same as calling [`trip`](Self::trip),
+    /// [`reset`](Self::reset), [`force_open`](Self::force_open), [`disable`](Self::disable)
+    /// or [`metrics_only`](Self::metrics_only); [`OperatorAction::Normal`] ends an operator
+    /// mode and leaves a breaker its rules are in charge of as it is.
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, ManualClock, OperatorAction, State};
+    ///
+    /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new()).build()?;
+    /// breaker.apply(OperatorAction::ForceOpen);
+    /// assert_eq!(breaker.state(), State::ForcedOpen);
+    /// breaker.apply(OperatorAction::Normal); // the operator's isolation ends
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// breaker.trip();
+    /// breaker.apply(OperatorAction::Normal); // a trip is the rules' business: still open
+    /// assert_eq!(breaker.state(), State::Open);
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn apply(&self, action: OperatorAction) {
+        match action {
+            OperatorAction::Trip => self.trip(),
+            OperatorAction::Reset => self.reset(),
+            OperatorAction::ForceOpen => self.force_open(),
+            OperatorAction::Disable => self.disable(),
+            OperatorAction::MetricsOnly => self.metrics_only(),
+            OperatorAction::Normal => {
+                self.force_from(State::Closed, true, |state| {
+                    matches!(
+                        state,
+                        State::ForcedOpen | State::Disabled | State::MetricsOnly
+                    )
+                });
+            }
+        }
+    }
+
+    /// The settings this breaker runs with now (see [`ConfigInForce`]).
+    pub fn config_in_force(&self) -> ConfigInForce {
+        let get = Tunables::get;
+        let percent = |ppm: u64| (ppm != 0).then(|| ppm as f64 / 10_000.0);
+        let slow = get(&self.tunables.slow_nanos);
+        let max_half_open = get(&self.tunables.max_half_open_nanos);
+        let initial = get(&self.tunables.open_initial_nanos);
+        let max = get(&self.tunables.open_max_nanos);
+        let multiplier = f64::from_bits(get(&self.tunables.open_multiplier_bits));
+        #[cfg(feature = "alloc")]
+        let (custom, jitter, trip_predicate) = (
+            self.open_fn.is_some(),
+            self.jitter.as_ref().map(|j| j.factor),
+            self.trip_when.is_some(),
+        );
+        #[cfg(not(feature = "alloc"))]
+        let (custom, jitter, trip_predicate) = (false, None, false);
+        ConfigInForce {
+            policy: self.policy(),
+            minimum_calls: get(&self.tunables.minimum_calls) as u32,
+            failure_rate: percent(get(&self.tunables.failure_rate_ppm)),
+            slow_call_rate: percent(get(&self.tunables.slow_rate_ppm)),
+            slow_call_duration: (slow != u64::MAX).then(|| Duration::from_nanos(slow)),
+            half_open_probes: get(&self.tunables.half_open_probes) as u32,
+            max_half_open: (max_half_open != 0).then(|| Duration::from_nanos(max_half_open)),
+            open_duration: self.open_duration(1),
+            open_duration_max: (!custom && max != initial).then(|| Duration::from_nanos(max)),
+            backoff_multiplier: (!custom && multiplier != 1.0).then_some(multiplier),
+            open_duration_fn: custom,
+            jitter,
+            trip_predicate,
+        }
     }
 
     // ----- following a state decided elsewhere -----------------------------------------
@@ -288,4 +366,58 @@ pub enum Follow {
     HalfOpen,
     /// Closed now, with empty counts and backoff.
     Closed,
+}
+
+/// An operator's action on a breaker, for [`CircuitBreaker::apply`]: what an admin
+/// interface receives by name ([`as_str`](Self::as_str)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OperatorAction {
+    /// Open now, as if a rule had tripped ([`CircuitBreaker::trip`]).
+    Trip,
+    /// Closed with empty counts and backoff, whatever the state or mode
+    /// ([`CircuitBreaker::reset`]).
+    Reset,
+    /// Reject every call until reset ([`CircuitBreaker::force_open`]).
+    ForceOpen,
+    /// Admit every call and record nothing until reset ([`CircuitBreaker::disable`]).
+    Disable,
+    /// Record but never trip until reset ([`CircuitBreaker::metrics_only`]).
+    MetricsOnly,
+    /// End an operator mode (forced open, disabled, metrics-only) with a reset; a closed,
+    /// open or half-open breaker is left to its rules, unchanged.
+    Normal,
+}
+
+impl OperatorAction {
+    /// Every action, in the order an interface lists them.
+    pub const ALL: [OperatorAction; 6] = [
+        OperatorAction::Trip,
+        OperatorAction::Reset,
+        OperatorAction::ForceOpen,
+        OperatorAction::Disable,
+        OperatorAction::MetricsOnly,
+        OperatorAction::Normal,
+    ];
+
+    /// Lower-case, snake-case name: `"trip"`, `"reset"`, `"force_open"`, `"disable"`,
+    /// `"metrics_only"`, `"normal"`.
+    ///
+    /// ```
+    /// use breaker_core::OperatorAction;
+    ///
+    /// let named = |name: &str| OperatorAction::ALL.into_iter().find(|a| a.as_str() == name);
+    /// assert_eq!(named("force_open"), Some(OperatorAction::ForceOpen));
+    /// assert_eq!(named("explode"), None);
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OperatorAction::Trip => "trip",
+            OperatorAction::Reset => "reset",
+            OperatorAction::ForceOpen => "force_open",
+            OperatorAction::Disable => "disable",
+            OperatorAction::MetricsOnly => "metrics_only",
+            OperatorAction::Normal => "normal",
+        }
+    }
 }

@@ -186,6 +186,66 @@ pub(crate) fn name_str(name: &Name) -> &str {
 #[cfg(feature = "alloc")]
 pub(crate) type TripPredicate = Box<dyn Fn(&Counts) -> bool + Send + Sync>;
 
+/// The settings a live breaker runs with: the builder's, or those of its last
+/// [`CircuitBreaker::reconfigure`]. From [`CircuitBreaker::config_in_force`], for an admin
+/// interface that shows them beside the breaker's counts.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, Config, ManualClock};
+/// use std::time::Duration;
+///
+/// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
+///     .count_window(100)
+///     .failure_rate(50.0)
+///     .exponential_open_duration(Duration::from_secs(5), 2.0, Duration::from_secs(60))
+///     .build()?;
+/// breaker
+///     .reconfigure(
+///         Config::builder()
+///             .count_window(100)
+///             .failure_rate(25.0)
+///             .open_duration(Duration::from_secs(10))
+///             .build_config()?,
+///     )
+///     .unwrap();
+/// let config = breaker.config_in_force();
+/// assert_eq!(config.failure_rate, Some(25.0));
+/// assert_eq!(config.open_duration, Duration::from_secs(10));
+/// assert_eq!(config.open_duration_max, None); // fixed now: no backoff
+/// # Ok::<(), breaker_core::ConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ConfigInForce {
+    /// The failure policy, with the consecutive-failure threshold in force.
+    pub policy: PolicyKind,
+    /// Calls a window needs before its rate rules apply.
+    pub minimum_calls: u32,
+    /// The failure-rate threshold in percent; `None` without a failure-rate rule.
+    pub failure_rate: Option<f64>,
+    /// The slow-call-rate threshold in percent; `None` without a slow-call rule.
+    pub slow_call_rate: Option<f64>,
+    /// Calls at least this long are slow; `None` when slow calls are not detected.
+    pub slow_call_duration: Option<Duration>,
+    /// Probes admitted per half-open period (as many successes close the breaker).
+    pub half_open_probes: u32,
+    /// The longest half-open period; `None` for no limit.
+    pub max_half_open: Option<Duration>,
+    /// The first open period since the breaker last closed, before jitter.
+    pub open_duration: Duration,
+    /// The longest open period exponential backoff reaches; `None` for a fixed open
+    /// duration (or a user function).
+    pub open_duration_max: Option<Duration>,
+    /// The factor each re-open multiplies the open period by; `None` without backoff.
+    pub backoff_multiplier: Option<f64>,
+    /// Whether a user function decides the open periods (`Builder::open_duration_fn`).
+    pub open_duration_fn: bool,
+    /// The jitter factor (`Builder::jitter`), if any.
+    pub jitter: Option<f64>,
+    /// Whether a predicate decides trips (`Builder::trip_when`).
+    pub trip_predicate: bool,
+}
+
 /// A validated breaker configuration. Made by [`Builder::build_config`]; used by
 /// [`CircuitBreaker::reconfigure`](crate::CircuitBreaker::reconfigure) and kept by every breaker.
 pub struct Config {

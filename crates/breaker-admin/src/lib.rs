@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod admin;
+mod api;
+mod auth;
+mod dashboard;
+mod feed;
+mod hub;
+mod stream;
+mod tracker;
+mod view;
+
+pub use admin::{Admin, AdminBuilder, AdminStats, BuildError};
+pub use auth::Token;
+pub use feed::AdminObserver;
