@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use breaker_core::{Classify, Outcome};
 use http::StatusCode;
@@ -93,6 +94,73 @@ impl<B, E> Classify<http::Response<B>, E> for HttpClassifier {
         match result {
             Ok(response) => self.classify_status(response.status()),
             Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+/// How long a response asks its callers to wait before they try again: its `Retry-After`
+/// header, in seconds or as an HTTP date (a date in the past is zero), if it has one that
+/// parses. A value too large to be meant (more than a year) is cut to a year; a malformed
+/// one is no answer.
+///
+/// ```
+/// use breaker_tower::retry_after;
+/// use http::HeaderMap;
+/// use std::time::{Duration, SystemTime};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("retry-after", "120".parse().unwrap());
+/// assert_eq!(retry_after(&headers), Some(Duration::from_secs(120)));
+/// let in_a_minute = SystemTime::now() + Duration::from_secs(61);
+/// headers.insert("retry-after", httpdate::fmt_http_date(in_a_minute).parse().unwrap());
+/// let wait = retry_after(&headers).unwrap();
+/// assert!(wait > Duration::from_secs(55) && wait <= Duration::from_secs(61));
+/// headers.insert("retry-after", "soon".parse().unwrap());
+/// assert_eq!(retry_after(&headers), None);
+/// ```
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    const A_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only: a number of seconds (saturating: a 30-digit value is still "long").
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(A_YEAR));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    let wait = when
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Some(wait.min(A_YEAR))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_after;
+    use std::time::Duration;
+
+    fn with(value: &[u8]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "retry-after",
+            http::HeaderValue::from_bytes(value).expect("a header value"),
+        );
+        h
+    }
+
+    #[test]
+    fn reads_seconds_and_dates_and_refuses_the_rest() {
+        assert_eq!(retry_after(&http::HeaderMap::new()), None);
+        assert_eq!(retry_after(&with(b"0")), Some(Duration::ZERO));
+        assert_eq!(retry_after(&with(b" 7 ")), Some(Duration::from_secs(7)));
+        let year = Duration::from_secs(365 * 24 * 3600);
+        assert_eq!(retry_after(&with(b"99999999999999999999999999")), Some(year));
+        assert_eq!(
+            retry_after(&with(b"Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO),
+            "a date in the past"
+        );
+        for bad in [&b""[..], b"-5", b"1.5", b"5s", b"tomorrow", b"\xff\xfe", b"Wed, 99 Foo"] {
+            assert_eq!(retry_after(&with(bad)), None, "{bad:?}");
         }
     }
 }

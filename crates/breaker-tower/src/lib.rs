@@ -29,7 +29,7 @@ mod service;
 
 pub use error::Error;
 #[cfg(feature = "http")]
-pub use http::HttpClassifier;
+pub use http::{HttpClassifier, retry_after};
 
 pub use keyed::{ByKey, KeyedBreaker, KeyedBreakerLayer, KeyedRegistry, SelectBreaker};
 pub use layer::BreakerLayer;
