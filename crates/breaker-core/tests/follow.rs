@@ -196,3 +196,50 @@ fn a_decision_made_on_a_generation_the_breaker_left_is_not_followed() {
         .record(Outcome::Failure, Duration::ZERO);
     assert!(b.follow(seen, Follow::HalfOpen));
 }
+
+/// A deadline too far to represent saturates at the last representable instant: it is still
+/// a deadline, reported as such, never the "no deadline" of a phase without time (an open
+/// period of 2^64 ns used to saturate to exactly that value). A clock at its very end never
+/// passes it, so open and half-open cannot chase each other there.
+#[test]
+fn a_saturated_deadline_is_still_a_deadline() {
+    let (b, clock) = breaker(1);
+    let forever = Follow::Open {
+        open_for: Duration::MAX,
+        attempts: 1,
+    };
+    assert!(b.follow(0, forever));
+    assert_eq!(
+        b.retry_after(),
+        Some(Duration::from_nanos(u64::MAX - 1)),
+        "the last representable deadline, one short of 'none'"
+    );
+    let clock_end = Duration::from_nanos(u64::MAX);
+    clock.advance(clock_end);
+    assert_eq!(
+        b.state(),
+        State::Open,
+        "never passed, even at the end of the clock"
+    );
+
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder_with_clock(clock.clone())
+        .consecutive_failures(1)
+        .open_duration(Duration::MAX)
+        .build()
+        .unwrap();
+    b.trip();
+    assert_eq!(b.retry_after(), Some(Duration::from_nanos(u64::MAX - 1)));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        b.retry_after(),
+        Some(Duration::from_nanos(u64::MAX - 1 - 1_000_000_000))
+    );
+    clock.advance(clock_end);
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(
+        b.try_acquire().unwrap_err().retry_after(),
+        Some(Duration::ZERO),
+        "due, as far as the clock can tell"
+    );
+}

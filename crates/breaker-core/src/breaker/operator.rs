@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::control::MAX_ATTEMPTS;
 use crate::error::ReconfigureError;
 use crate::observer::{Event, Observer};
-use crate::phase::NO_TIME;
+use crate::phase::{NO_TIME, deadline_after};
 use crate::state::State;
 use crate::sync::{Ordering, spin_hint};
 use crate::tunables::Tunables;
@@ -107,14 +107,14 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             Follow::Open { open_for, attempts } => (
                 State::Open,
                 attempts.clamp(1, MAX_ATTEMPTS),
-                self.now().saturating_add(nanos(open_for)),
+                deadline_after(self.now(), nanos(open_for)),
             ),
             Follow::HalfOpen => (
                 State::HalfOpen,
                 w.attempts().max(1),
                 match Tunables::get(&self.tunables.max_half_open_nanos) {
                     0 => NO_TIME,
-                    limit => self.now().saturating_add(limit),
+                    limit => deadline_after(self.now(), limit),
                 },
             ),
             Follow::Closed => (
