@@ -513,13 +513,49 @@ fn following_a_fleet_races_a_local_trip() {
         if let Ok(permit) = permit {
             permit.record(Outcome::Failure, Duration::ZERO);
         }
-        let _followed = follower.join().unwrap();
+        let followed = follower.join().unwrap();
+        assert!(matches!(followed, None | Some(1)), "{followed:?}");
         assert_eq!(breaker.observer().to_open.load(Ordering::Relaxed), 1);
         assert_eq!(
             breaker.snapshot().generation,
             1,
             "one transition, by whichever came first"
         );
+        assert_recoverable(&breaker, &clock);
+    });
+}
+
+/// Moving an open breaker to a later followed deadline races the breaker's own open to
+/// half-open transition (its period just ended): one compare-and-swap decides, exactly one
+/// of the two happens, and the breaker can always recover.
+#[test]
+fn following_a_later_deadline_races_the_end_of_the_open_period() {
+    loom::model(|| {
+        let (breaker, clock) = consecutive(1, 1);
+        breaker.trip();
+        clock.advance(OPEN + Duration::from_nanos(1));
+        let b = breaker.clone();
+        let later = breaker_core::Follow::Open {
+            open_for: OPEN,
+            attempts: 2,
+        };
+        let follower = thread::spawn(move || b.follow(1, later));
+        let probe = breaker.try_acquire_owned();
+        let followed = follower.join().unwrap();
+        assert_eq!(breaker.snapshot().generation, 2, "exactly one transition");
+        match followed {
+            Some(2) => {
+                assert!(probe.is_err(), "open again for the followed period");
+                assert_eq!(breaker.snapshot().open_attempts, 2);
+            }
+            None => {
+                let probe = probe.expect("the probe");
+                assert!(probe.is_probe());
+                assert_eq!(breaker.observer().to_half_open.load(Ordering::Relaxed), 1);
+                probe.record(Outcome::Success, Duration::ZERO);
+            }
+            other => panic!("{other:?}"),
+        }
         assert_recoverable(&breaker, &clock);
     });
 }

@@ -79,9 +79,16 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// replicas, see the `breaker-redis` crate), if it is still in `generation` (the
     /// [`Snapshot::generation`](crate::Snapshot::generation) the decision was made on): a
     /// transition the breaker made on its own meanwhile wins, and is not overwritten.
-    /// Returns whether this made the transition. Nothing changes either if the breaker is
-    /// already in that state, or in an operator mode (forced open, disabled, metrics-only),
-    /// which wins over anything decided elsewhere.
+    ///
+    /// Returns the generation this produced (`Some` only if this call made the transition),
+    /// so a coordinator knows exactly which generation is the one it followed: a local
+    /// decision that lands right after, in another generation, is the breaker's own. Nothing
+    /// changes (`None`) if the breaker left `generation`, is already in that state, or is in
+    /// an operator mode (forced open, disabled, metrics-only), which wins over anything
+    /// decided elsewhere. One exception to "already in that state": an open breaker whose
+    /// deadline comes before the followed one moves on to the followed deadline (a new
+    /// generation, reported as no state change), so its own shorter period does not end the
+    /// one decided elsewhere; a later deadline of its own stands.
     ///
     /// A followed open period lasts the given time with the given backoff count; a followed
     /// half-open period starts its limit now; a followed close empties counts and backoff
@@ -94,14 +101,14 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new()).build()?;
     /// let seen = breaker.snapshot().generation;
     /// let open = Follow::Open { open_for: Duration::from_secs(3), attempts: 1 };
-    /// assert!(breaker.follow(seen, open));
+    /// assert_eq!(breaker.follow(seen, open), Some(seen + 1));
     /// assert_eq!(breaker.state(), State::Open);
     /// assert_eq!(breaker.retry_after(), Some(Duration::from_secs(3)));
     /// // Decided on a generation the breaker has left: nothing happens.
-    /// assert!(!breaker.follow(seen, Follow::Closed));
+    /// assert_eq!(breaker.follow(seen, Follow::Closed), None);
     /// # Ok::<(), breaker_core::ConfigError>(())
     /// ```
-    pub fn follow(&self, generation: u32, target: Follow) -> bool {
+    pub fn follow(&self, generation: u32, target: Follow) -> Option<u32> {
         let mut w = self.control.load();
         let (state, attempts, phase) = match target {
             Follow::Open { open_for, attempts } => (
@@ -129,14 +136,22 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         };
         loop {
             let movable = matches!(w.state(), State::Closed | State::Open | State::HalfOpen);
-            if w.epoch() != generation || !movable || w.state() == state {
-                return false;
+            if w.epoch() != generation || !movable {
+                return None;
+            }
+            if w.state() == state {
+                // Already there; only an open period ending before the followed one moves.
+                let earlier = state == State::Open
+                    && self.deadline(w.epoch()).is_some_and(|mine| mine < phase);
+                if !earlier {
+                    return None;
+                }
             }
             let next = w.next(state, attempts, 0);
             match self.transition_with_phase(w, next, phase) {
                 Ok(()) => {
                     self.announce(w, next, None);
-                    return true;
+                    return Some(next.epoch());
                 }
                 // Only the counters of the same generation changed: decide again.
                 Err(actual) => {
