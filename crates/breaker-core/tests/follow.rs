@@ -293,3 +293,43 @@ fn an_open_breaker_takes_a_later_followed_deadline_but_keeps_a_later_own_one() {
         "moving the deadline is not a state change"
     );
 }
+
+/// A leased allowance holds while it is renewed and lapses to the breaker's own probe limit
+/// once its lease runs out; a renewal brings the cap back.
+#[test]
+fn a_leased_allowance_lapses_to_the_breakers_own_limit() {
+    let (b, clock) = breaker(3);
+    b.trip();
+    let half_open = b.snapshot().generation + 1;
+    let none = ProbeAllowance::InGeneration {
+        generation: half_open,
+        probes: 0,
+    };
+    let lease = Duration::from_secs(30);
+    b.lease_probe_allowance(none, lease);
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(
+        b.try_acquire().unwrap_err().reason(),
+        RejectReason::HalfOpenFull
+    );
+    b.lease_probe_allowance(none, lease); // renewed at 11 s: good until 41 s
+    clock.advance(Duration::from_secs(25));
+    assert_eq!(b.probe_allowance(), none);
+    assert!(b.try_acquire().is_err(), "still capped: renewed");
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(b.probe_allowance(), ProbeAllowance::Unlimited, "lapsed");
+    let probes: Vec<_> = (0..3)
+        .map(|_| b.try_acquire().expect("its own limit"))
+        .collect();
+    assert!(b.try_acquire().is_err(), "its own three, no more");
+    b.lease_probe_allowance(
+        ProbeAllowance::InGeneration {
+            generation: half_open,
+            probes: 3,
+        },
+        lease,
+    );
+    drop(probes);
+    b.set_probe_allowance(ProbeAllowance::Unlimited);
+    assert_eq!(b.probe_allowance(), ProbeAllowance::Unlimited);
+}
