@@ -333,3 +333,25 @@ fn a_leased_allowance_lapses_to_the_breakers_own_limit() {
     b.set_probe_allowance(ProbeAllowance::Unlimited);
     assert_eq!(b.probe_allowance(), ProbeAllowance::Unlimited);
 }
+
+/// A coordinator can give a configuration its probe budget, within the builder's range.
+#[test]
+fn a_configuration_takes_a_coordinators_probe_budget_within_range() {
+    let config = || breaker_core::Config::builder().build_config().unwrap();
+    let b = CircuitBreaker::new(
+        config().with_half_open_probes(3).unwrap(),
+        ManualClock::new(),
+        breaker_core::NoopObserver,
+    );
+    b.trip();
+    let clock = b.clock().clone();
+    clock.advance(Duration::from_secs(61));
+    let probes: Vec<_> = (0..3).map(|_| b.try_acquire().expect("three")).collect();
+    assert!(b.try_acquire().is_err());
+    drop(probes);
+    for bad in [0, 2048] {
+        let error = config().with_half_open_probes(bad).unwrap_err();
+        assert_eq!(error.field(), "half_open_probes");
+        assert!(error.to_string().contains("1..=2047"), "{error}");
+    }
+}
