@@ -120,12 +120,10 @@ impl RedisServer {
             if ping(self.addr()) {
                 return Ok(());
             }
-            if let Some(child) = &mut self.child {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let log = std::fs::read_to_string(&log).unwrap_or_default();
-                    self.child = None;
-                    return Err(format!("redis-server exited ({status}): {log}"));
-                }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                self.child = None;
+                return Err(format!("redis-server exited ({status}): {log}"));
             }
             if start.elapsed() > START_LIMIT {
                 self.kill();
@@ -274,6 +272,9 @@ impl RedisCluster {
                     // Test nodes share one machine: a primary gone is a primary to replace.
                     "--cluster-replica-validity-factor",
                     "0",
+                    // Replicas start copying their primary at once, not after 5 s.
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ])
             })
             .collect();
@@ -355,15 +356,21 @@ impl RedisCluster {
         None
     }
 
-    /// Waits until every live node reports `cluster_state:ok` and every slot is served by a
-    /// live primary; panics after `limit`.
+    /// Waits until every live node reports `cluster_state:ok`, every slot is served by a
+    /// live primary and every live replica's link to its primary is up; panics after
+    /// `limit`.
     pub fn wait_until_healthy(&self, limit: Duration) {
         let start = Instant::now();
         loop {
             let ok = self.alive().all(|n| {
-                n.cli(&["CLUSTER", "INFO"])
-                    .lines()
-                    .any(|l| l.trim() == "cluster_state:ok")
+                let replicating = {
+                    let info = n.cli(&["INFO", "replication"]);
+                    !info.contains("role:slave") || info.contains("master_link_status:up")
+                };
+                replicating
+                    && n.cli(&["CLUSTER", "INFO"])
+                        .lines()
+                        .any(|l| l.trim() == "cluster_state:ok")
             });
             let served = ok && {
                 let slots = [0u16, 5461, 5462, 10922, 10923, 16383];
