@@ -152,7 +152,8 @@ impl RedisSharing {
 
     /// Half-open probes for the whole fleet (1 to 2047; default: the local configuration's
     /// `half_open_probes`). The fleet closes after this many successful probes, wherever
-    /// they ran.
+    /// they ran. It is also every replica's own `half_open_probes` (no replica closes on
+    /// fewer successes than the fleet, nor admits more probes when it decides alone).
     pub fn fleet_probes(mut self, probes: u32) -> Self {
         self.fleet_probes = Some(probes);
         self
@@ -173,8 +174,9 @@ impl RedisSharing {
         self
     }
 
-    /// The prefix of every key (default `breaker`): keys are `<prefix>:{<name>}`,
-    /// `<prefix>:{<name>}:log` and `<prefix>:{<name>}:b:<generation>:<bucket>`.
+    /// The prefix of every key (default `breaker`, no braces): the keys are
+    /// `<prefix>:{<name>}` and `<prefix>:{<name>}:<suffix>`, all in the slot of the hash tag
+    /// `{<name>}` (see `docs/consistency.md`).
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
         self
