@@ -637,11 +637,15 @@ async fn first_contact(after_trip: impl FnOnce(&Replica, &breaker_core::ManualCl
     fleet.trip(); // its probe would have failed
     let view = fleet.sync_now().await.unwrap();
     assert_eq!((view.state, view.open_attempts), (State::Open, 2));
-    // A new replica trips on its own (its first open period: 1 s) before it reached Redis.
-    let (late, clock) = replica(on_demand(&url), config());
+    // A new replica starts while Redis is out of its reach, and trips on its own (its first
+    // open period: 1 s) before its first successful sync.
+    let proxy = FaultProxy::start(server.addr()).await;
+    proxy.set_mode(Mode::Refuse);
+    let (late, clock) = replica(on_demand(&format!("redis://{}", proxy.addr())), config());
     fail(&late);
     after_trip(&late, &clock);
-    late.sync_now().await.unwrap();
+    proxy.set_mode(Mode::Pass);
+    sync_until_ok(&late).await;
     let view = fleet.sync_now().await.unwrap();
     assert_eq!(
         view.state,
