@@ -73,10 +73,11 @@ impl Process {
             if answer.starts_with(expected) {
                 return;
             }
-            assert!(
-                start.elapsed() < LIMIT,
-                "still {answer:?}, not {expected:?}"
-            );
+            if start.elapsed() >= LIMIT {
+                let status = self.ask("status");
+                let sync = self.ask("sync");
+                panic!("still {answer:?}, not {expected:?} ({status}; {sync})");
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
     }

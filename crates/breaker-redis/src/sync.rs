@@ -117,8 +117,9 @@ pub(crate) struct Syncer<C, O> {
     /// Probe tokens this replica holds.
     tokens: Tokens,
     /// The local breaker tripped on its own and the fleet did not follow (its trip quorum
-    /// was not reached): the replica decides alone until its breaker closes again.
-    own_trip: bool,
+    /// was not reached): the replica decides alone until its breaker closes again, or the
+    /// fleet moves on from the generation its vote was counted in (held here).
+    own_trip: Option<u64>,
     #[cfg(feature = "metrics")]
     metrics: Metrics,
 }
@@ -201,7 +202,7 @@ where
             seen_resets: resets,
             seq: 0,
             tokens: Tokens::default(),
-            own_trip: false,
+            own_trip: None,
             fleet: None,
             #[cfg(feature = "metrics")]
             metrics: Metrics::new(&settings.name),
@@ -252,11 +253,11 @@ where
         let demand = snapshot.totals.rejected > self.rejected;
         let (hold, used, successes) = self.probe_report(&snapshot, decided, reset, demand);
         let (known, known_left) = match (self.fleet.map(|f| f.state), local) {
-            (_, State::Open) if !self.own_trip => (
+            (_, State::Open) if self.own_trip.is_none() => (
                 "open",
                 millis(self.breaker.retry_after().unwrap_or_default()),
             ),
-            (_, State::HalfOpen) if !self.own_trip => ("half_open", 0),
+            (_, State::HalfOpen) if self.own_trip.is_none() => ("half_open", 0),
             _ => ("closed", 0),
         };
         let seen = self.fleet.map_or(UNSEEN, |f| f.generation);
@@ -308,12 +309,21 @@ where
         }
         self.seen_thresholds = thresholds;
         self.seen_resets = resets;
-        match proposal {
-            // The fleet did not take this replica's trip (no quorum yet): it decides alone.
-            Proposal::Vote if answer.view.state == State::Closed => self.own_trip = true,
-            _ if local == State::Closed => self.own_trip = false,
-            _ => {}
-        }
+        let counted = seen == UNSEEN
+            || seen == answer.view.generation
+            || answer.flags.split(' ').any(|f| f == "reseeded");
+        self.own_trip = match proposal {
+            // The fleet did not take this replica's trip (no quorum yet): it decides alone,
+            // while the fleet stays in the generation its vote was counted in. (A vote made
+            // on a generation the fleet has left was not counted: the fleet moved on, an
+            // operator's reset say, and the replica follows it.)
+            Proposal::Vote if answer.view.state == State::Closed && counted => {
+                Some(answer.view.generation)
+            }
+            Proposal::Vote => None,
+            _ if local == State::Closed => None,
+            _ => self.own_trip,
+        };
         let view = answer.view;
         let now = self.clock_now();
         self.tokens = match self.tokens {
@@ -361,8 +371,8 @@ where
         };
         match (fleet.state, s.state) {
             // Still open on its own: its vote stays fresh (not once it probes).
-            (State::Closed, State::Open) if self.own_trip => Proposal::Vote,
-            (State::Closed, _) if self.own_trip => Proposal::None,
+            (State::Closed, State::Open) if self.own_trip.is_some() => Proposal::Vote,
+            (State::Closed, _) if self.own_trip.is_some() => Proposal::None,
             (State::Closed, State::Open | State::HalfOpen) if decided => trip,
             (State::Open | State::HalfOpen, State::Closed) if decided && reset => Proposal::Reset,
             // The fleet's open period, as followed, is over.
@@ -440,7 +450,10 @@ where
         if now.generation != at {
             return;
         }
-        if self.own_trip && fleet.state == State::Closed && now.state != State::Closed {
+        if self.own_trip == Some(fleet.generation)
+            && fleet.state == State::Closed
+            && now.state != State::Closed
+        {
             // Its own trip, not the fleet's: it decides alone (its own probes).
             self.lease(ProbeAllowance::Unlimited);
             return;
@@ -481,7 +494,7 @@ where
             }
             None => (at, now.state, now.open_attempts),
         };
-        self.own_trip = false;
+        self.own_trip = None;
         self.local_generation = generation;
         self.local_attempts = attempts;
         self.followed_open =
@@ -530,7 +543,7 @@ where
     /// Records the outcome of a sync in the status (and metrics); on failure, hands the
     /// probes back to the local breaker.
     fn settle(&mut self, result: &Result<Answer, SyncError>, started: u64) {
-        let own_trip = self.own_trip;
+        let own_trip = self.own_trip.is_some();
         let mismatch = match result {
             Ok(answer) if answer.params != self.settings.params => Some(
                 crate::settings::describe_mismatch(&answer.params, &self.settings.params),

@@ -30,6 +30,7 @@ async fn the_fleet_scenarios_hold_on_a_redis_cluster() {
         scenarios::racing_replicas_make_exactly_one_transition(&redis, "c-race").await;
         scenarios::a_breaker_that_outlives_its_sharing_goes_on_alone(&redis, "c-alone").await;
         scenarios::a_trip_made_before_the_first_sync_reaches_the_fleet(&redis, "c-early").await;
+        scenarios::an_operators_reset_ends_a_replicas_own_trip(&redis, "c-reset").await;
     })
     .await
     .expect("the scenarios finish in time on the cluster");

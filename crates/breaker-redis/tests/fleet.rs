@@ -25,4 +25,5 @@ on_a_single_redis!(
     racing_replicas_make_exactly_one_transition,
     a_breaker_that_outlives_its_sharing_goes_on_alone,
     a_trip_made_before_the_first_sync_reaches_the_fleet,
+    an_operators_reset_ends_a_replicas_own_trip,
 );

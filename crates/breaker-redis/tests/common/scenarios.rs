@@ -295,3 +295,35 @@ pub async fn a_trip_made_before_the_first_sync_reaches_the_fleet(redis: &Topolog
     assert_eq!(late.sync_now().await.unwrap().state, State::Open);
     assert_eq!(late.state(), State::Open);
 }
+
+/// A replica deciding alone on its own trip follows the fleet once the fleet moves on from
+/// the generation its vote was counted in: here a quorum trips the fleet and an operator's
+/// reset closes it, all while that replica did not sync.
+pub async fn an_operators_reset_ends_a_replicas_own_trip(redis: &Topology, name: &str) {
+    let replicas: Vec<_> = (0..3)
+        .map(|_| replica(redis.on_demand(), consecutive(name, 1, 1)).0)
+        .collect();
+    let all: Vec<&Replica> = replicas.iter().collect();
+    sync_all(&all).await;
+    fail(all[0]);
+    all[0].sync_now().await.unwrap();
+    assert!(all[0].status().own_trip);
+    fail(all[1]);
+    all[1].sync_now().await.unwrap();
+    assert_eq!(
+        all[1].status().fleet.unwrap().state,
+        State::Open,
+        "a quorum"
+    );
+    all[1].reset();
+    all[1].sync_now().await.unwrap();
+    assert_eq!(all[1].status().fleet.unwrap().state, State::Closed, "reset");
+    // The first replica hears of it all at once.
+    all[0].sync_now().await.unwrap();
+    assert_eq!(
+        all[0].state(),
+        State::Closed,
+        "the fleet's reset closes it too"
+    );
+    assert!(!all[0].status().own_trip);
+}
