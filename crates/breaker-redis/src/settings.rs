@@ -397,8 +397,9 @@ impl RedisSharing {
     }
 }
 
-/// A random number from the standard library's hasher seeds (for replica ids).
-fn random() -> u64 {
+/// A random number from the standard library's hasher seeds (for replica ids and
+/// incarnations).
+pub(crate) fn random() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -15,7 +15,8 @@
 --   time left in ms and 14 its backoff count (12..14 re-seed a lost state), 15 how long a
 --   silent replica's tokens are kept (ms), 16 how long the fleet's parameters may go
 --   unreported before the replica's replace them (ms), 17 the replica's fleet parameters,
---   18 its local state ('closed' | 'open' | 'half_open'): a closed replica's trip vote goes.
+--   18 its local state ('closed' | 'open' | 'half_open'): a closed replica's trip vote goes,
+--   19 the replica's incarnation (random, per process: sync numbers restart with it).
 --
 -- Returns {'ok', generation, state, attempts, ms left open, probes left, probe successes,
 --          tokens this replica holds, window calls, window failures, window slow calls,
@@ -69,6 +70,7 @@ local known, known_left, known_attempts = ARGV[12], a[13], a[14]
 local lease_ms, adopt_ms = a[15], a[16]
 local mine_text = ARGV[17]
 local local_state = ARGV[18]
+local incarnation = ARGV[19]
 local mine = parse_params(mine_text)
 if mine == nil or replica == nil or replica == '' then
   return redis.error_reply('breaker-redis: bad replica or parameters: ' .. tostring(mine_text))
@@ -182,10 +184,14 @@ end
 
 local last_seq = nil
 if kinds[6] == 'hash' then
-  local v = redis.call('HGET', KEYS[6], 'seq')
-  last_seq = int(v)
+  local v = redis.call('HMGET', KEYS[6], 'seq', 'inc')
+  last_seq = int(v[1])
   if last_seq == nil then
-    return {'bad', KEYS[6] .. ' field seq is ' .. tostring(v) .. ', not a count'}
+    return {'bad', KEYS[6] .. ' field seq is ' .. tostring(v[1]) .. ', not a count'}
+  end
+  -- Another process under the same replica id (a restart): its numbers start again.
+  if v[2] ~= incarnation then
+    last_seq = nil
   end
 end
 
@@ -479,7 +485,7 @@ else
   end
 end
 
-redis.call('HSET', KEYS[6], 'seq', seq)
+redis.call('HSET', KEYS[6], 'seq', seq, 'inc', incarnation)
 redis.call('PEXPIRE', KEYS[6], 3600000)
 
 return {'ok', gen, state, attempts, open_left(), left, probe_ok, held, calls, failures, slow,

@@ -112,8 +112,11 @@ pub(crate) struct Syncer<C, O> {
     /// threshold event is a rule's (a vote), one without is an operator's.
     seen_thresholds: u64,
     seen_resets: u64,
-    /// This replica's sync number: Redis applies each one once.
+    /// This replica's sync number: Redis applies each one once...
     seq: u64,
+    /// ...within this incarnation (random per `Syncer`): a restarted process with the same
+    /// replica id starts its numbers again.
+    incarnation: String,
     /// Probe tokens this replica holds.
     tokens: Tokens,
     /// The local breaker tripped on its own and the fleet did not follow (its trip quorum
@@ -201,6 +204,7 @@ where
             seen_thresholds: thresholds,
             seen_resets: resets,
             seq: 0,
+            incarnation: format!("{:016x}", crate::settings::random()),
             tokens: Tokens::default(),
             own_trip: None,
             fleet: None,
@@ -291,7 +295,8 @@ where
                 State::Open => "open",
                 State::HalfOpen => "half_open",
                 _ => "closed",
-            });
+            })
+            .arg(&self.incarnation);
         let answer = tokio::time::timeout(s.command_timeout, self.conn.invoke(&invocation)).await;
         // Counts recorded while Redis could not take them stay local: reported or dropped,
         // they are never sent twice or late into a newer bucket.

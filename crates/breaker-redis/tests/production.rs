@@ -333,6 +333,29 @@ async fn a_sync_whose_reply_is_lost_sends_nothing_twice_and_loses_no_token() {
     );
 }
 
+/// Sync numbers make a sync count once; a replica restarted under the same id (a pod name)
+/// starts its numbers again, and is not taken for a replay of the old process's syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_under_the_same_id_is_heard() {
+    let server = own_redis();
+    let url = server.url();
+    let name = "restarted";
+    let sharing = on_demand(&url).replica_id("payments-0");
+    let (first, _) = replica(
+        sharing.clone(),
+        consecutive(name, 1, 1, Duration::from_secs(10)),
+    );
+    for _ in 0..5 {
+        first.sync_now().await.unwrap();
+    }
+    drop(first);
+    let (again, _) = replica(sharing, consecutive(name, 1, 1, Duration::from_secs(10)));
+    again.sync_now().await.unwrap();
+    fail(&again);
+    let view = again.sync_now().await.unwrap();
+    assert_eq!(view.state, State::Open, "its trip was heard");
+}
+
 // ----- 4. the crate's own counts are never bad data --------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
