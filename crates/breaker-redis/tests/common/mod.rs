@@ -182,13 +182,6 @@ pub fn finish<B: BreakerRef>(permit: Permit<B>, outcome: Outcome) {
     permit.record(outcome, Duration::ZERO)
 }
 
-/// Records one call through the replica that took `took` on its manual clock.
-pub fn call_taking(r: &Replica, clock: &ManualClock, outcome: Outcome, took: Duration) {
-    let permit = r.try_acquire().expect("admitted");
-    clock.advance(took);
-    permit.record(outcome, took);
-}
-
 pub fn fail(r: &Replica) {
     finish(r.try_acquire().expect("admitted"), Outcome::Failure)
 }
