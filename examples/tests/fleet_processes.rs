@@ -1,12 +1,16 @@
 //! Replicas as separate processes (the `fleet_replica` example), sharing one breaker through
-//! the machine's Redis: one process's failures trip the others, one process's reset closes
-//! them, and processes racing to trip make exactly one transition. Each process runs on its
-//! own monotonic clock; waits for the sync task are bounded.
+//! a redis-server of the test's own, and through a Redis Cluster of the test's own (three
+//! primaries, three replicas): one process's own trip stays its own, a second one's opens
+//! the fleet, one process's reset closes it, and processes racing to trip make exactly one
+//! transition. Each process runs on its own monotonic clock; waits are bounded; every
+//! process the test starts is stopped when it ends.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use breaker_test_support::{RedisCluster, RedisServer};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -17,9 +21,11 @@ struct Process {
 }
 
 impl Process {
-    fn start(name: &str) -> Process {
+    fn start(name: &str, urls: &str) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fleet_replica"))
             .arg(name)
+            .arg("2") // the trip quorum
+            .env("BREAKER_REDIS_URL", urls)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -59,18 +65,19 @@ impl Process {
         self.read()
     }
 
-    /// Asks `command` until the answer is `expected`, within the limit.
+    /// Asks `command` until the answer starts with `expected`, within the limit.
     fn until(&mut self, command: &str, expected: &str) {
         let start = Instant::now();
         loop {
             let answer = self.ask(command);
-            if answer == expected {
+            if answer.starts_with(expected) {
                 return;
             }
-            assert!(
-                start.elapsed() < LIMIT,
-                "still {answer:?}, not {expected:?}"
-            );
+            if start.elapsed() >= LIMIT {
+                let status = self.ask("status");
+                let sync = self.ask("sync");
+                panic!("still {answer:?}, not {expected:?} ({status}; {sync})");
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -83,49 +90,52 @@ impl Drop for Process {
     }
 }
 
-fn transition_log(name: &str) -> Vec<String> {
-    let url = std::env::var("BREAKER_REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into());
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_connection().unwrap_or_else(|e| {
-        panic!("Redis is not reachable at {url} ({e}): start redis-server or set BREAKER_REDIS_URL")
-    });
-    redis::cmd("LRANGE")
-        .arg(format!("breaker:{{{name}}}:log"))
-        .arg(0)
-        .arg(-1)
-        .query(&mut conn)
-        .unwrap()
+fn transition_log(urls: &[String], name: &str) -> Vec<String> {
+    let mut cmd = redis::cmd("LRANGE");
+    cmd.arg(format!("breaker:{{{name}}}:log")).arg(0).arg(-1);
+    if urls.len() > 1 {
+        let client = redis::cluster::ClusterClient::new(urls.to_vec()).unwrap();
+        cmd.query(&mut client.get_connection().expect("the test's cluster"))
+            .unwrap()
+    } else {
+        let client = redis::Client::open(urls[0].as_str()).unwrap();
+        cmd.query(&mut client.get_connection().expect("the test's redis-server"))
+            .unwrap()
+    }
 }
 
-#[test]
-fn replicas_in_separate_processes_share_one_state() {
-    let name = format!(
-        "processes-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    transition_log(&name); // fails with a clear message if Redis is not there
-    let mut replicas: Vec<_> = (0..3).map(|_| Process::start(&name)).collect();
+fn replicas_in_separate_processes_share_one_state(urls: &[String]) {
+    let name = "processes";
+    let joined = urls.join(",");
+    let mut replicas: Vec<_> = (0..3).map(|_| Process::start(name, &joined)).collect();
     for r in &mut replicas {
-        r.until("sync", "fleet 0 Closed");
+        r.until("sync", "fleet Closed");
     }
 
-    // Three failures in the first process trip it, and the fleet with it.
+    // Three failures in the first process trip it; the fleet waits for a second replica.
     for _ in 0..3 {
         assert_eq!(replicas[0].ask("fail"), "ok");
     }
     assert_eq!(replicas[0].ask("fail"), "refused Open");
+    replicas[0].until("sync", "fleet Closed");
+    assert_eq!(replicas[0].ask("status"), "Synced own_trip=true votes=1");
     for r in &mut replicas[1..] {
-        r.until("state", "Open");
-        assert_eq!(
-            r.ask("succeed"),
-            "refused Open",
-            "no call of its own failed"
-        );
+        r.until("sync", "fleet Closed");
+        assert_eq!(r.ask("succeed"), "ok", "its trip was its own");
     }
+
+    // The second process trips too: two replicas agree, the fleet opens.
+    for _ in 0..3 {
+        assert_eq!(replicas[1].ask("fail"), "ok");
+    }
+    for r in &mut replicas {
+        r.until("state", "Open");
+    }
+    assert_eq!(
+        replicas[2].ask("succeed"),
+        "refused Open",
+        "no call of its own failed"
+    );
 
     // The second process's operator reset closes the fleet.
     assert_eq!(replicas[1].ask("reset"), "reset");
@@ -133,7 +143,7 @@ fn replicas_in_separate_processes_share_one_state() {
         r.until("state", "Closed");
     }
 
-    // All three trip at once: the fleet opens exactly once.
+    // All three trip at once (operator trips need no quorum): the fleet opens exactly once.
     for r in &mut replicas {
         r.send("trip");
     }
@@ -141,19 +151,31 @@ fn replicas_in_separate_processes_share_one_state() {
         assert_eq!(r.read(), "tripped");
     }
     for r in &mut replicas {
-        r.until("sync", "fleet 3 Open");
+        r.until("sync", "fleet Open");
     }
-    let log = transition_log(&name);
-    let states: Vec<_> = log
+    let log = transition_log(urls, name);
+    let moves: Vec<_> = log
         .iter()
-        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .map(|l| l.split(" by ").next().unwrap().split_once(' ').unwrap().1)
         .collect();
     assert_eq!(
-        states,
-        ["1 open trip", "2 closed reset", "3 open trip"],
+        moves,
+        ["open quorum of 2", "closed reset", "open trip"],
         "{log:?}"
     );
     for r in &mut replicas {
         r.send("quit");
     }
+}
+
+#[test]
+fn replicas_in_separate_processes_share_one_state_through_a_redis_server() {
+    let server = RedisServer::start();
+    replicas_in_separate_processes_share_one_state(&[server.url()]);
+}
+
+#[test]
+fn replicas_in_separate_processes_share_one_state_through_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    replicas_in_separate_processes_share_one_state(&cluster.urls());
 }

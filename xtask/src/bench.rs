@@ -646,11 +646,13 @@ fn render(
         let _ = writeln!(md, "## Sharing through Redis (`redis_sharing`)\n");
         let _ = writeln!(
             md,
-            "`benches/benches/redis_sharing.rs`, against the machine's Redis over loopback. The \
-             call path is in the `redis_sharing` rows of the targets above. Here: the Redis \
+            "`benches/benches/redis_sharing.rs`, against a redis-server and a Redis Cluster (three \
+             primaries, three replicas) it starts on loopback ports of its own. The call path \
+             is in the `redis_sharing` rows of the targets above. Here, per topology: the Redis \
              commands one replica sends while serving 10,000 calls/s (its own count of syncs, \
-             and the `EVAL`/`EVALSHA` calls Redis counted meanwhile), and the time from a trip \
-             on one replica until two others are open (a fresh fleet of three per round).\n"
+             and the `EVAL`/`EVALSHA` calls Redis counted meanwhile, on every node of the \
+             cluster), and the time from a trip on one replica until two others are open (a \
+             fresh fleet of three per round).\n"
         );
         let _ = writeln!(md, "| measure | setting | value |");
         let _ = writeln!(md, "|---|---|---:|");

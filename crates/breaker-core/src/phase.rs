@@ -30,6 +30,24 @@ use crate::sync::{AtomicU64, Ordering, spin_hint};
 /// No deadline (the phase has no time attached).
 pub(crate) const NO_TIME: u64 = u64::MAX;
 
+/// The last representable deadline: where a deadline too far to represent saturates.
+pub(crate) const LAST_DEADLINE: u64 = NO_TIME - 1;
+
+/// The deadline `span` nanoseconds after `now`. It saturates at [`LAST_DEADLINE`], one short
+/// of [`NO_TIME`]: a deadline too far to represent is still a deadline, never "none".
+#[inline]
+pub(crate) fn deadline_after(now: u64, span: u64) -> u64 {
+    now.saturating_add(span).min(LAST_DEADLINE)
+}
+
+/// Whether `deadline` has passed at `now`. A clock at its very end (`now` beyond
+/// [`LAST_DEADLINE`]) counts as [`LAST_DEADLINE`]: a saturated deadline is never passed, so
+/// phases cannot chase each other at the end of the clock.
+#[inline]
+pub(crate) fn passed(deadline: u64, now: u64) -> bool {
+    now.min(LAST_DEADLINE) > deadline
+}
+
 /// `a` is a later generation than `b` (wrapping 32-bit arithmetic).
 #[inline]
 pub(crate) fn newer(a: u32, b: u32) -> bool {
@@ -138,7 +156,21 @@ mod loom_tests {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::{PhaseCell, newer};
+    use super::{LAST_DEADLINE, NO_TIME, PhaseCell, deadline_after, newer, passed};
+
+    #[test]
+    fn a_deadline_never_saturates_to_no_time() {
+        assert_eq!(deadline_after(5, 10), 15);
+        assert_eq!(deadline_after(u64::MAX - 3, 10), LAST_DEADLINE);
+        assert_eq!(deadline_after(NO_TIME, 0), LAST_DEADLINE);
+        assert_ne!(LAST_DEADLINE, NO_TIME);
+        assert!(passed(15, 16) && !passed(15, 15));
+        assert!(
+            !passed(LAST_DEADLINE, u64::MAX),
+            "the end of the clock never passes it"
+        );
+        assert!(passed(LAST_DEADLINE - 1, u64::MAX));
+    }
 
     #[test]
     fn an_older_publication_never_replaces_a_newer_one() {

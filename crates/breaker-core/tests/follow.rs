@@ -39,14 +39,14 @@ fn a_followed_open_lasts_the_given_period_with_the_given_backoff() {
         open_for: Duration::from_secs(secs),
         attempts,
     };
-    assert!(b.follow(0, open(3, 4)));
+    assert_eq!(b.follow(0, open(3, 4)), Some(1));
     assert_eq!(b.snapshot().open_attempts, 4);
     assert_eq!(b.retry_after(), Some(Duration::from_secs(3)));
     assert_eq!(
         b.try_acquire().unwrap_err().retry_after(),
         Some(Duration::from_secs(3))
     );
-    assert!(!b.follow(1, open(1, 1)), "already open");
+    assert_eq!(b.follow(1, open(1, 1)), None, "already open, and longer");
     clock.advance(Duration::from_secs(3) + Duration::from_nanos(1));
     assert!(b.try_acquire().unwrap().is_probe());
     assert_eq!(
@@ -61,10 +61,10 @@ fn a_followed_open_lasts_the_given_period_with_the_given_backoff() {
 #[test]
 fn a_followed_close_or_half_open_is_an_ordinary_transition() {
     let (b, _clock) = breaker(1);
-    assert!(!b.follow(0, Follow::Closed), "already closed");
-    assert!(b.follow(0, Follow::HalfOpen));
+    assert_eq!(b.follow(0, Follow::Closed), None, "already closed");
+    assert_eq!(b.follow(0, Follow::HalfOpen), Some(1));
     assert_eq!(b.state(), State::HalfOpen);
-    assert!(b.follow(1, Follow::Closed));
+    assert_eq!(b.follow(1, Follow::Closed), Some(2));
     assert_eq!(b.state(), State::Closed);
     assert_eq!(b.snapshot().open_attempts, 0);
     let log = b.observer().0.lock().unwrap();
@@ -86,9 +86,9 @@ fn operator_modes_win_over_a_followed_state() {
             open_for: Duration::from_secs(1),
             attempts: 1,
         };
-        assert!(!b.follow(generation, open));
-        assert!(!b.follow(generation, Follow::HalfOpen));
-        assert!(!b.follow(generation, Follow::Closed));
+        assert_eq!(b.follow(generation, open), None);
+        assert_eq!(b.follow(generation, Follow::HalfOpen), None);
+        assert_eq!(b.follow(generation, Follow::Closed), None);
         assert_eq!(b.state(), state);
         b.reset();
     }
@@ -100,7 +100,7 @@ fn a_followed_close_drops_results_of_the_open_generation() {
     b.trip();
     clock.advance(Duration::from_secs(11));
     let probe = b.try_acquire().unwrap();
-    assert!(b.follow(b.snapshot().generation, Follow::Closed));
+    assert!(b.follow(b.snapshot().generation, Follow::Closed).is_some());
     probe.record(Outcome::Failure);
     assert_eq!(
         b.state(),
@@ -184,11 +184,170 @@ fn a_decision_made_on_a_generation_the_breaker_left_is_not_followed() {
     let (b, _clock) = breaker(1);
     let seen = b.snapshot().generation;
     b.trip(); // the breaker's own decision, after the one elsewhere was made
-    assert!(!b.follow(seen, Follow::Closed));
+    assert_eq!(b.follow(seen, Follow::Closed), None);
     assert_eq!(b.state(), State::Open, "the local trip stands");
     // Counters moving within a generation do not make a decision stale.
     b.reset();
     let seen = b.snapshot().generation;
     b.try_acquire().unwrap().record(Outcome::Failure);
-    assert!(b.follow(seen, Follow::HalfOpen));
+    assert_eq!(b.follow(seen, Follow::HalfOpen), Some(seen + 1));
+}
+
+/// A deadline too far to represent saturates at the last representable instant: it is still
+/// a deadline, reported as such, never the "no deadline" of a phase without time (an open
+/// period of 2^64 ns used to saturate to exactly that value). A clock at its very end never
+/// passes it, so open and half-open cannot chase each other there.
+#[test]
+fn a_saturated_deadline_is_still_a_deadline() {
+    let (b, clock) = breaker(1);
+    let forever = Follow::Open {
+        open_for: Duration::MAX,
+        attempts: 1,
+    };
+    assert_eq!(b.follow(0, forever), Some(1));
+    assert_eq!(
+        b.retry_after(),
+        Some(Duration::from_nanos(u64::MAX - 1)),
+        "the last representable deadline, one short of 'none'"
+    );
+    let clock_end = Duration::from_nanos(u64::MAX);
+    clock.advance(clock_end);
+    assert_eq!(
+        b.state(),
+        State::Open,
+        "never passed, even at the end of the clock"
+    );
+
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder_with_clock(clock.clone())
+        .consecutive_failures(1)
+        .open_duration(Duration::MAX)
+        .build()
+        .unwrap();
+    b.trip();
+    assert_eq!(b.retry_after(), Some(Duration::from_nanos(u64::MAX - 1)));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        b.retry_after(),
+        Some(Duration::from_nanos(u64::MAX - 1 - 1_000_000_000))
+    );
+    clock.advance(clock_end);
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(
+        b.try_acquire().unwrap_err().retry_after(),
+        Some(Duration::ZERO),
+        "due, as far as the clock can tell"
+    );
+}
+
+/// `follow` says which generation it produced: a local decision landing right after it is
+/// in another generation, and a coordinator can tell the two apart.
+#[test]
+fn follow_returns_the_generation_it_produced_and_nothing_else() {
+    let (b, _clock) = breaker(1);
+    let produced = b.follow(0, Follow::HalfOpen).expect("moved");
+    assert_eq!(produced, b.snapshot().generation);
+    b.trip(); // the breaker's own decision, right after
+    assert_ne!(
+        b.snapshot().generation,
+        produced,
+        "not the followed generation"
+    );
+    assert_eq!(
+        b.follow(produced, Follow::Closed),
+        None,
+        "the local trip stands"
+    );
+}
+
+/// An open breaker whose own period ends before the followed one takes the followed
+/// deadline (a new generation, no state-change event); a later deadline of its own stands.
+#[test]
+fn an_open_breaker_takes_a_later_followed_deadline_but_keeps_a_later_own_one() {
+    let (b, clock) = breaker(1);
+    b.trip(); // its own 10 s
+    let own = b.snapshot().generation;
+    let longer = Follow::Open {
+        open_for: Duration::from_secs(600),
+        attempts: 3,
+    };
+    assert_eq!(b.follow(own, longer), Some(own + 1));
+    assert_eq!(b.retry_after(), Some(Duration::from_secs(600)));
+    assert_eq!(b.snapshot().open_attempts, 3);
+    let shorter = Follow::Open {
+        open_for: Duration::from_secs(5),
+        attempts: 1,
+    };
+    assert_eq!(b.follow(own + 1, shorter), None);
+    assert_eq!(b.retry_after(), Some(Duration::from_secs(600)));
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(b.state(), State::Open, "its own 10 s no longer end it");
+    let log = b.observer().0.lock().unwrap();
+    assert_eq!(
+        *log,
+        ["StateTransition { from: Closed, to: Open }"],
+        "moving the deadline is not a state change"
+    );
+}
+
+/// A leased allowance holds while it is renewed and lapses to the breaker's own probe limit
+/// once its lease runs out; a renewal brings the cap back.
+#[test]
+fn a_leased_allowance_lapses_to_the_breakers_own_limit() {
+    let (b, clock) = breaker(3);
+    b.trip();
+    let half_open = b.snapshot().generation + 1;
+    let none = ProbeAllowance::InGeneration {
+        generation: half_open,
+        probes: 0,
+    };
+    let lease = Duration::from_secs(30);
+    b.lease_probe_allowance(none, lease);
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(
+        b.try_acquire().unwrap_err().reason(),
+        RejectReason::HalfOpenFull
+    );
+    b.lease_probe_allowance(none, lease); // renewed at 11 s: good until 41 s
+    clock.advance(Duration::from_secs(25));
+    assert_eq!(b.probe_allowance(), none);
+    assert!(b.try_acquire().is_err(), "still capped: renewed");
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(b.probe_allowance(), ProbeAllowance::Unlimited, "lapsed");
+    let probes: Vec<_> = (0..3)
+        .map(|_| b.try_acquire().expect("its own limit"))
+        .collect();
+    assert!(b.try_acquire().is_err(), "its own three, no more");
+    b.lease_probe_allowance(
+        ProbeAllowance::InGeneration {
+            generation: half_open,
+            probes: 3,
+        },
+        lease,
+    );
+    drop(probes);
+    b.set_probe_allowance(ProbeAllowance::Unlimited);
+    assert_eq!(b.probe_allowance(), ProbeAllowance::Unlimited);
+}
+
+/// A coordinator can give a configuration its probe budget, within the builder's range.
+#[test]
+fn a_configuration_takes_a_coordinators_probe_budget_within_range() {
+    let config = || breaker_core::Config::builder().build_config().unwrap();
+    let b = CircuitBreaker::new(
+        config().with_half_open_probes(3).unwrap(),
+        ManualClock::new(),
+        breaker_core::NoopObserver,
+    );
+    b.trip();
+    let clock = b.clock().clone();
+    clock.advance(Duration::from_secs(61));
+    let probes: Vec<_> = (0..3).map(|_| b.try_acquire().expect("three")).collect();
+    assert!(b.try_acquire().is_err());
+    drop(probes);
+    for bad in [0, 2048] {
+        let error = config().with_half_open_probes(bad).unwrap_err();
+        assert_eq!(error.field(), "half_open_probes");
+        assert!(error.to_string().contains("1..=2047"), "{error}");
+    }
 }

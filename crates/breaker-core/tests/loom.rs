@@ -550,7 +550,8 @@ fn following_a_fleet_races_a_local_trip() {
         if let Ok(permit) = permit {
             permit.record(Outcome::Failure);
         }
-        let _followed = follower.join().unwrap();
+        let followed = follower.join().unwrap();
+        assert!(matches!(followed, None | Some(1)), "{followed:?}");
         assert_eq!(breaker.observer().to_open.load(Ordering::Relaxed), 1);
         assert_eq!(
             breaker.snapshot().generation,
@@ -558,5 +559,84 @@ fn following_a_fleet_races_a_local_trip() {
             "one transition, by whichever came first"
         );
         assert_recoverable(&breaker, &clock);
+    });
+}
+
+/// Moving an open breaker to a later followed deadline races the breaker's own open to
+/// half-open transition (its period just ended): one compare-and-swap decides, exactly one
+/// of the two happens, and the breaker can always recover.
+#[test]
+fn following_a_later_deadline_races_the_end_of_the_open_period() {
+    loom::model(|| {
+        let (breaker, clock) = consecutive(1, 1);
+        breaker.trip();
+        clock.advance(OPEN + Duration::from_nanos(1));
+        let b = breaker.clone();
+        let later = breaker_core::Follow::Open {
+            open_for: OPEN,
+            attempts: 2,
+        };
+        let follower = thread::spawn(move || b.follow(1, later));
+        let probe = breaker.try_acquire_owned();
+        let followed = follower.join().unwrap();
+        assert_eq!(breaker.snapshot().generation, 2, "exactly one transition");
+        match followed {
+            Some(2) => {
+                assert!(probe.is_err(), "open again for the followed period");
+                assert_eq!(breaker.snapshot().open_attempts, 2);
+            }
+            None => {
+                let probe = probe.expect("the probe");
+                assert!(probe.is_probe());
+                assert_eq!(breaker.observer().to_half_open.load(Ordering::Relaxed), 1);
+                probe.record(Outcome::Success, Duration::ZERO);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_recoverable(&breaker, &clock);
+    });
+}
+
+/// A coordinator renews a leased allowance while callers take probes: the cap holds across
+/// the renewal (never lifted by reading the new allowance with the old, lapsed lease). Once
+/// the lease runs out unrenewed, the breaker's own limit applies; a renewal caps it again.
+#[test]
+fn renewing_a_leased_allowance_races_acquirers() {
+    loom::model(|| {
+        let (breaker, clock) = consecutive(1, 3);
+        breaker.trip();
+        let half_open = breaker.snapshot().generation + 1;
+        let one = ProbeAllowance::InGeneration {
+            generation: half_open,
+            probes: 1,
+        };
+        // (Shorter than the 60 s half-open limit, so the period outlives the lease.)
+        let lease = Duration::from_secs(20);
+        breaker.lease_probe_allowance(one, Duration::from_nanos(1));
+        clock.advance(OPEN + Duration::from_nanos(1));
+        // The first lease ran out; the renewal races two acquirers.
+        let b = breaker.clone();
+        let renewer = thread::spawn(move || b.lease_probe_allowance(one, lease));
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let b = breaker.clone();
+                thread::spawn(move || b.try_acquire_owned().ok())
+            })
+            .collect();
+        renewer.join().unwrap();
+        let held: Vec<_> = handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect();
+        // Before the renewal the breaker was on its own (3 probes): both may have got one.
+        let admitted = breaker.snapshot().half_open_admitted;
+        assert_eq!(admitted as usize, held.len());
+        // After it, the cap holds: nothing more while one or more is out.
+        assert!(breaker.try_acquire().is_err(), "capped again");
+        clock.advance(lease + Duration::from_nanos(1));
+        if admitted < 3 {
+            assert!(breaker.try_acquire().is_ok(), "lapsed: its own limit");
+        }
+        drop(held);
     });
 }

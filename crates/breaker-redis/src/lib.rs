@@ -1,4 +1,5 @@
-//! One circuit-breaker state across every replica of a service, shared through Redis.
+//! One circuit-breaker state across every replica of a service, shared through Redis or a
+//! Redis Cluster ([`RedisSharing::cluster`]).
 //!
 //! Each replica keeps its own lock-free [`CircuitBreaker`](breaker_core::CircuitBreaker) and
 //! decides every call from it, as if it were alone: **a call never waits on Redis**. A
@@ -6,12 +7,15 @@
 //! [`sync_interval`](RedisSharing::sync_interval) (and at once when the local breaker changes
 //! state), in one Lua script run atomically by Redis:
 //!
-//! - the calls the replica recorded since its last sync go into **window buckets** (one hash
-//!   per bucket, with a time-to-live); the fleet's failure and slow-call rates over those
-//!   buckets trip the whole fleet, by the thresholds of the local configuration;
-//! - a local decision (a trip, a probe's failure, the probes' success) is **proposed on the
-//!   fleet generation the replica last saw**: of replicas racing to make the same transition,
-//!   exactly one makes it, and the others follow;
+//! - the calls the replica recorded since its last sync go into the fleet's **window** (ten
+//!   buckets); the fleet's failure and slow-call rates over it trip the whole fleet, by the
+//!   fleet's thresholds (kept with its state; a replica configured otherwise follows them and
+//!   says so);
+//! - a local decision (a trip, a probe's failure, the end of the open period) is **proposed on
+//!   the fleet generation the replica last saw**: of replicas racing to make the same
+//!   transition, exactly one makes it, and the others follow. A trip the replica's own rule
+//!   made is a **vote**: the fleet trips once [`trip_quorum`](RedisSharing::trip_quorum)
+//!   replicas agree (default 2), so one replica's own fault stays its own;
 //! - the fleet's state (open with the time left, half-open, closed) is **followed** by every
 //!   replica, so open and half-open reach every replica within one sync interval;
 //! - half-open probes come from **one budget for the fleet**
@@ -21,8 +25,12 @@
 //! When Redis is unreachable, slow (a sync takes longer than
 //! [`command_timeout`](RedisSharing::command_timeout)) or holds data this crate did not write,
 //! the replica runs on its local state alone, says so in [`SharedBreaker::status`] (and in
-//! metrics with the `metrics` feature), and heals when a sync succeeds again. The consistency
-//! model, with its bounds, is in `docs/consistency.md`.
+//! metrics with the `metrics` feature), and heals when a sync succeeds again. When Redis loses
+//! the fleet's state (a restart without persistence, a flush, eviction, a failover to a copy
+//! that lags), the replicas re-seed it from their own: an open fleet stays open. Everything a
+//! sync sends counts once, even when a reply is lost after Redis applied it. The consistency
+//! model, every event with what the fleet does, and the Redis settings to use are in
+//! `docs/consistency.md`.
 //!
 //! ```no_run
 //! use breaker_core::Config;
@@ -65,6 +73,13 @@ pub mod names {
     pub const SYNC_ERRORS: &str = "circuit_breaker_redis_sync_errors_total";
     /// Counter: fleet transitions this replica made in Redis.
     pub const FLEET_TRANSITIONS: &str = "circuit_breaker_redis_fleet_transitions_total";
+    /// Counter: times this replica found the fleet's state lost and re-seeded it.
+    pub const STATE_LOST: &str = "circuit_breaker_redis_state_lost_total";
+    /// Counter: times Redis's clock was found behind the fleet's phase start.
+    pub const CLOCK_STEPS: &str = "circuit_breaker_redis_clock_steps_total";
+    /// Gauge: 1 while this replica's configuration differs from the fleet's (it follows the
+    /// fleet's), 0 otherwise.
+    pub const CONFIG_MISMATCH: &str = "circuit_breaker_redis_config_mismatch";
 }
 
 /// This crate's README, compiled and run as doctests so it stays true.

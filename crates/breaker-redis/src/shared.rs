@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,10 +17,14 @@ use crate::sync::Syncer;
 
 /// The observer of a shared breaker: forwards every event to yours, and wakes the sync task
 /// when the local breaker changes state, so a local trip reaches Redis at once rather than
-/// at the next interval.
+/// at the next interval. It also tells the sync task how the breaker decided: a trip after a
+/// threshold event is a rule's (a vote toward the fleet's trip quorum), one without is an
+/// operator's; a reset is an operator's.
 pub struct FleetObserver<O> {
     inner: O,
     wake: Arc<Notify>,
+    thresholds: AtomicU64,
+    resets: AtomicU64,
 }
 
 impl<O> FleetObserver<O> {
@@ -30,6 +34,8 @@ impl<O> FleetObserver<O> {
             FleetObserver {
                 inner,
                 wake: wake.clone(),
+                thresholds: AtomicU64::new(0),
+                resets: AtomicU64::new(0),
             },
             wake,
         )
@@ -38,6 +44,14 @@ impl<O> FleetObserver<O> {
     /// The observer given to [`RedisSharing::start_with`](crate::RedisSharing::start_with).
     pub fn inner(&self) -> &O {
         &self.inner
+    }
+
+    /// Threshold events and resets so far.
+    pub(crate) fn decisions(&self) -> (u64, u64) {
+        (
+            self.thresholds.load(Ordering::Acquire),
+            self.resets.load(Ordering::Acquire),
+        )
     }
 }
 
@@ -50,8 +64,15 @@ impl<O> fmt::Debug for FleetObserver<O> {
 impl<O: Observer> Observer for FleetObserver<O> {
     #[inline]
     fn on_breaker_event(&self, breaker: &str, event: &Event) {
-        if let Event::StateTransition { .. } = event {
-            self.wake.notify_one();
+        match event {
+            Event::ThresholdExceeded(_) => {
+                self.thresholds.fetch_add(1, Ordering::AcqRel);
+            }
+            Event::Reset => {
+                self.resets.fetch_add(1, Ordering::AcqRel);
+            }
+            Event::StateTransition { .. } => self.wake.notify_one(),
+            _ => {}
         }
         self.inner.on_breaker_event(breaker, event)
     }
@@ -67,6 +88,10 @@ pub enum Link {
     /// The last sync failed (Redis unreachable, too slow, or holding bad data): local
     /// state only, until a sync succeeds again.
     Degraded,
+    /// The last sync succeeded, but longer ago than the probe allowance's lease (a few
+    /// sync intervals): the sync task has stopped (its runtime shut down) or is stuck. The
+    /// allowance has lapsed: local state only.
+    Stale,
 }
 
 /// The fleet's shared state as of the replica's last successful sync.
@@ -87,6 +112,9 @@ pub struct FleetView {
     /// While closed: the fleet's window (`calls`, `failures`, `slow_calls`; consecutive
     /// failures are per replica and not shared).
     pub window: Counts,
+    /// While closed: replicas whose own breaker tripped within the quorum window (see
+    /// [`RedisSharing::trip_quorum`](crate::RedisSharing::trip_quorum)).
+    pub trip_votes: u32,
 }
 
 /// What the replica knows of its link to the fleet: [`SharedBreaker::status`].
@@ -108,6 +136,18 @@ pub struct SharingStatus {
     pub fleet_transitions: u64,
     /// Why the last failed sync failed, while the link is degraded.
     pub last_error: Option<SyncError>,
+    /// Times this replica found the fleet's state lost (a restart without persistence,
+    /// FLUSHALL, eviction, a failover to a copy that lags) and re-seeded it from its own.
+    pub state_losses: u64,
+    /// Times Redis's clock was found behind the fleet's phase start (a backward clock step,
+    /// a failover to a host whose clock is behind): the phase restarted then.
+    pub clock_steps: u64,
+    /// When this replica's configuration differs from the fleet's (a rolling deploy):
+    /// what differs. The fleet's parameters decide; this replica follows them.
+    pub config_mismatch: Option<String>,
+    /// The local breaker tripped on its own and the fleet did not follow (its trip quorum
+    /// is not reached): this replica decides alone until its breaker closes again.
+    pub own_trip: bool,
 }
 
 /// Why a sync failed. The replica keeps running on its local state; the next sync retries.
@@ -145,15 +185,22 @@ impl fmt::Display for SyncError {
 
 impl std::error::Error for SyncError {}
 
+#[derive(Default)]
 pub(crate) struct Status {
-    pub(crate) link: Link,
+    pub(crate) link: Option<Link>,
     pub(crate) fleet: Option<FleetView>,
     pub(crate) last_sync: Option<Instant>,
+    /// The breaker's clock when the last successful sync began (its lease runs from there).
+    pub(crate) last_sync_clock: Option<u64>,
     pub(crate) syncs: u64,
     pub(crate) errors: u64,
     pub(crate) bad_data: u64,
     pub(crate) fleet_transitions: u64,
     pub(crate) last_error: Option<SyncError>,
+    pub(crate) state_losses: u64,
+    pub(crate) clock_steps: u64,
+    pub(crate) config_mismatch: Option<String>,
+    pub(crate) own_trip: bool,
 }
 
 /// The local breaker of one replica, shared with the fleet through Redis.
@@ -167,6 +214,7 @@ pub struct SharedBreaker<C: Clock, O: Observer = breaker_core::NoopObserver> {
     status: Arc<Mutex<Status>>,
     stopped: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
+    lease: Duration,
 }
 
 impl<C: Clock, O: Observer> fmt::Debug for SharedBreaker<C, O> {
@@ -178,6 +226,7 @@ impl<C: Clock, O: Observer> fmt::Debug for SharedBreaker<C, O> {
 }
 
 impl<C: Clock, O: Observer> Drop for SharedBreaker<C, O> {
+    // (The task is aborted here; if its runtime is gone already, the lease lapses anyway.)
     fn drop(&mut self) {
         // The breaker may live on in adapters: it goes on alone, its probes uncapped. (A
         // sync in flight checks `stopped` after setting its allowance.)
@@ -202,30 +251,15 @@ where
 {
     pub(crate) fn start(
         runtime: tokio::runtime::Handle,
-        client: redis::Client,
         breaker: Arc<CircuitBreaker<C, FleetObserver<O>>>,
         settings: Settings,
         wake: Arc<Notify>,
     ) -> Result<Self, crate::SharingError> {
-        let status = Arc::new(Mutex::new(Status {
-            link: Link::Connecting,
-            fleet: None,
-            last_sync: None,
-            syncs: 0,
-            errors: 0,
-            bad_data: 0,
-            fleet_transitions: 0,
-            last_error: None,
-        }));
+        let status = Arc::new(Mutex::new(Status::default()));
         let interval = settings.sync_interval;
+        let lease = settings.lease;
         let stopped = Arc::new(AtomicBool::new(false));
-        let syncer = Syncer::new(
-            client,
-            breaker.clone(),
-            settings,
-            status.clone(),
-            stopped.clone(),
-        )?;
+        let syncer = Syncer::new(breaker.clone(), settings, status.clone(), stopped.clone())?;
         let syncer = Arc::new(tokio::sync::Mutex::new(syncer));
         let task = {
             let syncer = syncer.clone();
@@ -247,6 +281,7 @@ where
             status,
             stopped,
             task,
+            lease,
         })
     }
 
@@ -264,8 +299,19 @@ where
     /// The link to the fleet and the fleet's state as last synced.
     pub fn status(&self) -> SharingStatus {
         let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let link = match (s.link, s.last_sync_clock) {
+            (None, _) => Link::Connecting,
+            // On the breaker's clock, as the lease: stale exactly when the allowance lapsed.
+            (Some(Link::Synced), Some(at))
+                if self.breaker.clock().now_nanos().saturating_sub(at)
+                    > u64::try_from(self.lease.as_nanos()).unwrap_or(u64::MAX) =>
+            {
+                Link::Stale
+            }
+            (Some(link), _) => link,
+        };
         SharingStatus {
-            link: s.link,
+            link,
             fleet: s.fleet,
             since_last_sync: s.last_sync.map(|t| t.elapsed()),
             syncs: s.syncs,
@@ -273,6 +319,10 @@ where
             bad_data: s.bad_data,
             fleet_transitions: s.fleet_transitions,
             last_error: s.last_error.clone(),
+            state_losses: s.state_losses,
+            clock_steps: s.clock_steps,
+            config_mismatch: s.config_mismatch.clone(),
+            own_trip: s.own_trip,
         }
     }
 }
@@ -335,6 +385,7 @@ impl SharingStatus {
                 Link::Connecting => "connecting".to_string(),
                 Link::Synced => "synced".to_string(),
                 Link::Degraded => "degraded: running on local state".to_string(),
+                Link::Stale => "stale: no sync for several intervals, local state".to_string(),
             },
         )];
         if let Some(ago) = self.since_last_sync {

@@ -1,16 +1,32 @@
 //! Redis failing under a replica: unreachable (a fault proxy refusing and cutting
 //! connections), slow (the proxy black-holing them), and holding data this crate did not
-//! write. The replica goes on alone, says so, and heals.
+//! write. The replica goes on alone, says so, and heals. Each test starts a redis-server of
+//! its own.
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use breaker_core::{Config, Outcome, ProbeAllowance, State};
+use breaker_core::{Config, ProbeAllowance, State};
 use breaker_redis::{Link, RedisSharing, SyncError};
+use breaker_test_support::RedisServer;
 use breaker_test_support::proxy::{FaultProxy, Mode};
-use common::{eventually, fresh_name, on_demand, redis, replica};
+use common::{eventually, fail, replica};
+
+fn on_demand(url: &str) -> RedisSharing {
+    RedisSharing::new(url)
+        .sync_interval(Duration::from_secs(60))
+        .command_timeout(Duration::from_secs(2))
+        .trip_quorum(1)
+}
+
+async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).expect("a valid URL");
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test's redis-server is reachable")
+}
 
 fn config(name: &str) -> Config {
     Config::builder()
@@ -21,27 +37,16 @@ fn config(name: &str) -> Config {
         .unwrap()
 }
 
-fn redis_addr() -> SocketAddr {
-    let url = common::redis_url();
-    // redis://[user:password@]host:port[/db]
-    let rest = url.trim_start_matches("redis://");
-    let rest = rest.rsplit('@').next().unwrap_or(rest);
-    let host = rest.split('/').next().unwrap_or(rest);
-    host.parse().unwrap_or_else(|_| {
-        panic!("the outage tests need BREAKER_REDIS_URL as redis://<ip>:<port>, got {url}")
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_degrades_to_local_state_and_a_reconnect_heals() {
-    let name = fresh_name("outage").await;
-    redis().await; // fails with a clear message if Redis is not there at all
-    let proxy = FaultProxy::start(redis_addr()).await;
+    let server = RedisServer::start();
+    let name = "outage";
+    let proxy = FaultProxy::start(server.addr()).await;
     let (cut_off, _) = replica(
         on_demand_via(&proxy).replica_id("behind-proxy"),
-        config(&name),
+        config(name),
     );
-    let (direct, _) = replica(on_demand(), config(&name));
+    let (direct, _) = replica(on_demand(&server.url()), config(name));
     cut_off
         .sync_now()
         .await
@@ -60,8 +65,8 @@ async fn an_outage_degrades_to_local_state_and_a_reconnect_heals() {
     assert_eq!(cut_off.probe_allowance(), ProbeAllowance::Unlimited);
 
     // The replica goes on alone: calls are admitted and it trips on its own.
-    cut_off.try_acquire().unwrap().record(Outcome::Failure);
-    cut_off.try_acquire().unwrap().record(Outcome::Failure);
+    fail(&cut_off);
+    fail(&cut_off);
     assert_eq!(cut_off.state(), State::Open);
     assert_eq!(
         direct.sync_now().await.unwrap().state,
@@ -88,16 +93,14 @@ async fn an_outage_degrades_to_local_state_and_a_reconnect_heals() {
 }
 
 fn on_demand_via(proxy: &FaultProxy) -> RedisSharing {
-    RedisSharing::new(format!("redis://{}", proxy.addr()))
-        .sync_interval(Duration::from_secs(60))
-        .command_timeout(Duration::from_millis(200))
+    on_demand(&format!("redis://{}", proxy.addr())).command_timeout(Duration::from_millis(200))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_redis_counts_as_down_and_calls_never_wait_for_it() {
-    let name = fresh_name("slow").await;
-    let proxy = FaultProxy::start(redis_addr()).await;
-    let (r, _) = replica(on_demand_via(&proxy), config(&name));
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(server.addr()).await;
+    let (r, _) = replica(on_demand_via(&proxy), config("slow"));
     r.sync_now().await.unwrap();
     // Redis hangs: connections accepted, nothing answered.
     proxy.set_mode(Mode::BlackHole);
@@ -111,12 +114,8 @@ async fn a_slow_redis_counts_as_down_and_calls_never_wait_for_it() {
     // While a sync hangs on Redis, calls are decided from local state.
     let hung = {
         let breaker = r.breaker().clone();
-        tokio::task::spawn_blocking(move || {
-            breaker
-                .try_acquire()
-                .map(|p| p.record(Outcome::Success))
-                .is_ok()
-        })
+        // (Admitted, then dropped: neutral.)
+        tokio::task::spawn_blocking(move || breaker.try_acquire().map(drop).is_ok())
     };
     let during = r.sync_now();
     let (admitted, sync) = tokio::join!(hung, during);
@@ -131,10 +130,11 @@ async fn a_slow_redis_counts_as_down_and_calls_never_wait_for_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_data_in_redis_is_reported_and_ignored() {
-    let name = fresh_name("garbage").await;
+    let server = RedisServer::start();
+    let name = "garbage";
     let state_key = format!("breaker:{{{name}}}");
-    let (r, _) = replica(on_demand(), config(&name));
-    let mut conn = redis().await;
+    let (r, _) = replica(on_demand(&server.url()), config(name));
+    let mut conn = redis(&server.url()).await;
     let cases: [(&str, Vec<&str>); 4] = [
         ("SET", vec!["not a hash"]),
         ("HSET", vec!["gen", "banana", "state", "open"]),
@@ -172,50 +172,65 @@ async fn bad_data_in_redis_is_reported_and_ignored() {
             .unwrap();
         assert_eq!(kind, if *command == "SET" { "string" } else { "hash" });
     }
-    // A garbage window bucket is refused the same way.
+    // A garbage window, probe record or vote is refused the same way.
     let _: () = redis::cmd("DEL")
         .arg(&state_key)
         .query_async(&mut conn)
         .await
         .unwrap();
     r.sync_now().await.expect("a deleted key heals");
-    let now_ms: Vec<u64> = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
-    let bucket = (now_ms[0] * 1000 + now_ms[1] / 1000) / 1000;
-    let bucket_key = format!("{state_key}:b:0:{bucket}");
-    let _: () = redis::cmd("HSET")
-        .arg(&bucket_key)
-        .arg(&["calls", "1", "failures", "999"][..])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let error = r.sync_now().await.unwrap_err();
-    assert!(
-        matches!(&error, SyncError::BadData(w) if w.contains(&bucket_key)),
-        "{error}"
-    );
-    let _: () = redis::cmd("DEL")
-        .arg(&bucket_key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    r.sync_now().await.expect("healed");
-    assert_eq!(r.status().link, Link::Synced);
+    for (key, field, value) in [
+        (format!("{state_key}:w"), "7:f", "999"),
+        (format!("{state_key}:w"), "7:c", "banana"),
+        (format!("{state_key}:p"), "someone", "1 2"),
+        (format!("{state_key}:v"), "someone", "yesterday"),
+    ] {
+        let _: () = redis::cmd("HSET")
+            .arg(&key)
+            .arg(field)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if key.ends_with(":w") {
+            let _: () = redis::cmd("HSET")
+                .arg(&key)
+                .arg("gen")
+                .arg("1")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        let error = r.sync_now().await.unwrap_err();
+        assert!(
+            matches!(&error, SyncError::BadData(w) if w.contains(&key)),
+            "{key} {field}={value}: {error}"
+        );
+        let _: () = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        r.sync_now().await.expect("healed");
+        assert_eq!(r.status().link, Link::Synced);
+    }
 }
 
 /// With the `metrics` feature, the link's health is a gauge and failed syncs a counter.
 #[cfg(feature = "metrics")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_link_is_visible_in_metrics() {
-    use breaker_redis::names::{CONNECTED, SYNC_ERRORS};
+    use breaker_redis::names::{CONFIG_MISMATCH, CONNECTED, STATE_LOST, SYNC_ERRORS};
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let name = fresh_name("metrics").await;
-    let proxy = FaultProxy::start(redis_addr()).await;
+    let server = RedisServer::start();
+    let name = "metrics";
+    let proxy = FaultProxy::start(server.addr()).await;
     // The handles are registered when sharing starts, with the recorder in scope.
     let (r, _) =
-        metrics::with_local_recorder(&recorder, || replica(on_demand_via(&proxy), config(&name)));
+        metrics::with_local_recorder(&recorder, || replica(on_demand_via(&proxy), config(name)));
     let read = |metric: &str, label: Option<(&str, &str)>| {
         snapshotter
             .snapshot()
@@ -250,4 +265,29 @@ async fn the_link_is_visible_in_metrics() {
     })
     .await;
     assert_eq!(read(CONNECTED, None), Some(1.0));
+
+    // A slow Redis is counted as slow, not as unreachable.
+    let mut conn = redis(&server.url()).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["PAUSE", "600", "ALL"][..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let error = r.sync_now().await.unwrap_err();
+    assert!(matches!(error, SyncError::Timeout(_)), "{error}");
+    assert!(read(SYNC_ERRORS, Some(("error", "timeout"))).unwrap_or(0.0) >= 1.0);
+
+    // A lost state is counted when it is found and re-seeded.
+    eventually(Duration::from_secs(10), "Redis answers again", || async {
+        r.sync_now().await.is_ok()
+    })
+    .await;
+    let _: () = redis::cmd("DEL")
+        .arg(format!("breaker:{{{name}}}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    r.sync_now().await.unwrap();
+    assert_eq!(read(STATE_LOST, None), Some(1.0));
+    assert_eq!(read(CONFIG_MISMATCH, None), Some(0.0));
 }

@@ -120,7 +120,11 @@ impl<B, E> Classify<http::Response<B>, E> for HttpClassifier {
 /// ```
 pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     const A_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Digits only: a number of seconds (saturating: a 30-digit value is still "long").
         let secs = value.parse::<u64>().unwrap_or(u64::MAX);
@@ -153,13 +157,24 @@ mod tests {
         assert_eq!(retry_after(&with(b"0")), Some(Duration::ZERO));
         assert_eq!(retry_after(&with(b" 7 ")), Some(Duration::from_secs(7)));
         let year = Duration::from_secs(365 * 24 * 3600);
-        assert_eq!(retry_after(&with(b"99999999999999999999999999")), Some(year));
+        assert_eq!(
+            retry_after(&with(b"99999999999999999999999999")),
+            Some(year)
+        );
         assert_eq!(
             retry_after(&with(b"Wed, 21 Oct 2015 07:28:00 GMT")),
             Some(Duration::ZERO),
             "a date in the past"
         );
-        for bad in [&b""[..], b"-5", b"1.5", b"5s", b"tomorrow", b"\xff\xfe", b"Wed, 99 Foo"] {
+        for bad in [
+            &b""[..],
+            b"-5",
+            b"1.5",
+            b"5s",
+            b"tomorrow",
+            b"\xff\xfe",
+            b"Wed, 99 Foo",
+        ] {
             assert_eq!(retry_after(&with(bad)), None, "{bad:?}");
         }
     }

@@ -30,6 +30,10 @@ pub mod proxy;
 pub use postgres::PrivatePostgres;
 #[cfg(feature = "proxy")]
 pub use proxy::{FaultProxy, Mode};
+#[cfg(feature = "redis-server")]
+pub mod redis_server;
+#[cfg(feature = "redis-server")]
+pub use redis_server::{RedisCluster, RedisServer};
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -10,6 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+const SWALLOW: u8 = 3;
+
 /// What the proxy does with new connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -19,6 +21,10 @@ pub enum Mode {
     Refuse,
     /// Accept and read, never forward, never answer (a server that hangs).
     BlackHole,
+    /// Forward requests, drop the answers: the server applies a command and the client never
+    /// hears of it (a reply lost after the command was applied). Unlike the other modes this
+    /// one also applies to connections already open, from their next answer on.
+    SwallowReplies,
 }
 
 /// A TCP proxy in front of `target` that can refuse, black-hole and delay new connections,
@@ -74,7 +80,7 @@ impl FaultProxy {
                     }
                 }
             }
-            Mode::Pass => {}
+            Mode::Pass | Mode::SwallowReplies => {}
         }
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
@@ -105,6 +111,7 @@ impl FaultProxy {
                 }
             }
         };
+        let mode = self.mode.clone();
         let down = async move {
             let mut buf = [0u8; 16 * 1024];
             let mut frozen = frozen_down;
@@ -113,6 +120,9 @@ impl FaultProxy {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
+                if mode.load(Ordering::SeqCst) == SWALLOW {
+                    continue;
+                }
                 if frozen.wait_for(|f| !*f).await.is_err() {
                     return;
                 }
@@ -140,6 +150,7 @@ impl FaultProxy {
             Mode::Pass => 0,
             Mode::Refuse => 1,
             Mode::BlackHole => 2,
+            Mode::SwallowReplies => SWALLOW,
         };
         self.mode.store(code, Ordering::SeqCst);
     }
@@ -148,6 +159,7 @@ impl FaultProxy {
         match self.mode.load(Ordering::SeqCst) {
             1 => Mode::Refuse,
             2 => Mode::BlackHole,
+            SWALLOW => Mode::SwallowReplies,
             _ => Mode::Pass,
         }
     }

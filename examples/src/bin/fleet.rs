@@ -6,6 +6,12 @@
 //! open period ends the fleet sends one probe in total (not one per replica), and when the
 //! dependency is back all three close. Each line is a change in what a replica sees.
 //!
+//! The three replicas reach the dependency the same way, so one replica's trip is
+//! everyone's: this example sets `trip_quorum(1)`. The default (2) keeps one replica's trip
+//! its own until a second replica trips too, so that a replica with a problem of its own (its
+//! network path, a bad node) does not take the dependency away from the whole fleet; see
+//! `docs/consistency.md`.
+//!
 //! ```text
 //! cargo run -p breaker-examples --bin fleet
 //! ```
@@ -52,7 +58,9 @@ fn short(state: State) -> &'static str {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sharing = RedisSharing::from_env()?.sync_interval(Duration::from_millis(20));
+    let sharing = RedisSharing::from_env()?
+        .sync_interval(Duration::from_millis(20))
+        .trip_quorum(1);
     let unique = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis();
@@ -134,7 +142,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .1
             .status()
             .fleet
-            .map(|f| format!("generation {} {}", f.generation, short(f.state)))
+            .map(|f| format!("fleet {}", short(f.state)))
             .unwrap_or_default();
         let line = format!("{line}  {fleet}");
         if line != last {

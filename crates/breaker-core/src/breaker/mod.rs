@@ -98,6 +98,9 @@ macro_rules! circuit_breaker {
             /// A coordinator's cap on half-open probes (see [`ProbeAllowance`]), packed as
             /// `[generation:32 | probes:32]`; `u64::MAX` for none.
             probe_allowance: AtomicU64,
+            /// When the allowance lapses (breaker time, like phase deadlines); `NO_TIME`:
+            /// never. Stored before the allowance and read after it (see `probes_allowed`).
+            probe_lease_until: AtomicU64,
             origin: u64,
             name: crate::config::Name,
             policy: PolicyKind,
@@ -171,6 +174,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             stats: Stats::new(config.thread_counters),
             success_mark: AtomicU64::new(0),
             probe_allowance: AtomicU64::new(u64::MAX),
+            probe_lease_until: AtomicU64::new(crate::phase::NO_TIME),
             origin,
             name: config.name,
             policy: config.policy,
@@ -289,7 +293,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                         return Err(self.reject(RejectReason::Open, Some(left)));
                     }
                     let now = self.now();
-                    let admit = self.probes_allowed(w.epoch().wrapping_add(1)) > 0;
+                    let admit = self.probes_allowed(w.epoch().wrapping_add(1), now) > 0;
                     if let Some(next) = Self::due_transition(w, now, deadline, admit) {
                         match self.transition(w, next, Some(now)) {
                             Ok(()) => {
@@ -317,7 +321,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                         return Err(self.reject(RejectReason::Open, Some(nanos(retry_after))));
                     }
                     let limit = (Tunables::get(&self.tunables.half_open_probes) as u32)
-                        .min(self.probes_allowed(w.epoch()));
+                        .min(self.probes_allowed(w.epoch(), now));
                     match self.control.take_probe(w, limit) {
                         ProbeSlot::Taken => {
                             return Ok(Ticket::new(w.epoch(), Kind::Probe));

@@ -9,7 +9,7 @@ use crate::config::{Config, ConfigInForce};
 use crate::control::MAX_ATTEMPTS;
 use crate::error::ReconfigureError;
 use crate::observer::{Event, Observer};
-use crate::phase::NO_TIME;
+use crate::phase::{NO_TIME, deadline_after, passed};
 use crate::state::State;
 use crate::sync::{Ordering, spin_hint};
 use crate::tunables::Tunables;
@@ -157,9 +157,16 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// replicas, see the `breaker-redis` crate), if it is still in `generation` (the
     /// [`Snapshot::generation`](crate::Snapshot::generation) the decision was made on): a
     /// transition the breaker made on its own meanwhile wins, and is not overwritten.
-    /// Returns whether this made the transition. Nothing changes either if the breaker is
-    /// already in that state, or in an operator mode (forced open, disabled, metrics-only),
-    /// which wins over anything decided elsewhere.
+    ///
+    /// Returns the generation this produced (`Some` only if this call made the transition),
+    /// so a coordinator knows exactly which generation is the one it followed: a local
+    /// decision that lands right after, in another generation, is the breaker's own. Nothing
+    /// changes (`None`) if the breaker left `generation`, is already in that state, or is in
+    /// an operator mode (forced open, disabled, metrics-only), which wins over anything
+    /// decided elsewhere. One exception to "already in that state": an open breaker whose
+    /// deadline comes before the followed one moves on to the followed deadline (a new
+    /// generation, reported as no state change), so its own shorter period does not end the
+    /// one decided elsewhere; a later deadline of its own stands.
     ///
     /// A followed open period lasts the given time with the given backoff count; a followed
     /// half-open period starts its limit now; a followed close empties counts and backoff
@@ -172,27 +179,27 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new()).build()?;
     /// let seen = breaker.snapshot().generation;
     /// let open = Follow::Open { open_for: Duration::from_secs(3), attempts: 1 };
-    /// assert!(breaker.follow(seen, open));
+    /// assert_eq!(breaker.follow(seen, open), Some(seen + 1));
     /// assert_eq!(breaker.state(), State::Open);
     /// assert_eq!(breaker.retry_after(), Some(Duration::from_secs(3)));
     /// // Decided on a generation the breaker has left: nothing happens.
-    /// assert!(!breaker.follow(seen, Follow::Closed));
+    /// assert_eq!(breaker.follow(seen, Follow::Closed), None);
     /// # Ok::<(), breaker_core::ConfigError>(())
     /// ```
-    pub fn follow(&self, generation: u32, target: Follow) -> bool {
+    pub fn follow(&self, generation: u32, target: Follow) -> Option<u32> {
         let mut w = self.control.load();
         let (state, attempts, phase) = match target {
             Follow::Open { open_for, attempts } => (
                 State::Open,
                 attempts.clamp(1, MAX_ATTEMPTS),
-                self.now().saturating_add(nanos(open_for)),
+                deadline_after(self.now(), nanos(open_for)),
             ),
             Follow::HalfOpen => (
                 State::HalfOpen,
                 w.attempts().max(1),
                 match Tunables::get(&self.tunables.max_half_open_nanos) {
                     0 => NO_TIME,
-                    limit => self.now().saturating_add(limit),
+                    limit => deadline_after(self.now(), limit),
                 },
             ),
             Follow::Closed => (
@@ -207,14 +214,22 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         };
         loop {
             let movable = matches!(w.state(), State::Closed | State::Open | State::HalfOpen);
-            if w.epoch() != generation || !movable || w.state() == state {
-                return false;
+            if w.epoch() != generation || !movable {
+                return None;
+            }
+            if w.state() == state {
+                // Already there; only an open period ending before the followed one moves.
+                let earlier = state == State::Open
+                    && self.deadline(w.epoch()).is_some_and(|mine| mine < phase);
+                if !earlier {
+                    return None;
+                }
             }
             let next = w.next(state, attempts, 0);
             match self.transition_with_phase(w, next, phase) {
                 Ok(()) => {
                     self.announce(w, next, None);
-                    return true;
+                    return Some(next.epoch());
                 }
                 // Only the counters of the same generation changed: decide again.
                 Err(actual) => {
@@ -252,33 +267,78 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// # Ok::<(), breaker_core::ConfigError>(())
     /// ```
     pub fn set_probe_allowance(&self, allowance: ProbeAllowance) {
+        self.store_probe_allowance(allowance, NO_TIME)
+    }
+
+    /// Like [`set_probe_allowance`](Self::set_probe_allowance), for `lease` from now on the
+    /// breaker's clock. A coordinator renews the lease while it is alive; once the lease
+    /// runs out without a renewal, the allowance lapses and the breaker admits probes as if
+    /// none were set (its own `half_open_probes`): a coordinator that stops without a word
+    /// (its runtime shut down, its process wedged) cannot leave the breaker without probes.
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, ManualClock, ProbeAllowance, RejectReason};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let breaker = CircuitBreaker::builder_with_clock(clock.clone())
+    ///     .open_duration(Duration::from_secs(1))
+    ///     .build()?;
+    /// breaker.trip();
+    /// let half_open = breaker.snapshot().generation + 1;
+    /// let none = ProbeAllowance::InGeneration { generation: half_open, probes: 0 };
+    /// breaker.lease_probe_allowance(none, Duration::from_secs(5));
+    /// clock.advance(Duration::from_secs(2));
+    /// assert_eq!(breaker.try_acquire().unwrap_err().reason(), RejectReason::HalfOpenFull);
+    /// clock.advance(Duration::from_secs(4)); // the lease ran out, not renewed
+    /// assert_eq!(breaker.probe_allowance(), ProbeAllowance::Unlimited);
+    /// assert!(breaker.try_acquire().expect("its own probe").is_probe());
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn lease_probe_allowance(&self, allowance: ProbeAllowance, lease: Duration) {
+        self.store_probe_allowance(allowance, deadline_after(self.now(), nanos(lease)))
+    }
+
+    /// Stores the lease's end first and the allowance after it: a reader that sees the new
+    /// allowance (it reads the allowance first) also sees its lease, never an older one that
+    /// may have run out. A reader that sees the old allowance with the new lease reads the
+    /// state between the two stores, which is the old allowance, renewed.
+    fn store_probe_allowance(&self, allowance: ProbeAllowance, until: u64) {
         let packed = match allowance {
             ProbeAllowance::Unlimited => u64::MAX,
             ProbeAllowance::InGeneration { generation, probes } => {
                 (u64::from(generation) << 32) | u64::from(probes.min(u32::MAX - 1))
             }
         };
+        self.probe_lease_until.store(until, Ordering::Release);
         self.probe_allowance.store(packed, Ordering::Release);
     }
 
-    /// The allowance in force (see [`set_probe_allowance`](Self::set_probe_allowance)).
+    /// The allowance in force (see [`set_probe_allowance`](Self::set_probe_allowance)):
+    /// [`Unlimited`](ProbeAllowance::Unlimited) once a lease ran out.
     pub fn probe_allowance(&self) -> ProbeAllowance {
-        match self.probe_allowance.load(Ordering::Acquire) {
-            u64::MAX => ProbeAllowance::Unlimited,
-            packed => ProbeAllowance::InGeneration {
-                generation: (packed >> 32) as u32,
-                probes: packed as u32,
-            },
+        let packed = self.probe_allowance.load(Ordering::Acquire);
+        let until = self.probe_lease_until.load(Ordering::Acquire);
+        if packed == u64::MAX || passed(until, self.now()) {
+            return ProbeAllowance::Unlimited;
+        }
+        ProbeAllowance::InGeneration {
+            generation: (packed >> 32) as u32,
+            probes: packed as u32,
         }
     }
 
-    /// How many probes the allowance lets generation `epoch` admit.
+    /// How many probes the allowance lets generation `epoch` admit at `now`.
     #[inline]
-    pub(super) fn probes_allowed(&self, epoch: u32) -> u32 {
-        match self.probe_allowance.load(Ordering::Acquire) {
-            u64::MAX => u32::MAX,
-            packed if (packed >> 32) as u32 == epoch => packed as u32,
-            _ => 0,
+    pub(super) fn probes_allowed(&self, epoch: u32, now: u64) -> u32 {
+        let packed = self.probe_allowance.load(Ordering::Acquire);
+        if packed == u64::MAX || passed(self.probe_lease_until.load(Ordering::Acquire), now) {
+            return u32::MAX;
+        }
+        if (packed >> 32) as u32 == epoch {
+            packed as u32
+        } else {
+            0
         }
     }
 
@@ -334,8 +394,9 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
 }
 
 /// A cap on the half-open probes a breaker admits, set by a coordinator with
-/// [`CircuitBreaker::set_probe_allowance`]: the breaker admits at most
-/// `min(half_open_probes, allowance)` probes in a half-open period.
+/// [`CircuitBreaker::set_probe_allowance`] (for good) or
+/// [`CircuitBreaker::lease_probe_allowance`] (until a lease runs out): the breaker admits at
+/// most `min(half_open_probes, allowance)` probes in a half-open period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProbeAllowance {
     /// No cap beyond `half_open_probes` (the default).

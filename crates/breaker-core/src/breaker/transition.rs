@@ -9,7 +9,7 @@ use crate::clock::{Clock, nanos};
 use crate::config::{OpenDuration, PolicyKind};
 use crate::control::Word;
 use crate::observer::{Event, Observer, Threshold};
-use crate::phase::NO_TIME;
+use crate::phase::{NO_TIME, deadline_after, passed};
 use crate::state::State;
 use crate::stats::Stat;
 use crate::sync::Ordering;
@@ -28,10 +28,11 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     ) -> Option<Word> {
         let deadline = deadline?;
         match w.state() {
-            State::Open => {
-                (now > deadline).then(|| w.next(State::HalfOpen, w.attempts(), u32::from(admit)))
+            State::Open => passed(deadline, now)
+                .then(|| w.next(State::HalfOpen, w.attempts(), u32::from(admit))),
+            State::HalfOpen => {
+                passed(deadline, now).then(|| w.next(State::Open, w.attempts() + 1, 0))
             }
-            State::HalfOpen => (now > deadline).then(|| w.next(State::Open, w.attempts() + 1, 0)),
             _ => None,
         }
     }
@@ -44,10 +45,10 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     pub(super) fn phase_time(&self, to: Word, now: Option<u64>) -> u64 {
         let now = || now.unwrap_or_else(|| self.now());
         match to.state() {
-            State::Open => now().saturating_add(self.open_nanos(to.attempts(), true)),
+            State::Open => deadline_after(now(), self.open_nanos(to.attempts(), true)),
             State::HalfOpen => match Tunables::get(&self.tunables.max_half_open_nanos) {
                 0 => NO_TIME,
-                limit => now().saturating_add(limit),
+                limit => deadline_after(now(), limit),
             },
             State::Closed | State::MetricsOnly if self.window_needs_period_start() => now(),
             _ => NO_TIME,

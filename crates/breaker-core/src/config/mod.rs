@@ -331,6 +331,34 @@ impl Config {
         self.half_open_probes
     }
 
+    /// This configuration with `probes` half-open probes (the successes that close a
+    /// half-open breaker, and its probe limit), for a coordinator that owns the probe budget:
+    /// `breaker-redis` gives every replica the fleet's budget, so that no replica closes on
+    /// fewer successes than the fleet. Allowed: `1..=2047`, as
+    /// [`Builder::half_open_probes`].
+    ///
+    /// ```
+    /// use breaker_core::Config;
+    ///
+    /// let config = Config::builder().half_open_probes(1).build_config()?;
+    /// assert_eq!(config.with_half_open_probes(3)?.half_open_probes(), 3);
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn with_half_open_probes(
+        mut self,
+        probes: u32,
+    ) -> Result<Config, crate::error::ConfigError> {
+        if !(1..=MAX_HALF_OPEN_PROBES).contains(&probes) {
+            return Err(crate::error::ConfigError::new(
+                "half_open_probes",
+                crate::error::ConfigValue::Count(probes as u64),
+                "1..=2047",
+            ));
+        }
+        self.half_open_probes = probes;
+        Ok(self)
+    }
+
     /// The longest half-open period, `None` for no limit.
     pub fn max_half_open(&self) -> Option<core::time::Duration> {
         (self.max_half_open_nanos != 0)
