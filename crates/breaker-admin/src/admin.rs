@@ -9,8 +9,9 @@ use breaker_core::{ConfigError, ConfigValue, Registry};
 use http::HeaderValue;
 
 use crate::auth::{Auth, Token};
+use crate::error::BuildError;
 use crate::feed::AdminObserver;
-use crate::hub::{Settings, Shared};
+use crate::hub::{AdminStats, Settings, Shared};
 
 /// An admin interface over a [`Registry`]: a [`Router`] with the JSON API, the event stream
 /// and the dashboard page (see the crate docs for the routes), and the event hub behind
@@ -84,25 +85,6 @@ impl Admin {
     pub fn stats(&self) -> AdminStats {
         self.shared.stats()
     }
-}
-
-/// Counters of an [`Admin`]'s event hub.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AdminStats {
-    /// Event streams connected now.
-    pub streams: usize,
-    /// Streams dropped because their client did not keep up.
-    pub streams_dropped: u64,
-    /// Events published (transitions, operator actions, snapshots).
-    pub events: u64,
-    /// Operator actions applied.
-    pub actions: u64,
-    /// Transitions overwritten in the observer's queue before the hub drained them.
-    pub transitions_overwritten: u64,
-    /// Transitions of breakers the hub could not name (not registered, or several
-    /// breakers under one name that all changed).
-    pub transitions_unattributed: u64,
 }
 
 /// Settings of an [`Admin`], checked by [`build`](Self::build).
@@ -299,77 +281,6 @@ fn valid_origin(origin: &str) -> Option<HeaderValue> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
     ok.then(|| HeaderValue::from_str(origin).ok()).flatten()
-}
-
-/// Why an [`Admin`] could not be built.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// A setting is out of its range.
-    Setting(ConfigError),
-    /// A token's label is not 1 to 64 characters of `A-Z a-z 0-9 - . _ @`.
-    TokenLabel {
-        /// The label given.
-        label: String,
-    },
-    /// A token's secret is unfit (the secret itself is never shown).
-    TokenSecret {
-        /// The token's label.
-        label: String,
-        /// What is wrong with it.
-        problem: &'static str,
-    },
-    /// Two tokens have the same secret.
-    TokenReused {
-        /// The label of the first.
-        first: String,
-        /// The label of the second.
-        second: String,
-    },
-    /// An origin for CORS is not `scheme://host[:port]`.
-    Origin(String),
-    /// `build` was called outside a tokio runtime.
-    NoRuntime,
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BuildError::Setting(_) => f.write_str("invalid admin setting"),
-            BuildError::TokenLabel { label } => write!(
-                f,
-                "token label {label:?} is not 1 to 64 characters of A-Z a-z 0-9 - . _ @"
-            ),
-            BuildError::TokenSecret { label, problem } => write!(
-                f,
-                "the secret of token {label:?} {problem}: use 16 to 512 characters such as \
-                 32 random bytes in hex (openssl rand -hex 32)"
-            ),
-            BuildError::TokenReused { first, second } => write!(
-                f,
-                "tokens {first:?} and {second:?} have the same secret: give each holder a \
-                 secret of its own"
-            ),
-            BuildError::Origin(origin) => write!(
-                f,
-                "origin {origin:?} is not scheme://host[:port] (http or https, no path, no \
-                 wildcard)"
-            ),
-            BuildError::NoRuntime => f.write_str(
-                "Admin::build must be called inside a tokio runtime: it starts the event hub \
-                 there",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for BuildError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            BuildError::Setting(e) => Some(e),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]

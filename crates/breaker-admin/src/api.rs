@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 use crate::auth::Role;
+use crate::error::{Refusal, error_response};
 use crate::feed::unix_ms;
 use crate::hub::Shared;
 use crate::{dashboard, stream, view};
@@ -57,58 +58,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     }
-}
-
-/// A refused request: its status, its JSON body, and a `WWW-Authenticate` challenge when
-/// a token is what is missing.
-#[derive(Debug)]
-pub(crate) struct Refusal {
-    status: StatusCode,
-    body: Value,
-    challenge: Option<HeaderValue>,
-}
-
-impl Refusal {
-    /// `{"error": message}` with `status`.
-    pub(crate) fn new(status: StatusCode, message: &str) -> Self {
-        Refusal {
-            status,
-            body: json!({ "error": message }),
-            challenge: None,
-        }
-    }
-
-    /// A refusal with more in its body than the message.
-    fn with_body(status: StatusCode, body: Value) -> Self {
-        Refusal {
-            status,
-            body,
-            challenge: None,
-        }
-    }
-
-    /// Adds a `WWW-Authenticate` challenge.
-    pub(crate) fn challenge(mut self, challenge: HeaderValue) -> Self {
-        self.challenge = Some(challenge);
-        self
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body)).into_response();
-        if let Some(challenge) = self.challenge {
-            response
-                .headers_mut()
-                .insert(http::header::WWW_AUTHENTICATE, challenge);
-        }
-        response
-    }
-}
-
-/// `{"error": message}` with `status`.
-pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
-    Refusal::new(status, message).into_response()
 }
 
 async fn common_headers(mut response: Response) -> Response {
@@ -187,7 +136,9 @@ fn view_of(shared: &Shared, registered: &Registered) -> Value {
         registered.critical,
         &*registered.breaker,
         &snapshot,
-        lock_tracker(shared).get(&registered.name),
+        lock_tracker(shared)
+            .get(&registered.name)
+            .map(crate::tracker::Tracked::seen),
     )
 }
 

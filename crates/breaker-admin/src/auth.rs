@@ -7,8 +7,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::BuildError;
-use crate::api::Refusal;
+use crate::error::{BuildError, Refusal};
 
 /// Shortest secret accepted: 16 characters (use 32 random bytes, hex or base64).
 const MIN_SECRET: usize = 16;

@@ -13,10 +13,28 @@ use http::HeaderValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::AdminStats;
 use crate::auth::Auth;
 use crate::feed::{AdminObserver, Transition, unix_ms};
 use crate::tracker::Tracker;
+
+/// Counters of an [`Admin`]'s event hub.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AdminStats {
+    /// Event streams connected now.
+    pub streams: usize,
+    /// Streams dropped because their client did not keep up.
+    pub streams_dropped: u64,
+    /// Events published (transitions, operator actions, snapshots).
+    pub events: u64,
+    /// Operator actions applied.
+    pub actions: u64,
+    /// Transitions overwritten in the observer's queue before the hub drained them.
+    pub transitions_overwritten: u64,
+    /// Transitions of breakers the hub could not name (not registered, or several
+    /// breakers under one name that all changed).
+    pub transitions_unattributed: u64,
+}
 
 /// The longest a transition waits in the queue before the hub names and publishes it.
 const TRANSITION_POLL: Duration = Duration::from_millis(100);

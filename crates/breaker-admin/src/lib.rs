@@ -7,12 +7,15 @@ mod admin;
 mod api;
 mod auth;
 mod dashboard;
+mod error;
 mod feed;
 mod hub;
 mod stream;
 mod tracker;
 mod view;
 
-pub use admin::{Admin, AdminBuilder, AdminStats, BuildError};
+pub use admin::{Admin, AdminBuilder};
 pub use auth::Token;
+pub use error::BuildError;
 pub use feed::AdminObserver;
+pub use hub::AdminStats;

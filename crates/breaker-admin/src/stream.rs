@@ -13,7 +13,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::mpsc;
 
-use crate::api::error_response;
+use crate::error::error_response;
 use crate::hub::Shared;
 
 /// A comment line sent when nothing else was for this long, so that proxies keep the

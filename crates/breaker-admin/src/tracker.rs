@@ -9,7 +9,7 @@ use breaker_core::{Inspect, Registered, Registry, Snapshot, State};
 use serde_json::{Value, json};
 
 use crate::feed::{Transition, name_hash};
-use crate::view;
+use crate::view::{self, Seen};
 
 /// One point of a breaker's history.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +41,15 @@ pub(crate) struct Tracked {
 }
 
 impl Tracked {
+    /// What the views show of what the hub saw.
+    pub(crate) fn seen(&self) -> Seen {
+        Seen {
+            since_ms: self.since_ms,
+            since_exact: self.since_exact,
+            rates: self.rates,
+        }
+    }
+
     fn new(registered: &Registered, snapshot: &Snapshot, now_ms: u64) -> Self {
         Tracked {
             breaker: registered.breaker.clone(),
@@ -166,7 +175,7 @@ impl Tracker {
                 registered.critical,
                 &*registered.breaker,
                 s,
-                Some(t),
+                Some(t.seen()),
             ));
         }
         views
@@ -234,7 +243,7 @@ impl Tracker {
                 "from": transition.from.as_str(),
                 "to": transition.to.as_str(),
                 "transition_at": transition.at_ms,
-                "view": view::breaker(&name, t.critical, &*t.breaker, &snapshot, Some(t)),
+                "view": view::breaker(&name, t.critical, &*t.breaker, &snapshot, Some(t.seen())),
             }));
         }
         (events, unattributed)
@@ -249,7 +258,13 @@ impl Tracker {
             .map(|r| {
                 let s = r.breaker.snapshot();
                 let tracked = self.get(&r.name);
-                let mut v = view::breaker(&r.name, r.critical, &*r.breaker, &s, tracked);
+                let mut v = view::breaker(
+                    &r.name,
+                    r.critical,
+                    &*r.breaker,
+                    &s,
+                    tracked.map(Tracked::seen),
+                );
                 if with_history {
                     v["history"] = tracked.map_or(Value::Array(Vec::new()), history);
                 }

@@ -5,7 +5,16 @@ use std::time::Duration;
 use breaker_core::{ConfigInForce, Inspect, PolicyKind, Snapshot, State};
 use serde_json::{Value, json};
 
-use crate::tracker::Tracked;
+/// What the hub saw of a breaker over time, beside its snapshot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Seen {
+    /// When it entered its state (ms since the Unix epoch).
+    pub(crate) since_ms: u64,
+    /// Whether `since_ms` comes from a transition (exact) or from the hub's first look.
+    pub(crate) since_exact: bool,
+    /// Calls and rejections per second between the last two samples.
+    pub(crate) rates: Option<(f64, f64)>,
+}
 
 fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
@@ -26,7 +35,7 @@ pub(crate) fn breaker(
     critical: bool,
     inspect: &dyn Inspect,
     s: &Snapshot,
-    tracked: Option<&Tracked>,
+    seen: Option<Seen>,
 ) -> Value {
     json!({
         "name": name,
@@ -35,8 +44,8 @@ pub(crate) fn breaker(
         "state": s.state.as_str(),
         "mode": mode(s.state),
         "generation": s.generation,
-        "since": tracked.map(|t| t.since_ms),
-        "since_exact": tracked.is_some_and(|t| t.since_exact),
+        "since": seen.map(|t| t.since_ms),
+        "since_exact": seen.is_some_and(|t| t.since_exact),
         "retry_after_ms": s.retry_after.map(ms),
         "open_attempts": s.open_attempts,
         "window": {
@@ -61,7 +70,7 @@ pub(crate) fn breaker(
             "late": s.totals.late,
             "cancelled": s.totals.cancelled,
         },
-        "rates": tracked.and_then(|t| t.rates).map(|(calls, rejections)| json!({
+        "rates": seen.and_then(|t| t.rates).map(|(calls, rejections)| json!({
             "calls_per_s": calls,
             "rejections_per_s": rejections,
         })),

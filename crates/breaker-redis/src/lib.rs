@@ -55,32 +55,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod error;
+pub mod names;
+mod observer;
 mod settings;
 mod shared;
+mod status;
 mod sync;
 
-pub use settings::{RedisSharing, SharingError, URL_ENV};
-pub use shared::{FleetObserver, FleetView, Link, SharedBreaker, SharingStatus, SyncError};
-
-/// Metric names reported with the `metrics` feature (label `breaker`, the breaker's name).
-pub mod names {
-    /// Gauge: 1 while the last sync with Redis succeeded, 0 while the replica runs on its
-    /// local state alone.
-    pub const CONNECTED: &str = "circuit_breaker_redis_connected";
-    /// Counter: syncs with Redis that succeeded.
-    pub const SYNCS: &str = "circuit_breaker_redis_syncs_total";
-    /// Counter: syncs that failed (label `error`: `unreachable`, `timeout`, `bad_data`).
-    pub const SYNC_ERRORS: &str = "circuit_breaker_redis_sync_errors_total";
-    /// Counter: fleet transitions this replica made in Redis.
-    pub const FLEET_TRANSITIONS: &str = "circuit_breaker_redis_fleet_transitions_total";
-    /// Counter: times this replica found the fleet's state lost and re-seeded it.
-    pub const STATE_LOST: &str = "circuit_breaker_redis_state_lost_total";
-    /// Counter: times Redis's clock was found behind the fleet's phase start.
-    pub const CLOCK_STEPS: &str = "circuit_breaker_redis_clock_steps_total";
-    /// Gauge: 1 while this replica's configuration differs from the fleet's (it follows the
-    /// fleet's), 0 otherwise.
-    pub const CONFIG_MISMATCH: &str = "circuit_breaker_redis_config_mismatch";
-}
+pub use error::{SharingError, SyncError};
+pub use observer::FleetObserver;
+pub use settings::{RedisSharing, URL_ENV};
+pub use shared::SharedBreaker;
+pub use status::{FleetView, Link, SharingStatus};
 
 /// This crate's README, compiled and run as doctests so it stays true.
 #[cfg(doctest)]

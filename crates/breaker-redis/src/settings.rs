@@ -4,9 +4,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use breaker_core::{CircuitBreaker, Clock, Config, MonotonicClock, NoopObserver, Observer};
+use breaker_core::Config;
 
-use crate::shared::SharedBreaker;
+use crate::error::SharingError;
 
 /// The environment variable [`RedisSharing::from_env`] reads the Redis URL from.
 pub const URL_ENV: &str = "BREAKER_REDIS_URL";
@@ -214,52 +214,7 @@ impl RedisSharing {
         self
     }
 
-    /// Builds the local breaker from `config` on the system's monotonic clock and starts
-    /// sharing it. See [`start_with`](Self::start_with).
-    pub fn start(self, config: Config) -> Result<SharedBreaker<MonotonicClock>, SharingError> {
-        self.start_with(config, MonotonicClock::new(), NoopObserver)
-    }
-
-    /// Builds the local breaker from `config`, `clock` and `observer`, and starts sharing it:
-    /// must run inside a Tokio runtime, which runs the sync task. Returns at once, without
-    /// waiting for Redis: until the first sync succeeds the replica runs on its local state
-    /// ([`Link::Connecting`](crate::Link::Connecting)).
-    ///
-    /// The configuration must name the breaker ([`Builder::name`](breaker_core::Builder::name)):
-    /// replicas share state by name.
-    pub fn start_with<C, O>(
-        self,
-        config: Config,
-        clock: C,
-        observer: O,
-    ) -> Result<SharedBreaker<C, O>, SharingError>
-    where
-        C: Clock + Send + Sync + 'static,
-        O: Observer + Send + Sync + 'static,
-    {
-        let mut settings = self.check(&config)?;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| SharingError::NoRuntime)?;
-        // The fleet's probe budget is every replica's: no replica closes on fewer successes
-        // than the fleet needs, nor admits more probes on its own.
-        let config = config
-            .with_half_open_probes(settings.fleet_probes)
-            .map_err(|e| SharingError::OutOfRange {
-                field: "fleet_probes",
-                value: settings.fleet_probes.to_string(),
-                allowed: e.to_string(),
-            })?;
-        let (observer, wake) = crate::shared::FleetObserver::new(observer);
-        let breaker = std::sync::Arc::new(CircuitBreaker::new(config, clock, observer));
-        // The longest open period this configuration allows: what is read from Redis is
-        // bounded by it.
-        settings.max_open = (1..=63)
-            .map(|attempt| breaker.open_duration(attempt))
-            .max()
-            .unwrap_or_default();
-        SharedBreaker::start(runtime, breaker, settings, wake)
-    }
-
-    fn check(&self, config: &Config) -> Result<Settings, SharingError> {
+    pub(crate) fn check(&self, config: &Config) -> Result<Settings, SharingError> {
         let name = config.name();
         if name.is_empty() {
             return Err(SharingError::Unnamed);
@@ -501,53 +456,6 @@ pub(crate) fn describe_mismatch(fleet: &str, mine: &str) -> String {
         )
     }
 }
-
-/// Why sharing could not start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SharingError {
-    /// The breaker has no name; replicas share state by name.
-    Unnamed,
-    /// A setting is out of its allowed range.
-    OutOfRange {
-        /// The setting ([`RedisSharing`] method).
-        field: &'static str,
-        /// The value given.
-        value: String,
-        /// What is allowed.
-        allowed: String,
-    },
-    /// The Redis URL is not valid.
-    Url(String),
-    /// [`RedisSharing::start`] ran outside a Tokio runtime.
-    NoRuntime,
-}
-
-impl fmt::Display for SharingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SharingError::Unnamed => f.write_str(
-                "the breaker has no name: replicas share state by name, so give the \
-                 configuration one with Builder::name",
-            ),
-            SharingError::OutOfRange {
-                field,
-                value,
-                allowed,
-            } => write!(f, "RedisSharing::{field} is {value}; allowed: {allowed}"),
-            SharingError::Url(why) => write!(
-                f,
-                "invalid Redis URL ({why}); expected redis://[user:password@]host:port[/db]"
-            ),
-            SharingError::NoRuntime => f.write_str(
-                "RedisSharing::start needs a Tokio runtime for its sync task: call it from \
-                 inside one (#[tokio::main], Runtime::enter)",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for SharingError {}
 
 #[cfg(test)]
 mod tests {

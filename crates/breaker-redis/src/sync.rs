@@ -10,8 +10,10 @@ use breaker_core::{
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script, ScriptInvocation, Value};
 
+use crate::error::{SharingError, SyncError};
+use crate::observer::FleetObserver;
 use crate::settings::{Settings, Target};
-use crate::shared::{FleetObserver, FleetView, Link, Status, SyncError};
+use crate::status::{FleetView, Link, Status};
 
 /// A generation no fleet reaches (Lua numbers are exact below 2^53): "I have not seen the
 /// fleet yet", so nothing the replica sends is taken as a decision on a generation.
@@ -34,14 +36,14 @@ enum Connection {
 }
 
 impl Connection {
-    fn new(settings: &Settings) -> Result<Self, crate::SharingError> {
+    fn new(settings: &Settings) -> Result<Self, SharingError> {
         // The client's own response timeout is longer than ours: a slow Redis is reported
         // as slow (our timeout), not as unreachable (the client's).
         let client_timeout = settings.command_timeout * 2;
         match &settings.target {
             Target::Single(url) => {
                 let client = redis::Client::open(url.as_str())
-                    .map_err(|e| crate::SharingError::Url(e.to_string()))?;
+                    .map_err(|e| SharingError::Url(e.to_string()))?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(settings.command_timeout))
                     .set_response_timeout(Some(client_timeout))
@@ -49,7 +51,7 @@ impl Connection {
                     .set_min_delay(Duration::from_millis(5))
                     .set_max_delay(settings.sync_interval);
                 let conn = ConnectionManager::new_lazy_with_config(client, config)
-                    .map_err(|e| crate::SharingError::Url(e.to_string()))?;
+                    .map_err(|e| SharingError::Url(e.to_string()))?;
                 Ok(Connection::Single(conn))
             }
             Target::Cluster(urls) => {
@@ -61,7 +63,7 @@ impl Connection {
                         .min_retry_wait(5)
                         .max_retry_wait(settings.sync_interval.as_millis().clamp(5, 1000) as u64)
                         .build()
-                        .map_err(|e| crate::SharingError::Url(e.to_string()))?;
+                        .map_err(|e| SharingError::Url(e.to_string()))?;
                 Ok(Connection::Cluster {
                     client: Box::new(client),
                     conn: None,
@@ -187,7 +189,7 @@ where
         settings: Settings,
         status: Arc<Mutex<Status>>,
         stopped: Arc<AtomicBool>,
-    ) -> Result<Self, crate::SharingError> {
+    ) -> Result<Self, SharingError> {
         let conn = Connection::new(&settings)?;
         let snapshot = breaker.snapshot();
         // Until the first sync, probes are the local breaker's own business.

@@ -524,12 +524,10 @@ mod trip_on_follow {
             if let Event::StateTransition {
                 to: State::Closed, ..
             } = event
+                && self.armed.swap(false, Ordering::SeqCst)
+                && let Some(b) = self.breaker.get().and_then(Weak::upgrade)
             {
-                if self.armed.swap(false, Ordering::SeqCst) {
-                    if let Some(b) = self.breaker.get().and_then(Weak::upgrade) {
-                        b.trip();
-                    }
-                }
+                b.trip();
             }
         }
     }
