@@ -351,6 +351,46 @@ fn a_stale_verdict_never_hides_a_trip() {
     });
 }
 
+/// A success of a new tick reads the previous tick's verdict key; a failure clears the
+/// verdict; a laggard success, whose tick was read before the bucket boundary, puts the
+/// previous tick's key back. The new tick's success must not then install its "below",
+/// which never saw the failure: a compare-and-swap from a key that came back is no proof
+/// that nothing happened. The call that reaches the minimum trips the breaker.
+///
+/// Three threads and a manual clock make this the costliest model: two preemptions reach
+/// the interleaving (10 s here; three took 150 s).
+#[test]
+fn a_verdict_key_that_comes_back_proves_nothing() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(2);
+    model.check(|| {
+        let clock = ManualClock::new();
+        let breaker = Arc::new(
+            CircuitBreaker::builder_with_clock(clock.clone())
+                .time_window(Duration::from_secs(2), 2)
+                .minimum_calls(5)
+                .failure_rate(20.0)
+                .build()
+                .unwrap(),
+        );
+        // Tick 0: a success installs the key of tick 0.
+        breaker.try_acquire().unwrap().record(Outcome::Success);
+        let laggard = breaker.try_acquire_owned().unwrap();
+        let failure = breaker.try_acquire_owned().unwrap();
+        let success = breaker.try_acquire_owned().unwrap();
+        let tl = thread::spawn(move || laggard.record(Outcome::Success));
+        clock.advance(Duration::from_secs(1));
+        let tf = thread::spawn(move || failure.record(Outcome::Failure));
+        success.record(Outcome::Success);
+        tl.join().unwrap();
+        tf.join().unwrap();
+        assert_eq!(breaker.state(), State::Closed, "4 calls: under the minimum");
+        breaker.try_acquire().unwrap().record(Outcome::Success);
+        // 5 calls, 1 failure: 20 % >= 20 %.
+        assert_eq!(breaker.state(), State::Open, "{:?}", breaker.snapshot());
+    });
+}
+
 #[test]
 fn window_trip_fires_exactly_once() {
     loom::model(|| {
@@ -589,7 +629,7 @@ fn following_a_later_deadline_races_the_end_of_the_open_period() {
                 let probe = probe.expect("the probe");
                 assert!(probe.is_probe());
                 assert_eq!(breaker.observer().to_half_open.load(Ordering::Relaxed), 1);
-                probe.record(Outcome::Success, Duration::ZERO);
+                probe.record(Outcome::Success);
             }
             other => panic!("{other:?}"),
         }

@@ -267,7 +267,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                     if !predicate && TimeWindow::is_below(seen, epoch, tick) {
                         return Some(None);
                     }
-                    seen
+                    window.unkeyed(seen)
                 };
                 let counts = window.counts(epoch, tick);
                 if !predicate && self.rate_rules(&counts).is_none() {

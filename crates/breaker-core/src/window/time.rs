@@ -133,9 +133,10 @@ impl TimeWindow {
     //
     // - whoever counts a failure or slow call (or changes the thresholds) clears the verdict
     //   afterwards, with a swap to a value the word never held before (`forget_verdict`);
-    // - an evaluation reads the verdict word first (`verdict`), then sums the buckets, and
-    //   installs its "below" with a compare-and-swap from the word it read
-    //   (`remember_below`).
+    // - an evaluation reads the verdict word first (`verdict`; another tick's key is
+    //   swapped for a fresh clear, `unkeyed`), then sums the buckets, and installs its
+    //   "below" with a compare-and-swap from that clear (`remember_below`), never from a
+    //   key: keys repeat (a laggard of an older tick may put its key back), clears do not.
     //
     // An evaluation that read the word before a clear fails its compare-and-swap: it may
     // have missed that failure. One that read a clear (or anything after it) synchronises
@@ -159,11 +160,31 @@ impl TimeWindow {
     /// it read `seen` (a failure counted meanwhile, which this evaluation may have missed).
     #[inline]
     pub(crate) fn remember_below(&self, generation: u32, tick: u64, seen: u64) {
-        let key = verdict_key(generation, tick);
-        if seen != key {
+        if seen & KEY == 0 {
+            let key = verdict_key(generation, tick);
             let _ = self
                 .below
                 .compare_exchange(seen, key, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    /// The word an evaluation that read `seen` installs its verdict from: `seen` itself if
+    /// it is a clear; another tick's key is first swapped for a fresh clear. Keys are not
+    /// unique (a laggard of an older tick can put that tick's key back), clears are: so a
+    /// verdict is only ever installed from a clear, and the compare-and-swap fails if
+    /// anything at all happened to the word meanwhile.
+    #[inline]
+    pub(crate) fn unkeyed(&self, seen: u64) -> u64 {
+        if seen & KEY == 0 {
+            return seen;
+        }
+        let clear = self.clears.fetch_add(1, Ordering::Relaxed) & !KEY;
+        match self
+            .below
+            .compare_exchange(seen, clear, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => clear,
+            Err(actual) => actual,
         }
     }
 
