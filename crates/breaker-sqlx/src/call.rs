@@ -65,6 +65,13 @@ impl<B: BreakerRef> Call<B> {
         }
     }
 
+    /// Ends the call neutrally (once; later calls do nothing).
+    pub(crate) fn cancel(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            permit.cancel();
+        }
+    }
+
     pub(crate) fn finish<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
         self.record(&result.as_ref().map(|_| ()));
         result

@@ -27,7 +27,15 @@ pub type Classifier = Arc<dyn Fn(&sqlx::Error) -> Outcome + Send + Sync>;
 /// invalid arguments.
 ///
 /// Without the `mysql` feature, MySQL errors are classified by their SQLSTATE alone; most
-/// server errors report the catch-all `HY000` and count as the caller's.
+/// server errors report the catch-all `HY000` and count as the caller's. Without the
+/// `sqlite` feature, an all-digit code is taken for SQLite's by its shape.
+///
+/// Two of these a caller can cause too: `25006` (and MySQL's `1792`, reported as `25006`)
+/// also answers a write in a transaction the caller began `READ ONLY`, and MySQL's `1290`
+/// also answers a statement barred by another server option (`--secure-file-priv`). Both
+/// are counted as the server's, for the failover they usually mean; classify them your
+/// way with [`GuardedPool::classify`](crate::GuardedPool::classify) if your callers do
+/// that.
 ///
 /// ```
 /// use breaker_core::Outcome;
@@ -48,6 +56,15 @@ pub fn classify_error(error: &sqlx::Error) -> Outcome {
             {
                 return Outcome::Failure;
             }
+            #[cfg(feature = "sqlite")]
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                let code = db.code();
+                let code = code.as_deref().and_then(|c| c.parse().ok());
+                return match code {
+                    Some(extended) if is_sqlite_outage(extended) => Outcome::Failure,
+                    _ => Outcome::Success,
+                };
+            }
             match db.code() {
                 Some(code) if is_outage_code(&code) => Outcome::Failure,
                 _ => Outcome::Success,
@@ -58,20 +75,40 @@ pub fn classify_error(error: &sqlx::Error) -> Outcome {
 }
 
 /// A database error code (SQLSTATE, or SQLite's result code) that says the database itself
-/// is in trouble.
+/// is in trouble. Codes come from the server: anything at all is handled (compared as
+/// bytes, never sliced as text).
 fn is_outage_code(code: &str) -> bool {
-    if code.len() == 5 {
+    let bytes = code.as_bytes();
+    let digits = !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit);
+    let sqlstate = bytes.len() == 5
+        && bytes.iter().all(u8::is_ascii_alphanumeric)
+        && !(digits && is_sqlite(code));
+    if sqlstate {
         // SQLSTATE (PostgreSQL, MySQL / MariaDB).
-        let class = &code[..2];
-        matches!(class, "08" | "53" | "57" | "58" | "70" | "F0" | "XX")
-            || matches!(code, "25006" | "HY001")
+        matches!(
+            &bytes[..2],
+            b"08" | b"53" | b"57" | b"58" | b"70" | b"F0" | b"XX"
+        ) || matches!(bytes, b"25006" | b"HY001")
+    } else if digits {
+        code.parse().is_ok_and(is_sqlite_outage)
     } else {
-        // SQLite's (extended) result code: the primary code is the low byte.
-        match code.parse::<u32>() {
-            Ok(extended) => matches!(extended & 0xff, 5 | 6 | 7 | 9 | 10 | 11 | 13 | 14 | 15 | 26),
-            Err(_) => false,
-        }
+        false
     }
+}
+
+/// Whether an all-digit code is more likely SQLite's than a SQLSTATE: without the `sqlite`
+/// feature the driver is unknown, and SQLite's extended codes reach five digits only for a
+/// few I/O-error variants (primary code 10), while all-digit SQLSTATEs start with a class
+/// from `00` to `72`.
+fn is_sqlite(code: &str) -> bool {
+    code.parse::<u32>()
+        .is_ok_and(|n| n & 0xff == 10 && n > 0xff)
+}
+
+/// A SQLite (extended) result code that says the database is in trouble: the primary code
+/// is the low byte.
+fn is_sqlite_outage(extended: u32) -> bool {
+    matches!(extended & 0xff, 5 | 6 | 7 | 9 | 10 | 11 | 13 | 14 | 15 | 26)
 }
 
 /// A MySQL / MariaDB error number that says the server is in trouble (see
@@ -120,6 +157,24 @@ mod tests {
         ] {
             assert!(!is_outage_code(code), "{code}");
         }
+    }
+
+    #[test]
+    fn odd_codes_from_a_server_never_panic() {
+        for code in [
+            "aé12",
+            "é",
+            "ééé",
+            "\u{1F600}1",
+            "12345678901234567890",
+            "-1",
+            " ",
+            "0",
+        ] {
+            let _ = is_outage_code(code);
+        }
+        // A five-digit SQLite I/O error variant (10 | 40 << 8) is still an outage.
+        assert!(is_outage_code("10250"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use sqlx::{Database, Either, Execute, Executor, Pool, SqlStr};
 use crate::call::{Call, within};
 use crate::classify::{Classifier, classify_error};
 use crate::error::rejected_error;
-use crate::stream::GuardedStream;
+use crate::stream::{Ending, GuardedStream};
 use crate::transaction::GuardedTransaction;
 
 /// The acquire timeout [`pool_options`] sets: a database that does not answer shows up as
@@ -47,12 +47,14 @@ pub fn pool_options<DB: Database>() -> sqlx::pool::PoolOptions<DB> {
 /// client) answers nothing, so without a timeout a caller waits for as long as the outage
 /// lasts and the breaker learns nothing. Every query therefore runs under a **statement
 /// timeout**, [`DEFAULT_STATEMENT_TIMEOUT`] (5 s) unless you set another with
-/// [`statement_timeout`](Self::statement_timeout): from the query's start to its last row,
-/// on the client side. A query that runs past it is abandoned, returns an error that
-/// [`timed_out`](crate::timed_out) recognises, and counts as a failure; a write abandoned
-/// that way may or may not have been applied (the error says so). Pick it above your
-/// slowest legitimate query. A query whose future or stream you drop yourself is neutral
-/// while young, a failure past the timeout (or the breaker's slow-call duration).
+/// [`statement_timeout`](Self::statement_timeout), on the client side: the longest the
+/// database may keep a query waiting, for its first answer and then between rows (your own
+/// time between rows is not the database's). A query that waits past it is abandoned,
+/// returns an error that [`timed_out`](crate::timed_out) recognises, and counts as a
+/// failure; a write abandoned that way may or may not have been applied (the error says
+/// so). Pick it above your slowest legitimate query. A query whose future you drop yourself
+/// is neutral while young, a failure past the timeout (or the breaker's slow-call
+/// duration); a stream dropped after rows came is neutral.
 ///
 /// [`begin`](Self::begin) guards transactions (each statement classified, the whole
 /// transaction one call for the breaker), [`acquire`](Self::acquire) guards taking a
@@ -159,9 +161,12 @@ impl<DB: Database, B: BreakerRef> GuardedPool<DB, B> {
         self.statement_timeout
     }
 
-    fn call(&self) -> Result<Call<B>, sqlx::Error> {
+    /// An admitted call. `with_deadline`: the statement timeout is the call's deadline (a
+    /// future dropped past it timed out); streams time their waits themselves, and a
+    /// transaction is as long as its caller makes it.
+    fn call(&self, with_deadline: bool) -> Result<Call<B>, sqlx::Error> {
         let mut permit = Permit::acquire(&self.breaker).map_err(rejected_error)?;
-        if let Some(timeout) = self.statement_timeout {
+        if let Some(timeout) = self.statement_timeout.filter(|_| with_deadline) {
             permit.set_deadline(timeout);
         }
         Ok(Call::new(permit, Arc::clone(&self.classify)))
@@ -172,7 +177,7 @@ impl<DB: Database, B: BreakerRef> GuardedPool<DB, B> {
     /// are not classified one by one: run them through the `GuardedPool` (or a
     /// [`begin`](Self::begin) transaction) when each should count.
     pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
-        let call = self.call()?;
+        let call = self.call(false)?;
         call.finish(self.pool.acquire().await)
     }
 
@@ -184,7 +189,7 @@ impl<DB: Database, B: BreakerRef> GuardedPool<DB, B> {
     /// the commit or the rollback fail with one; else a success once committed or rolled
     /// back.
     pub async fn begin(&self) -> Result<GuardedTransaction<DB, B>, sqlx::Error> {
-        let mut call = self.call()?;
+        let mut call = self.call(false)?;
         match within(self.statement_timeout, self.pool.begin()).await {
             Ok(tx) => Ok(GuardedTransaction::new(tx, call, self.statement_timeout)),
             Err(e) => {
@@ -210,13 +215,26 @@ where
     where
         E: 'q + Execute<'q, DB>,
     {
-        match self.call() {
+        match self.call(false) {
             // Nothing is sent until the stream is polled; the permit was taken now.
-            Ok(mut call) => Box::pin(GuardedStream::new(
-                self.pool.fetch_many(query),
-                move |result| call.record(&result),
-                self.statement_timeout,
-            )),
+            Ok(call) => {
+                let mut call = Some(call);
+                Box::pin(GuardedStream::new(
+                    self.pool.fetch_many(query),
+                    move |ending| match (ending, call.take()) {
+                        (Ending::Error(e), Some(mut call)) => call.record(&Err::<(), _>(e)),
+                        (Ending::Finished, Some(mut call)) => {
+                            call.record(&Ok::<(), &sqlx::Error>(()))
+                        }
+                        // Rows came: the database answered; the caller stopped reading.
+                        (Ending::Dropped { answered: true }, Some(mut call)) => call.cancel(),
+                        // Abandoned before any answer: the permit decides.
+                        (Ending::Dropped { answered: false }, call) => drop(call),
+                        (_, None) => {}
+                    },
+                    self.statement_timeout,
+                ))
+            }
             Err(rejected) => Box::pin(futures_util::stream::once(async move { Err(rejected) })),
         }
     }
@@ -229,7 +247,7 @@ where
         E: 'q + Execute<'q, DB>,
     {
         let pool = self.pool.clone();
-        let call = self.call();
+        let call = self.call(true);
         let timeout = self.statement_timeout;
         Box::pin(async move {
             let call = call?;
@@ -246,7 +264,7 @@ where
         'p: 'e,
     {
         let pool = self.pool.clone();
-        let call = self.call();
+        let call = self.call(true);
         let timeout = self.statement_timeout;
         Box::pin(async move {
             let call = call?;

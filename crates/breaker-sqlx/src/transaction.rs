@@ -11,7 +11,7 @@ use futures_core::stream::BoxStream;
 use sqlx::{Database, Either, Execute, Executor, SqlStr, Transaction};
 
 use crate::call::{Call, within};
-use crate::stream::GuardedStream;
+use crate::stream::{Ending, GuardedStream};
 
 /// A transaction of a [`GuardedPool`](crate::GuardedPool), from
 /// [`begin`](crate::GuardedPool::begin). Use it as sqlx's [`Transaction`]: `&mut *tx` is an
@@ -21,8 +21,8 @@ use crate::stream::GuardedStream;
 /// For the breaker the transaction is one call. It is a **failure** if an outage hit any of
 /// its statements, whatever happens next: committed, rolled back, or dropped by a `?` (sqlx
 /// then rolls it back). Otherwise it is a success once committed or rolled back (both
-/// prove the database answered), and, dropped unfinished, it was abandoned: neutral while
-/// young, a failure past the statement timeout.
+/// prove the database answered), and neutral when dropped unfinished, however long it was
+/// open: each statement is held to the pool's statement timeout on its own.
 ///
 /// ```
 /// use breaker_core::CircuitBreaker;
@@ -73,6 +73,13 @@ impl<B: BreakerRef> TxCall<B> {
         }
     }
 
+    /// A statement's stream ended (or was dropped: nothing to learn then).
+    fn ended(&mut self, ending: Ending<'_>) {
+        if let Ending::Error(e) = ending {
+            self.saw(Err(e));
+        }
+    }
+
     /// Records the end of the transaction (its commit or rollback).
     fn finish(&mut self, result: Result<(), &sqlx::Error>) {
         self.saw(result);
@@ -90,11 +97,14 @@ impl<B: BreakerRef> TxCall<B> {
 }
 
 impl<B: BreakerRef> Drop for TxCall<B> {
-    /// Dropped unfinished (`?` returned early): a failure if an outage hit it, else the
-    /// call was abandoned (its permit decides: neutral while young).
+    /// Dropped unfinished (`?` returned early): a failure if an outage hit it, else
+    /// neutral, however long the caller kept it open (each statement was held to the
+    /// statement timeout on its own).
     fn drop(&mut self) {
         if self.outage {
             self.call.record_outcome(Outcome::Failure);
+        } else {
+            self.call.cancel();
         }
     }
 }
@@ -212,7 +222,7 @@ where
         let connection: &'e mut DB::Connection = tx;
         Box::pin(GuardedStream::new(
             connection.fetch_many(query),
-            move |result| call.saw(result),
+            move |ending| call.ended(ending),
             *statement_timeout,
         ))
     }

@@ -288,3 +288,64 @@ async fn a_refusal_is_recognisable_and_not_an_io_error() {
     assert!(refused.retry_after().is_some());
     assert!(timed_out(&err).is_none());
 }
+
+/// The statement timeout times the database, not the caller: a caller that takes its time
+/// between rows, or keeps a transaction open longer than the timeout, is not an outage.
+#[tokio::test]
+async fn a_slow_caller_is_not_a_slow_database() {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    let db = GuardedPool::new(pool, breaker(1)).statement_timeout(Duration::from_millis(300));
+    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        .execute(&db)
+        .await
+        .unwrap();
+    for id in 0..5 {
+        sqlx::query("INSERT INTO t (id) VALUES ($1)")
+            .bind(id)
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    // Five rows, 150 ms of the caller's own work after each: 750 ms in all.
+    use futures_util::TryStreamExt;
+    let mut rows = sqlx::query("SELECT id FROM t").fetch(&db);
+    let mut read = 0;
+    while let Some(_row) = rows.try_next().await.unwrap() {
+        read += 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    drop(rows);
+    assert_eq!(read, 5);
+    // A caller that stops reading once rows came has nothing against the database.
+    let mut rows = sqlx::query("SELECT id FROM t").fetch(&db);
+    rows.try_next().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    drop(rows);
+    // A transaction kept open for longer than the statement timeout, then given up on with
+    // `?` after the caller's own mistake.
+    async fn slow_work(
+        db: &GuardedPool<sqlx::Sqlite, Arc<CircuitBreaker<ManualClock>>>,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = db.begin().await?;
+        sqlx::query("INSERT INTO t (id) VALUES (100)")
+            .execute(&mut *tx)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        sqlx::query("INSERT INTO t (id) VALUES (100)") // a duplicate key: the caller's
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+    assert!(slow_work(&db).await.is_err());
+    let s = db.breaker().snapshot();
+    assert_eq!(s.state, State::Closed, "{s:?}");
+    assert_eq!(s.totals.failures, 0, "{s:?}");
+    assert_eq!(
+        s.totals.cancelled, 2,
+        "the stream read halfway and the transaction"
+    );
+}
