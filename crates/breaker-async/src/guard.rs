@@ -37,8 +37,9 @@ pub trait GuardExt<C: Clock, O: Observer> {
     /// Guards `fut`: on first poll a permit is acquired (or the call is rejected without
     /// polling `fut`), then `fut`'s result is classified (every `Err` is a failure unless
     /// [`classify`](GuardedCall::classify) says otherwise) and recorded with its duration.
-    /// Dropping the future before it finishes records nothing and frees the permit's
-    /// half-open slot.
+    /// Dropping the future before it finishes abandons the call: nothing is recorded and the
+    /// half-open slot is freed while the call is young; past its timeout or the breaker's
+    /// slow-call duration, it counts as a failure.
     ///
     /// Returns a [`GuardedCall`] to configure (`classify`, `timeout`, fallbacks) and
     /// `.await`.

@@ -6,8 +6,10 @@
 //! - [`GuardedCall::timeout`] abandons a call after a [`Timeout`] on a [`Timer`]
 //!   (`tokio`, `async-std`, `smol` features): it counts as a failure and returns
 //!   [`Error::Timeout`].
-//! - Cancellation is safe: dropping a guarded future at any point records nothing and gives
-//!   back its half-open slot.
+//! - Cancellation is safe: a guarded future dropped while its call is young records nothing
+//!   and gives back its half-open slot; one dropped after the call ran past its timeout (or
+//!   the breaker's slow-call duration) counts as a failure, so a hanging dependency trips the
+//!   breaker even when callers give up on it with timeouts of their own.
 //! - Fallbacks: [`or_value`](GuardedCall::or_value), [`or_else`](GuardedCall::or_else),
 //!   [`or_else_async`](GuardedCall::or_else_async), [`or_cached`](GuardedCall::or_cached)
 //!   with a bounded, TTL'd [`ResponseCache`]; answers say where they came from

@@ -11,7 +11,8 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 
 use breaker_core::{
-    BreakerRef, CircuitBreaker, Classify, IntoBreakerRef, Permit, RejectReason, Rejected,
+    BreakerRef, CircuitBreaker, Classify, ConfigError, ConfigValue, IntoBreakerRef, Permit,
+    RejectReason, Rejected,
 };
 use http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use pin_project_lite::pin_project;
@@ -97,6 +98,8 @@ pub struct ServerBreakerLayer<B> {
 /// What every request of a [`ServerBreaker`] reads: one `Arc`, cloned once per request.
 struct Shared<B> {
     breaker: B,
+    /// The timeout an outer layer enforces (tower-http's `TimeoutLayer`), if set.
+    timeout: Option<std::time::Duration>,
     classify: HttpClassifier,
     state_header: Option<HeaderName>,
     exempt: Vec<String>,
@@ -148,6 +151,7 @@ impl<B: BreakerRef> ServerBreakerLayer<B> {
         ServerBreakerLayer {
             shared: Arc::new(Shared {
                 breaker: breaker.into_breaker_ref(),
+                timeout: None,
                 classify: HttpClassifier::new(),
                 state_header: None,
                 exempt: Vec::new(),
@@ -164,6 +168,7 @@ impl<B: BreakerRef> ServerBreakerLayer<B> {
                 let old = &self.shared;
                 let mut shared = Shared {
                     breaker: old.breaker.clone(),
+                    timeout: old.timeout,
                     classify: old.classify.clone(),
                     state_header: old.state_header.clone(),
                     exempt: old.exempt.clone(),
@@ -192,6 +197,33 @@ impl<B: BreakerRef> ServerBreakerLayer<B> {
     pub fn exempt(self, path: impl Into<String>) -> Self {
         let path = path.into();
         self.with(|s| s.exempt.push(path))
+    }
+
+    /// The timeout a layer outside this one enforces (tower-http's `TimeoutLayer`, a
+    /// server's request timeout): a request it drops counts as timed out, a failure, so a
+    /// handler that hangs trips the breaker. Without it (and without a slow-call duration) a
+    /// request dropped by an outer timeout is neutral, like one whose client went away.
+    /// Allowed: more than zero.
+    ///
+    /// ```
+    /// use breaker_axum::ServerBreakerLayer;
+    /// use breaker_core::CircuitBreaker;
+    /// use std::time::Duration;
+    ///
+    /// let layer = ServerBreakerLayer::new(CircuitBreaker::builder().build()?)
+    ///     .timeout(Duration::from_secs(10))?;
+    /// # let _ = layer;
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn timeout(self, timeout: std::time::Duration) -> Result<Self, ConfigError> {
+        if timeout.is_zero() {
+            return Err(ConfigError::new(
+                "timeout",
+                ConfigValue::Duration(timeout),
+                "a duration > 0",
+            ));
+        }
+        Ok(self.with(|s| s.timeout = Some(timeout)))
     }
 
     /// Answers refused requests with `reject(&rejection)` instead of [`default_rejection`].
@@ -260,10 +292,16 @@ where
             };
         }
         let inner = match Permit::acquire(&self.shared) {
-            Ok(permit) => Inner::Guarded {
-                fut: self.inner.call(req),
-                permit: Some(permit),
-            },
+            Ok(mut permit) => {
+                if let Some(timeout) = shared.timeout {
+                    // The outer layer's timer started before this permit.
+                    permit.set_outer_deadline(timeout);
+                }
+                Inner::Guarded {
+                    fut: self.inner.call(req),
+                    permit: Some(permit),
+                }
+            }
             Err(rejected) => {
                 let mut response = (shared.reject)(&rejected);
                 add_state_header(shared, &mut response);
@@ -288,9 +326,9 @@ fn add_state_header<B: BreakerRef>(shared: &Shared<B>, response: &mut Response) 
 pin_project! {
     /// The future of a [`ServerBreaker`].
     ///
-    /// A request dropped before its handler answered (the client went away, a server
-    /// timeout) was abandoned: neutral, unless it had already run past the breaker's
-    /// slow-call duration. Polling it again after it returned its response panics, as
+    /// A request dropped before its handler answered (the client went away, an outer
+    /// timeout) was abandoned: neutral, unless it had already run past the layer's
+    /// [`timeout`](ServerBreakerLayer::timeout) or the breaker's slow-call duration. Polling it again after it returned its response panics, as
     /// polling any completed future may.
     pub struct ServerFuture<F, B: BreakerRef> {
         #[pin]

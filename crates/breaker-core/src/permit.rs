@@ -139,15 +139,52 @@ impl<B: BreakerRef> Permit<B> {
     /// Gives the call a deadline, `after` from its start: abandoned at or after it (the
     /// permit dropped without a result), the call counts as a timed-out failure. For a
     /// timeout enforced outside the adapter (a `grpc-timeout`, a statement timeout, an outer
-    /// `tokio::time::timeout`). The deadline is kept within two parts per million, never
-    /// later (up to about 13 days; longer ones are cut to that). Starts the call's clock if
-    /// the breaker did not read it when the permit was issued.
+    /// `tokio::time::timeout`). The deadline is kept within four parts per million (2^-18),
+    /// never later (up to about 13 days; longer ones are cut to that).
+    ///
+    /// "From its start": from when the permit was issued if it read the clock then (the
+    /// breaker measures durations, or a deadline was set before), else from now (the call's
+    /// clock starts here). Set it right after acquiring, as the adapters do.
     pub fn set_deadline(&mut self, after: Duration) {
         if let Some(ticket) = self.ticket {
             if self.started == NOT_TIMED {
                 self.started = self.breaker.breaker().now();
             }
             self.ticket = Some(ticket.with_deadline(nanos(after)));
+        }
+    }
+
+    /// Gives the call a deadline enforced by a timer that started *before* this permit was
+    /// issued: an outer timeout layer, or a peer's own deadline (`grpc-timeout`). Its timer
+    /// fires a little before `after` has passed on the permit's clock, so the call counts as
+    /// timed out from a little before `after`: 2 % of it, at least 5 ms (never before its
+    /// start).
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, ManualClock, State};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let breaker = CircuitBreaker::builder_with_clock(clock.clone())
+    ///     .consecutive_failures(1)
+    ///     .build()?;
+    /// let mut permit = breaker.try_acquire()?;
+    /// permit.set_outer_deadline(Duration::from_secs(1));
+    /// clock.advance(Duration::from_millis(985)); // the outer timer fired and dropped the call
+    /// drop(permit);
+    /// assert_eq!(breaker.state(), State::Open);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_outer_deadline(&mut self, after: Duration) {
+        let slack = (after / 50).max(Duration::from_millis(5)).min(after);
+        self.set_deadline(after - slack);
+    }
+
+    /// Takes the deadline away: the part of the call it covered is over (a server's timeout
+    /// that covers a response's headers, not its streamed body).
+    pub fn clear_deadline(&mut self) {
+        if let Some(ticket) = self.ticket {
+            self.ticket = Some(ticket.without_deadline());
         }
     }
 

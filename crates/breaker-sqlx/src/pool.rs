@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use breaker_core::{BreakerRef, CircuitBreaker, IntoBreakerRef, Outcome, Permit};
+use breaker_core::{
+    BreakerRef, CircuitBreaker, ConfigError, ConfigValue, IntoBreakerRef, Outcome, Permit,
+};
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use sqlx::{Database, Either, Execute, Executor, Pool, SqlStr};
@@ -74,7 +76,7 @@ pub fn pool_options<DB: Database>() -> sqlx::pool::PoolOptions<DB> {
 ///     .connect("postgres://127.0.0.1/test")
 ///     .await?;
 /// let db = GuardedPool::new(pool, CircuitBreaker::builder().name("orders-db").build()?)
-///     .statement_timeout(Duration::from_secs(2));
+///     .statement_timeout(Duration::from_secs(2))?;
 /// let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
 ///     .fetch_one(&db)
 ///     .await?;
@@ -120,11 +122,19 @@ impl<DB: Database, B: BreakerRef> GuardedPool<DB, B> {
         }
     }
 
-    /// Abandons a query, and counts a failure, if it has not finished within `timeout` of
-    /// its start (see the type's docs). Default: [`DEFAULT_STATEMENT_TIMEOUT`].
-    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+    /// Abandons a query, and counts a failure, if the database keeps it waiting longer than
+    /// `timeout` (see the type's docs). Default: [`DEFAULT_STATEMENT_TIMEOUT`]. Allowed:
+    /// more than zero.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
+        if timeout.is_zero() {
+            return Err(ConfigError::new(
+                "statement_timeout",
+                ConfigValue::Duration(timeout),
+                "a duration > 0",
+            ));
+        }
         self.statement_timeout = Some(timeout);
-        self
+        Ok(self)
     }
 
     /// No statement timeout: a query waits as long as the database takes. Only for pools

@@ -82,7 +82,9 @@ async fn a_frozen_postgresql_trips_the_breaker_at_the_statement_timeout() {
         .connect(&server.url())
         .await
         .unwrap();
-    let db = GuardedPool::new(pool, breaker(3)).statement_timeout(STATEMENT_TIMEOUT);
+    let db = GuardedPool::new(pool, breaker(3))
+        .statement_timeout(STATEMENT_TIMEOUT)
+        .unwrap();
     sqlx::query("SELECT 1").execute(&db).await.unwrap();
 
     server.freeze(); // SIGSTOP: the connections stay open, nothing answers
@@ -110,7 +112,9 @@ async fn a_partitioned_mariadb_trips_the_breaker_at_the_statement_timeout() {
         .connect(&via)
         .await
         .unwrap_or_else(|e| unreachable("MariaDB", "BREAKER_TEST_MYSQL_URL", &url, e));
-    let db = GuardedPool::new(pool, breaker(3)).statement_timeout(STATEMENT_TIMEOUT);
+    let db = GuardedPool::new(pool, breaker(3))
+        .statement_timeout(STATEMENT_TIMEOUT)
+        .unwrap();
     sqlx::query("SELECT 1").execute(&db).await.unwrap();
     proxy.freeze(true);
     for call in 1..=3 {
@@ -272,6 +276,18 @@ async fn server_errors_that_mean_not_now_are_failures() {
 }
 
 #[tokio::test]
+async fn a_zero_statement_timeout_is_refused_naming_the_field() {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    let err = GuardedPool::new(pool, breaker(1))
+        .statement_timeout(Duration::ZERO)
+        .unwrap_err();
+    assert_eq!(err.field(), "statement_timeout");
+}
+
+#[tokio::test]
 async fn a_refusal_is_recognisable_and_not_an_io_error() {
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
         .connect("sqlite::memory:")
@@ -298,7 +314,9 @@ async fn a_slow_caller_is_not_a_slow_database() {
         .connect("sqlite::memory:")
         .await
         .unwrap();
-    let db = GuardedPool::new(pool, breaker(1)).statement_timeout(Duration::from_millis(300));
+    let db = GuardedPool::new(pool, breaker(1))
+        .statement_timeout(Duration::from_millis(300))
+        .unwrap();
     sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
         .execute(&db)
         .await

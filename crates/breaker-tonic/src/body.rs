@@ -14,8 +14,8 @@ pin_project! {
     /// The body of a guarded gRPC response. A normal or streaming response's status comes in
     /// its trailers: the call is recorded when they arrive (or when the body fails, or ends
     /// without a status: both failures). Dropped before its end (the caller abandoned the
-    /// stream), the call was abandoned: neutral, unless it had already run past its deadline
-    /// or the breaker's slow-call duration.
+    /// stream): neutral once it had yielded data (the dependency was answering); before
+    /// that, neutral unless it had already run past the breaker's slow-call duration.
     pub struct GuardedBody<B, R: BreakerRef> {
         #[pin]
         inner: Option<B>,
@@ -72,11 +72,14 @@ impl<B: Body, R: BreakerRef> Body for GuardedBody<B, R> {
             return Poll::Ready(None);
         };
         let frame = std::task::ready!(inner.poll_frame(cx));
-        if let Some(call) = this.call.take() {
+        if let Some(mut call) = this.call.take() {
             match &frame {
                 Some(Ok(frame)) => match frame.trailers_ref() {
                     Some(trailers) => call.record_status(trailers),
-                    None => *this.call = Some(call),
+                    None => {
+                        call.answered();
+                        *this.call = Some(call);
+                    }
                 },
                 // A broken body, or one that ends without a status.
                 Some(Err(_)) | None => call.record(Outcome::Failure),
@@ -86,7 +89,9 @@ impl<B: Body, R: BreakerRef> Body for GuardedBody<B, R> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        // While the call waits for its status, the end (trailers, or their absence) is
+        // still to be read.
+        self.call.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {

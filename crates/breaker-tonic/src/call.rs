@@ -3,15 +3,19 @@
 
 use std::time::Duration;
 
-use breaker_core::{BreakerRef, Outcome, Permit};
+use breaker_core::{BreakerRef, ConfigError, ConfigValue, Outcome, Permit};
 use http::{HeaderMap, StatusCode};
 use tonic::Code;
 
 use crate::classify::GrpcClassifier;
 
 pub(crate) struct Call<R: BreakerRef> {
-    permit: Permit<R>,
+    /// `None` once recorded.
+    permit: Option<Permit<R>>,
     classify: GrpcClassifier,
+    /// Whether the response's body has yielded data: the dependency answered, so a caller
+    /// that stops reading abandons nothing of the dependency's.
+    answered: bool,
 }
 
 /// The message tonic gives the `CANCELLED` status it answers with when one of its own
@@ -19,31 +23,106 @@ pub(crate) struct Call<R: BreakerRef> {
 /// `Endpoint::timeout` on a client whose caller forwards the status).
 const TONIC_TIMEOUT_MESSAGE: &[u8] = b"Timeout expired";
 
+/// How a call's deadline is taken from its request: a `grpc-timeout` shorter than
+/// `min_peer_deadline` is not held against the dependency (a peer cannot trip a server's
+/// breaker with absurd deadlines), and one that is counts from a little before it ends
+/// (`Permit::set_outer_deadline`: the peer's clock started before the request reached this
+/// layer, and a peer that cancels at its deadline must count).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadlines {
+    /// The layer's own timeout (what tonic enforces around it), if set.
+    pub(crate) timeout: Option<Duration>,
+    /// The shortest `grpc-timeout` a call is held to.
+    pub(crate) min_peer_deadline: Duration,
+}
+
+impl Deadlines {
+    /// `min_peer_deadline` unless set: 100 ms.
+    pub(crate) const DEFAULT_MIN_PEER_DEADLINE: Duration = Duration::from_millis(100);
+
+    pub(crate) const fn new() -> Self {
+        Deadlines {
+            timeout: None,
+            min_peer_deadline: Self::DEFAULT_MIN_PEER_DEADLINE,
+        }
+    }
+
+    /// With the layer's own timeout `timeout` (more than zero).
+    pub(crate) fn with_timeout(self, timeout: Duration) -> Result<Self, ConfigError> {
+        if timeout.is_zero() {
+            return Err(ConfigError::new(
+                "timeout",
+                ConfigValue::Duration(timeout),
+                "a duration > 0",
+            ));
+        }
+        Ok(Deadlines {
+            timeout: Some(timeout),
+            ..self
+        })
+    }
+
+    /// Holding calls only to a `grpc-timeout` of at least `min`.
+    pub(crate) fn with_min_peer_deadline(self, min: Duration) -> Self {
+        Deadlines {
+            min_peer_deadline: min,
+            ..self
+        }
+    }
+
+    /// Sets the deadline of a call whose request has these headers: the peer's (its
+    /// timer started before this layer saw the request), unless the layer's own timeout is
+    /// shorter.
+    fn apply<R: BreakerRef>(&self, permit: &mut Permit<R>, request: &HeaderMap) {
+        let peer = grpc_timeout(request).filter(|d| *d >= self.min_peer_deadline);
+        match (peer, self.timeout) {
+            (Some(peer), Some(own)) if own < peer => permit.set_deadline(own),
+            (Some(peer), _) => permit.set_outer_deadline(peer),
+            (None, Some(own)) => permit.set_deadline(own),
+            (None, None) => {}
+        }
+    }
+}
+
 impl<R: BreakerRef> Call<R> {
-    /// The call of `permit`, whose deadline is the request's `grpc-timeout` or `timeout`,
-    /// whichever is shorter.
+    /// The call of `permit`, with its deadline taken from the request's `grpc-timeout` and
+    /// the layer's timeout (see [`Deadlines`]).
     pub(crate) fn new(
         mut permit: Permit<R>,
         classify: GrpcClassifier,
         request: &HeaderMap,
-        timeout: Option<Duration>,
+        deadlines: &Deadlines,
     ) -> Self {
-        let deadline = match (grpc_timeout(request), timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some(deadline) = deadline {
-            permit.set_deadline(deadline);
+        deadlines.apply(&mut permit, request);
+        Call {
+            permit: Some(permit),
+            classify,
+            answered: false,
         }
-        Call { permit, classify }
     }
 
-    pub(crate) fn record(self, outcome: Outcome) {
-        self.permit.record(outcome);
+    pub(crate) fn record(mut self, outcome: Outcome) {
+        if let Some(permit) = self.permit.take() {
+            permit.record(outcome);
+        }
+    }
+
+    /// The response's headers arrived: the deadline (tonic's timeouts cover the response
+    /// future, not a streamed body) is over.
+    pub(crate) fn headers_arrived(&mut self) {
+        if let Some(permit) = &mut self.permit {
+            permit.clear_deadline();
+        }
+    }
+
+    /// The body yielded data.
+    pub(crate) fn answered(&mut self) {
+        self.answered = true;
     }
 
     /// Records the call by the `grpc-status` in `headers` (response headers of a
-    /// trailers-only answer, or trailers); a missing or unreadable status is a failure.
+    /// trailers-only answer, or trailers); a missing status is a failure, an unreadable one
+    /// is `UNKNOWN` (as tonic reads it).
     ///
     /// A `CANCELLED` that is a timeout (tonic's own "Timeout expired", or any at or past
     /// the call's deadline) is classified as `DEADLINE_EXCEEDED`: the dependency did not
@@ -60,8 +139,9 @@ impl<R: BreakerRef> Call<R> {
     }
 
     /// Records an answer that is not gRPC at all: a non-200 HTTP status without a
-    /// `grpc-status` (a proxy's or load balancer's error page). Its body will never carry a
-    /// status, so the call is over: classified by gRPC's HTTP-to-status mapping.
+    /// `grpc-status` (a proxy's or load balancer's error page), or a 200 whose content is not
+    /// gRPC (a maintenance page). Its body will never carry a status, so the call is over:
+    /// classified by gRPC's HTTP-to-status mapping (`UNKNOWN` for a 200).
     pub(crate) fn record_http_status(self, status: StatusCode) {
         let outcome = self.classify.classify_code(code_of_http_status(status));
         self.record(outcome)
@@ -74,8 +154,22 @@ impl<R: BreakerRef> Call<R> {
         tonic_timeout
             || self
                 .permit
-                .deadline()
-                .is_some_and(|d| self.permit.elapsed() >= d)
+                .as_ref()
+                .is_some_and(|p| p.deadline().is_some_and(|d| p.elapsed() >= d))
+    }
+}
+
+impl<R: BreakerRef> Drop for Call<R> {
+    /// Never recorded: abandoned. Once the body had yielded data the dependency had
+    /// answered (a caller that stops reading a stream is its own business): neutral. Before
+    /// that, the permit decides (neutral while young; a failure past the deadline or the
+    /// slow-call duration).
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take()
+            && self.answered
+        {
+            permit.cancel();
+        }
     }
 }
 
@@ -106,21 +200,21 @@ fn percent_decoded_eq(encoded: &[u8], text: &[u8]) -> bool {
 
 static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
-/// The `grpc-status` in `headers`, if there is one (a decimal code).
+/// The `grpc-status` in `headers`, if there is one, read as tonic reads it (an unreadable
+/// one is `UNKNOWN`).
 #[inline]
 pub(crate) fn status_code(headers: &HeaderMap) -> Option<Code> {
-    let bytes = headers.get(&GRPC_STATUS)?.as_bytes();
-    if bytes.is_empty() || bytes.len() > 2 {
-        return None;
-    }
-    let mut code = 0i32;
-    for b in bytes {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        code = code * 10 + i32::from(b - b'0');
-    }
-    Some(Code::from_i32(code))
+    headers
+        .get(&GRPC_STATUS)
+        .map(|value| Code::from_bytes(value.as_bytes()))
+}
+
+/// Whether `headers` say the content is gRPC (`application/grpc`, `application/grpc+proto`,
+/// ...).
+pub(crate) fn is_grpc_content(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// gRPC's mapping of an HTTP status to a status code, for answers that carry no
@@ -174,9 +268,10 @@ mod tests {
             h.insert("grpc-status", http::HeaderValue::from_static(text));
             assert_eq!(status_code(&h), Some(code), "{text}");
         }
-        for bad in ["", "x", "140", "-1"] {
+        // As tonic reads them: unreadable is UNKNOWN (a failure), never "no status yet".
+        for bad in ["", "x", "140", "-1", "00", "01"] {
             h.insert("grpc-status", http::HeaderValue::from_static(bad));
-            assert_eq!(status_code(&h), None, "{bad:?}");
+            assert_eq!(status_code(&h), Some(Code::Unknown), "{bad:?}");
         }
     }
 

@@ -8,7 +8,7 @@ use breaker_core::{BreakerRef, Outcome, Rejected};
 use pin_project_lite::pin_project;
 
 use crate::body::GuardedBody;
-use crate::call::{Call, status_code};
+use crate::call::{Call, is_grpc_content, status_code};
 use crate::status::rejection_status;
 
 pin_project! {
@@ -17,8 +17,8 @@ pin_project! {
     /// service).
     ///
     /// Dropped before the answer's headers arrived, the call was abandoned: neutral, unless
-    /// it had already run past its deadline (its `grpc-timeout`) or the breaker's slow-call
-    /// duration, when it counts as a failure. Polling it again after it returned its answer
+    /// it had already run past its deadline (its `grpc-timeout`, or the layer's timeout) or
+    /// the breaker's slow-call duration, when it counts as a failure. Polling it again after it returned its answer
     /// panics, as polling any completed future may.
     pub struct ResponseFuture<F, R: BreakerRef> {
         #[pin]
@@ -91,20 +91,25 @@ where
                     polled_after_completion()
                 }
                 let result = std::task::ready!(inner.poll(cx));
-                let Some(call) = call.take() else {
+                let Some(mut call) = call.take() else {
                     polled_after_completion()
                 };
                 Poll::Ready(match result {
                     Ok(response) => {
-                        let call = if status_code(response.headers()).is_some() {
+                        let headers = response.headers();
+                        let call = if status_code(headers).is_some() {
                             // Trailers-only: the status is in the headers; the call is over.
-                            call.record_status(response.headers());
+                            call.record_status(headers);
                             None
-                        } else if response.status() != http::StatusCode::OK {
-                            // Not a gRPC answer (a proxy's error page): it never will be.
+                        } else if response.status() != http::StatusCode::OK
+                            || !is_grpc_content(headers)
+                        {
+                            // Not a gRPC answer (a proxy's error page, a maintenance page
+                            // served as 200): it never will be.
                             call.record_http_status(response.status());
                             None
                         } else {
+                            call.headers_arrived();
                             Some(call)
                         };
                         Ok(response.map(|body| match call {

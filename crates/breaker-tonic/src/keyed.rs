@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::GuardedBody;
-use crate::call::Call;
+use crate::call::{Call, Deadlines};
 use crate::classify::GrpcClassifier;
 use crate::future::ResponseFuture;
 
@@ -44,7 +44,7 @@ pub struct KeyedGrpcBreakerLayer<C, O> {
     registry: Arc<KeyedRegistry<String, C, O>>,
     key_by: KeyBy,
     classify: GrpcClassifier,
-    timeout: Option<Duration>,
+    deadlines: Deadlines,
 }
 
 impl<C, O> Clone for KeyedGrpcBreakerLayer<C, O> {
@@ -53,7 +53,7 @@ impl<C, O> Clone for KeyedGrpcBreakerLayer<C, O> {
             registry: Arc::clone(&self.registry),
             key_by: self.key_by,
             classify: self.classify.clone(),
-            timeout: self.timeout,
+            deadlines: self.deadlines,
         }
     }
 }
@@ -65,7 +65,7 @@ impl<C, O> KeyedGrpcBreakerLayer<C, O> {
             registry,
             key_by,
             classify: GrpcClassifier::new(),
-            timeout: None,
+            deadlines: Deadlines::new(),
         }
     }
 
@@ -76,9 +76,17 @@ impl<C, O> KeyedGrpcBreakerLayer<C, O> {
     }
 
     /// The timeout tonic enforces around this layer (see
-    /// [`GrpcBreakerLayer::timeout`](crate::GrpcBreakerLayer::timeout)).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+    /// [`GrpcBreakerLayer::timeout`](crate::GrpcBreakerLayer::timeout)). Allowed: more than
+    /// zero.
+    pub fn timeout(mut self, timeout: Duration) -> Result<Self, breaker_core::ConfigError> {
+        self.deadlines = self.deadlines.with_timeout(timeout)?;
+        Ok(self)
+    }
+
+    /// The shortest `grpc-timeout` a call is held to (see
+    /// [`GrpcBreakerLayer::min_peer_deadline`](crate::GrpcBreakerLayer::min_peer_deadline)).
+    pub fn min_peer_deadline(mut self, min: Duration) -> Self {
+        self.deadlines = self.deadlines.with_min_peer_deadline(min);
         self
     }
 }
@@ -138,7 +146,7 @@ where
         match Permit::acquire(&breaker) {
             Ok(permit) => {
                 let classify = self.layer.classify.clone();
-                let call = Call::new(permit, classify, req.headers(), self.layer.timeout);
+                let call = Call::new(permit, classify, req.headers(), &self.layer.deadlines);
                 ResponseFuture::called(self.inner.call(req), call)
             }
             Err(rejected) => ResponseFuture::rejected(rejected),

@@ -3,12 +3,12 @@
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use breaker_core::{BreakerRef, IntoBreakerRef, Permit};
+use breaker_core::{BreakerRef, ConfigError, IntoBreakerRef, Permit};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::GuardedBody;
-use crate::call::Call;
+use crate::call::{Call, Deadlines};
 use crate::classify::GrpcClassifier;
 use crate::future::ResponseFuture;
 
@@ -27,8 +27,10 @@ use crate::future::ResponseFuture;
 /// # Deadlines and timeouts
 ///
 /// A call's deadline is its request's `grpc-timeout` (set by the client's
-/// `Request::set_timeout`), or the layer's [`timeout`](Self::timeout) if shorter. A call
-/// abandoned at or past its deadline is a timeout: a failure. On a server, that is what
+/// `Request::set_timeout`; at least [`min_peer_deadline`](Self::min_peer_deadline), and
+/// counted from a little before it ends), or the layer's [`timeout`](Self::timeout) if
+/// shorter; it covers the answer's headers, as tonic's timeouts do. A call abandoned at or
+/// past its deadline is a timeout: a failure. On a server, that is what
 /// tonic's own timeout does: it sits outside every layer, drops the call when the deadline
 /// passes and answers `CANCELLED "Timeout expired"`, so without the deadline a hanging
 /// handler would never count. On a client, a `CANCELLED` answer that is a timeout (tonic's
@@ -38,7 +40,7 @@ use crate::future::ResponseFuture;
 pub struct GrpcBreakerLayer<R> {
     breaker: R,
     classify: GrpcClassifier,
-    timeout: Option<Duration>,
+    deadlines: Deadlines,
 }
 
 impl<R: BreakerRef> GrpcBreakerLayer<R> {
@@ -48,7 +50,7 @@ impl<R: BreakerRef> GrpcBreakerLayer<R> {
         GrpcBreakerLayer {
             breaker: breaker.into_breaker_ref(),
             classify: GrpcClassifier::new(),
-            timeout: None,
+            deadlines: Deadlines::new(),
         }
     }
 
@@ -58,12 +60,24 @@ impl<R: BreakerRef> GrpcBreakerLayer<R> {
         self
     }
 
-    /// The timeout tonic enforces around this layer: set it to the server's
-    /// `Server::builder().timeout(..)` (or the channel's `Endpoint::timeout(..)`), so a call
-    /// that tonic abandons when it expires counts as timed out. Calls whose request carries
-    /// a shorter `grpc-timeout` keep that one.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+    /// On a server: the timeout tonic enforces around this layer
+    /// (`Server::builder().timeout(..)`), so a call that tonic abandons when it expires
+    /// counts as timed out. It covers the answer's headers, as tonic's does; calls whose
+    /// request carries a shorter `grpc-timeout` keep that one. (On a client, a channel's
+    /// `Endpoint::timeout` already comes back as an error, a failure: nothing to set.)
+    /// Allowed: more than zero.
+    pub fn timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
+        self.deadlines = self.deadlines.with_timeout(timeout)?;
+        Ok(self)
+    }
+
+    /// The shortest `grpc-timeout` a call is held to (default 100 ms): a request whose
+    /// deadline is shorter is not counted against the service when it passes. On a server,
+    /// the deadline is the peer's word: without a floor, any client could open the server's
+    /// breaker for everyone with absurdly short deadlines. Raise it above what your handlers
+    /// normally take; `Duration::MAX` ignores peers' deadlines altogether.
+    pub fn min_peer_deadline(mut self, min: Duration) -> Self {
+        self.deadlines = self.deadlines.with_min_peer_deadline(min);
         self
     }
 }
@@ -76,7 +90,7 @@ impl<S, R: BreakerRef> Layer<S> for GrpcBreakerLayer<R> {
             inner,
             breaker: self.breaker.clone(),
             classify: self.classify.clone(),
-            timeout: self.timeout,
+            deadlines: self.deadlines,
         }
     }
 }
@@ -87,7 +101,7 @@ pub struct GrpcBreaker<S, R> {
     inner: S,
     breaker: R,
     classify: GrpcClassifier,
-    timeout: Option<Duration>,
+    deadlines: Deadlines,
 }
 
 /// A guarded service keeps the gRPC name of the service it wraps, so it can be added to a
@@ -122,7 +136,12 @@ where
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         match Permit::acquire(&self.breaker) {
             Ok(permit) => {
-                let call = Call::new(permit, self.classify.clone(), req.headers(), self.timeout);
+                let call = Call::new(
+                    permit,
+                    self.classify.clone(),
+                    req.headers(),
+                    &self.deadlines,
+                );
                 ResponseFuture::called(self.inner.call(req), call)
             }
             Err(rejected) => ResponseFuture::rejected(rejected),

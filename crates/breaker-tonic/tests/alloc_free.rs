@@ -74,7 +74,7 @@ where
 #[test]
 fn the_layer_adds_no_allocation_to_a_call() {
     let inner = service_fn(|_: http::Request<()>| {
-        ready(Ok::<_, Infallible>(http::Response::new(OkTrailers(false))))
+        ready(Ok::<_, Infallible>(grpc_response(OkTrailers(false))))
     });
     let breaker = Arc::new(
         CircuitBreaker::builder_with_clock(ManualClock::new())
@@ -109,7 +109,7 @@ fn the_keyed_layer_adds_no_allocation_once_its_breaker_exists() {
     use breaker_tonic::{KeyBy, KeyedGrpcBreakerLayer};
     use breaker_tower::KeyedRegistry;
     let inner = service_fn(|_: http::Request<()>| {
-        ready(Ok::<_, Infallible>(http::Response::new(OkTrailers(false))))
+        ready(Ok::<_, Infallible>(grpc_response(OkTrailers(false))))
     });
     let registry = Arc::new(
         KeyedRegistry::new(16, |_: &String| {
@@ -143,4 +143,14 @@ fn the_keyed_layer_adds_no_allocation_once_its_breaker_exists() {
 #[test]
 fn the_counting_allocator_sees_allocations() {
     assert_eq!(allocations(|| drop(std::hint::black_box(vec![1u8]))), 1);
+}
+
+/// An answer as a gRPC server gives it: `200`, `content-type: application/grpc`.
+fn grpc_response<B>(body: B) -> http::Response<B> {
+    let mut response = http::Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
 }

@@ -63,9 +63,7 @@ fn read_to_end(body: impl Body) {
 #[test]
 fn a_broken_body_is_a_failure() {
     let b = breaker();
-    read_to_end(call(&b, || {
-        http::Response::new(Scripted(Some(Err("reset"))))
-    }));
+    read_to_end(call(&b, || grpc_response(Scripted(Some(Err("reset"))))));
     assert_eq!(b.state(), State::Open);
 }
 
@@ -73,7 +71,7 @@ fn a_broken_body_is_a_failure() {
 fn a_body_that_ends_without_a_status_is_a_failure() {
     let b = breaker();
     let data = || {
-        http::Response::new(Scripted(Some(Ok(Frame::data(bytes::Bytes::from_static(
+        grpc_response(Scripted(Some(Ok(Frame::data(bytes::Bytes::from_static(
             b"x",
         ))))))
     };
@@ -120,4 +118,14 @@ fn a_custom_classifier_decides() {
             .is_ready()
     );
     assert_eq!(b.state(), State::Open);
+}
+
+/// An answer as a gRPC server gives it: `200`, `content-type: application/grpc`.
+fn grpc_response<B>(body: B) -> http::Response<B> {
+    let mut response = http::Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
 }

@@ -108,7 +108,10 @@ async fn a_hanging_handler_whose_clients_set_deadlines_trips_the_server_breaker(
     let service = FlakyService::default();
     tokio::spawn(
         Server::builder()
-            .layer(GrpcBreakerLayer::new(server_breaker.clone()))
+            .layer(
+                GrpcBreakerLayer::new(server_breaker.clone())
+                    .min_peer_deadline(Duration::from_millis(50)),
+            )
             .add_service(FlakyServer::new(service.clone()))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
@@ -137,7 +140,11 @@ async fn a_server_timeout_set_on_the_layer_trips_the_server_breaker() {
     tokio::spawn(
         Server::builder()
             .timeout(TIMEOUT)
-            .layer(GrpcBreakerLayer::new(server_breaker.clone()).timeout(TIMEOUT))
+            .layer(
+                GrpcBreakerLayer::new(server_breaker.clone())
+                    .timeout(TIMEOUT)
+                    .unwrap(),
+            )
             .add_service(FlakyServer::new(FlakyService::default()))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
@@ -287,4 +294,129 @@ async fn a_proxys_error_page_counts_as_its_grpc_status() {
     client.call(Script::default()).await.unwrap_err();
     let s = b.snapshot();
     assert_eq!((s.state, s.totals.successes), (State::Closed, 1));
+}
+
+/// A server that answers like a load balancer's maintenance page: `200`, an HTML body, no
+/// `grpc-status`. tonic fails to decode it and drops it; it is still an answer that counts.
+#[tokio::test]
+async fn a_maintenance_page_served_as_200_counts_as_a_failure() {
+    let addr = proxy_answering(200).await;
+    let b = breaker(3);
+    let mut client = guarded_client(addr, &b).await;
+    for _ in 0..3 {
+        client.call(Script::default()).await.unwrap_err();
+    }
+    let s = b.snapshot();
+    assert_eq!(s.state, State::Open, "{s:?}");
+    assert_eq!((s.totals.failures, s.totals.cancelled), (3, 0));
+}
+
+/// A server cannot be opened by clients with absurd deadlines: a `grpc-timeout` under the
+/// layer's floor (100 ms by default) is not held against the handler when it passes.
+#[tokio::test]
+async fn a_peers_tiny_deadlines_do_not_trip_the_server_breaker() {
+    let (listener, addr) = listener().await;
+    let server_breaker = breaker(3);
+    tokio::spawn(
+        Server::builder()
+            .layer(GrpcBreakerLayer::new(server_breaker.clone()))
+            .add_service(FlakyServer::new(FlakyService::default()))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let mut client = FlakyClient::new(channel(addr).await);
+    for timeout in [
+        Duration::from_nanos(1),
+        Duration::from_millis(1),
+        Duration::from_millis(20),
+    ] {
+        for _ in 0..3 {
+            let mut request = Request::new(Script {
+                delay_ms: 50,
+                ..Script::default()
+            });
+            request.set_timeout(timeout);
+            client.call(request).await.unwrap_err();
+        }
+    }
+    // Let the server drop the last calls; none may count.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let s = server_breaker.snapshot();
+    assert_eq!(s.state, State::Closed, "{s:?}");
+    assert_eq!(s.totals.failures, 0, "{s:?}");
+}
+
+/// A client that gives up at its own deadline (as grpc-go, grpc-java and grpcio do: they
+/// cancel with a timer of their own, started before the request left) is counted by the
+/// server, although the server's clock for the call started a little later: a deadline
+/// from a peer counts from a little before it ends (2 %, at least 5 ms).
+#[tokio::test]
+async fn a_client_cancelling_at_its_deadline_trips_the_server_breaker() {
+    let (listener, addr) = listener().await;
+    let server_breaker = breaker(3);
+    tokio::spawn(
+        Server::builder()
+            .layer(GrpcBreakerLayer::new(server_breaker.clone()))
+            .add_service(FlakyServer::new(FlakyService::default()))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let mut client = FlakyClient::new(channel(addr).await);
+    let deadline = Duration::from_secs(1);
+    for _ in 0..3 {
+        let mut request = Request::new(hang());
+        request.set_timeout(deadline);
+        // The client's own timer, from before the request is sent, cancels the call (an
+        // RST_STREAM) just before the deadline: before tonic's timer on the server, which
+        // starts later, can answer.
+        let gave_up = tokio::time::timeout(deadline * 99 / 100, client.call(request)).await;
+        assert!(gave_up.is_err());
+    }
+    assert_eq!(until_open(&server_breaker).await, State::Open);
+}
+
+/// tonic's timeouts cover a call's answer (its headers), not a streamed body: a long
+/// stream that its client stops reading after data came is not a failure of the server.
+#[tokio::test]
+async fn a_long_stream_its_client_closes_is_not_a_failure() {
+    let (listener, addr) = listener().await;
+    let server_breaker = breaker(1);
+    tokio::spawn(
+        Server::builder()
+            .timeout(TIMEOUT)
+            .layer(
+                GrpcBreakerLayer::new(server_breaker.clone())
+                    .timeout(TIMEOUT)
+                    .unwrap(),
+            )
+            .add_service(FlakyServer::new(FlakyService::default()))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let client_breaker = breaker(1);
+    let mut client = guarded_client(addr, &client_breaker).await;
+    let mut stream = client
+        .stream(Script {
+            items: 3,
+            delay_ms: 0,
+            ..Script::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stream.message().await.unwrap().is_some());
+    // Read past both timeouts, then stop reading.
+    tokio::time::sleep(TIMEOUT * 3).await;
+    drop(stream);
+    tokio::time::sleep(TIMEOUT).await;
+    for (side, b) in [("server", &server_breaker), ("client", &client_breaker)] {
+        let s = b.snapshot();
+        assert_eq!(s.state, State::Closed, "{side}: {s:?}");
+        assert_eq!(s.totals.failures, 0, "{side}: {s:?}");
+    }
+}
+
+#[test]
+fn a_zero_timeout_is_refused_naming_the_field() {
+    let err = GrpcBreakerLayer::new(breaker(1))
+        .timeout(Duration::ZERO)
+        .unwrap_err();
+    assert_eq!(err.field(), "timeout");
 }

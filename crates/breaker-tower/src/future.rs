@@ -24,7 +24,7 @@ pin_project! {
     /// Dropping it before it completes (a cancelled request, an outer `Timeout`) abandons the
     /// call: neutral, its half-open slot given back, unless the call had already run longer
     /// than the breaker's slow-call duration: then it counts as a slow failure (see
-    /// [`Permit`]). A classifier that panics gives the slot back as it unwinds.
+    /// [`Permit`]). A classifier that panics abandons the call the same way as it unwinds.
     ///
     /// Polling it again after it returned its result panics, as polling any completed
     /// future may.
