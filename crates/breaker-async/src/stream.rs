@@ -24,9 +24,10 @@ pin_project! {
     /// refuses, the stream yields one `Err(Error::Rejected)` and ends without polling the
     /// inner stream. Otherwise items pass through; the first item classified as a failure
     /// records a failure (later items still pass), and the end of the stream records a
-    /// success if nothing failed. Dropping the stream early abandons the call: neutral,
-    /// unless it had already run longer than the breaker's slow-call duration: then it
-    /// counts as a slow failure (see [`Permit`]).
+    /// success if nothing failed. Dropped early, the call is neutral once the stream had
+    /// yielded an item (the dependency was answering; the caller stopped reading); dropped
+    /// before its first item, it was abandoned: neutral, unless it had already run longer
+    /// than the breaker's slow-call duration (see [`Permit`]).
     #[must_use = "streams do nothing unless polled"]
     pub struct GuardedStream<B, S, K>
     where
@@ -37,7 +38,22 @@ pin_project! {
         stream: S,
         classify: K,
         permit: Option<Permit<B>>,
+        answered: bool,
         stage: Stage,
+    }
+
+    impl<B, S, K> PinnedDrop for GuardedStream<B, S, K>
+    where
+        B: BreakerRef,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(permit) = this.permit.take()
+                && *this.answered
+            {
+                permit.cancel();
+            }
+        }
     }
 }
 
@@ -48,6 +64,7 @@ impl<B: BreakerRef, S, K> GuardedStream<B, S, K> {
             stream,
             classify,
             permit: None,
+            answered: false,
             stage: Stage::NotStarted,
         }
     }
@@ -89,6 +106,7 @@ where
         match this.stream.poll_next(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(item)) => {
+                *this.answered = true;
                 if this.permit.is_some()
                     && this.classify.classify(&item) == Outcome::Failure
                     && let Some(permit) = this.permit.take()

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use breaker_async::{GuardExt, Timeout, TokioClock, TokioTimer};
 use breaker_core::{CircuitBreaker, ManualClock, State};
+use futures_core::Stream;
 
 /// An upstream call that never answers.
 fn hang() -> std::future::Pending<Result<(), std::io::Error>> {
@@ -90,3 +91,50 @@ trait IntoFutureForTest: std::future::IntoFuture + Sized {
     }
 }
 impl<T: std::future::IntoFuture> IntoFutureForTest for T {}
+
+/// A stream that yields one item, then waits forever.
+struct OneThenHang(bool);
+
+impl futures_core::Stream for OneThenHang {
+    type Item = Result<u32, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if self.0 {
+            return std::task::Poll::Pending;
+        }
+        self.0 = true;
+        std::task::Poll::Ready(Some(Ok(1)))
+    }
+}
+
+#[test]
+fn a_stream_dropped_after_it_answered_is_neutral_however_long_it_ran() {
+    let clock = ManualClock::new();
+    let breaker = CircuitBreaker::builder_with_clock(clock.clone())
+        .consecutive_failures(1)
+        .slow_call_duration(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    {
+        let mut stream = pin!(breaker.guard_stream(OneThenHang(false)));
+        assert!(
+            stream.as_mut().poll_next(&mut cx).is_ready(),
+            "the first item"
+        );
+        assert!(stream.as_mut().poll_next(&mut cx).is_pending());
+        clock.advance(Duration::from_secs(60)); // the caller reads on, then stops
+    }
+    let s = breaker.snapshot();
+    assert_eq!((s.totals.failures, s.totals.cancelled), (0, 1));
+    // Before its first item, the same wait is a slow failure: the dependency hung.
+    {
+        let mut stream = pin!(breaker.guard_stream(OneThenHang(true)));
+        assert!(stream.as_mut().poll_next(&mut cx).is_pending());
+        clock.advance(Duration::from_secs(60));
+    }
+    assert_eq!(breaker.state(), State::Open);
+}

@@ -37,7 +37,9 @@ const NOT_TIMED: u64 = u64::MAX;
 ///   that hangs must trip the breaker even when every caller gives up on it first; before
 ///   that, it is neutral, like `cancel`.
 ///
-/// A result recorded after the breaker's state changed is dropped as late.
+/// A result recorded after the breaker's state changed is dropped as late. (A runtime that
+/// shuts down drops its tasks' futures: their calls are abandoned like any other, so one
+/// already past its deadline then counts as a failure.)
 ///
 /// ```
 /// use breaker_core::{CircuitBreaker, ManualClock, Outcome, Permit, State};
