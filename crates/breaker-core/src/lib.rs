@@ -133,7 +133,7 @@ pub use error::{
 };
 pub use handle::{BreakerRef, IntoBreakerRef};
 pub use observer::{Event, NoopObserver, Observer, Threshold};
-pub use outcome::{Classify, ErrorsAreFailures, Outcome};
+pub use outcome::{Classify, ErrorsAreFailures, Outcome, Pushback};
 #[cfg(feature = "alloc")]
 pub use permit::OwnedPermit;
 pub use permit::Permit;

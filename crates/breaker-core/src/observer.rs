@@ -45,6 +45,13 @@ pub enum Event {
         /// Why.
         reason: RejectReason,
     },
+    /// The breaker would have refused a call, and let it through: its enforcement ramp
+    /// ([`Builder::enforcement`](crate::Builder::enforcement)) enforces only a share of
+    /// its refusals. The call runs, and nothing of it is recorded.
+    Unenforced {
+        /// Why it would have been refused.
+        reason: RejectReason,
+    },
     /// A successful call was recorded.
     Success {
         /// Its duration, as given to `record`.

@@ -1,5 +1,7 @@
-//! How a call's result counts: the [`Outcome`] the breaker records, and [`Classify`], which
-//! turns a call's result into one.
+//! How a call's result counts: the [`Outcome`] the breaker records, [`Classify`], which
+//! turns a call's result into one, and the [`Pushback`] a failing dependency may give.
+
+use core::time::Duration;
 
 /// The result of a call, as the breaker counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -11,6 +13,46 @@ pub enum Outcome {
     /// Neutral (a caller's bad request, a cancelled call, a 404...): counted nowhere, and a
     /// half-open probe slot is given back.
     Ignored,
+}
+
+/// What a dependency said, with a failing answer, about when to come back: HTTP
+/// `Retry-After`, gRPC `grpc-retry-pushback-ms`. Given to
+/// [`Permit::record_with_pushback`](crate::Permit::record_with_pushback): when that failure
+/// opens the breaker, the open period lasts at least what the dependency asked, up to
+/// [`Builder::max_pushback`](crate::Builder::max_pushback).
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, ManualClock, Outcome, Pushback};
+/// use std::time::Duration;
+///
+/// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
+///     .consecutive_failures(1)
+///     .open_duration(Duration::from_secs(5))
+///     .build()?;
+/// let permit = breaker.try_acquire()?;
+/// // "503 Service Unavailable, Retry-After: 60"
+/// permit.record_with_pushback(Outcome::Failure, Some(Pushback::After(Duration::from_secs(60))));
+/// assert_eq!(breaker.retry_after(), Some(Duration::from_secs(60)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pushback {
+    /// Come back after this long (a `Retry-After`, a `grpc-retry-pushback-ms` of zero or
+    /// more).
+    After(Duration),
+    /// Do not come back soon (a negative `grpc-retry-pushback-ms`, gRPC's "do not retry"):
+    /// stay open as long as the breaker allows ([`Builder::max_pushback`](crate::Builder::max_pushback)).
+    DoNotRetry,
+}
+
+impl Pushback {
+    /// The open period asked for, in nanoseconds (`u64::MAX`: as long as allowed).
+    pub(crate) fn nanos(self) -> u64 {
+        match self {
+            Pushback::After(d) => crate::clock::nanos(d).max(1),
+            Pushback::DoNotRetry => u64::MAX,
+        }
+    }
 }
 
 /// Decides how a call's result counts: a `404` or a validation error need not count as an
@@ -31,6 +73,15 @@ pub enum Outcome {
 pub trait Classify<T, E> {
     /// The outcome of `result`.
     fn classify(&self, result: &Result<T, E>) -> Outcome;
+
+    /// What a failing `result` says about when to come back (an HTTP `Retry-After`, a gRPC
+    /// pushback), if anything: asked only for results classified as failures. None by
+    /// default.
+    #[inline]
+    fn pushback(&self, result: &Result<T, E>) -> Option<Pushback> {
+        let _ = result;
+        None
+    }
 }
 
 /// `Ok` is a success, every `Err` a failure.

@@ -9,7 +9,7 @@ use crate::clock::{Clock, nanos};
 use crate::error::Rejected;
 use crate::handle::BreakerRef;
 use crate::observer::Observer;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Pushback};
 use crate::ticket::{Kind, Ticket};
 
 /// `Permit::started` when the breaker's clock was not read for the call.
@@ -123,7 +123,25 @@ impl<B: BreakerRef> Permit<B> {
     pub fn record(mut self, outcome: Outcome) {
         if let Some(ticket) = self.ticket.take() {
             let elapsed = self.elapsed_nanos();
-            self.breaker.breaker().complete(ticket, outcome, elapsed);
+            self.breaker.breaker().complete(ticket, outcome, elapsed, 0);
+        }
+    }
+
+    /// [`record`](Self::record), with what the dependency said about when to come back
+    /// (see [`Pushback`]): when this outcome opens the breaker, the open period lasts at
+    /// least that long, up to [`max_pushback`](crate::Builder::max_pushback). Only a failure
+    /// that opens the breaker (a trip, a failed probe) uses it.
+    #[inline]
+    pub fn record_with_pushback(mut self, outcome: Outcome, pushback: Option<Pushback>) {
+        if let Some(ticket) = self.ticket.take() {
+            let elapsed = self.elapsed_nanos();
+            let asked = match (outcome, pushback) {
+                (Outcome::Failure, Some(p)) => p.nanos(),
+                _ => 0,
+            };
+            self.breaker
+                .breaker()
+                .complete(ticket, outcome, elapsed, asked);
         }
     }
 

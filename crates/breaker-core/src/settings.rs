@@ -43,7 +43,8 @@ use crate::observer::{NoopObserver, Observer};
 /// `time_window_buckets`, default 10) or `cumulative_window = true`; `minimum_calls`,
 /// `failure_rate`, `slow_call_duration`, `slow_call_rate`, `half_open_probes`,
 /// `max_half_open`, `open_duration` (+ `open_duration_multiplier` and `open_duration_max` for
-/// exponential backoff). Durations are strings with a unit (`"250ms"`, `"30s"`, `"5m"`,
+/// exponential backoff), `max_pushback`, `enforcement` (percent) and `enforcement_seed`.
+/// Durations are strings with a unit (`"250ms"`, `"30s"`, `"5m"`,
 /// `"1h"`; also `us`, `ns`, `d`) or a number of seconds.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -84,6 +85,16 @@ pub struct Settings {
     /// Threads that count on a cache line of their own (`0` for many per-key breakers;
     /// see [`Builder::thread_counters`]).
     pub thread_counters: Option<u32>,
+    /// The longest open period a dependency's pushback can ask for
+    /// ([`Builder::max_pushback`]).
+    #[serde(deserialize_with = "optional_duration")]
+    pub max_pushback: Option<Duration>,
+    /// The share of its refusals the breaker enforces, in percent
+    /// ([`Builder::enforcement`]): the rollout ramp.
+    pub enforcement: Option<f64>,
+    /// The seed of the choice of which refusals are enforced
+    /// ([`Builder::enforcement_seed`]).
+    pub enforcement_seed: Option<u64>,
 }
 
 impl Settings {
@@ -118,6 +129,9 @@ impl Settings {
                 .or(base.open_duration_multiplier),
             open_duration_max: self.open_duration_max.or(base.open_duration_max),
             thread_counters: self.thread_counters.or(base.thread_counters),
+            max_pushback: self.max_pushback.or(base.max_pushback),
+            enforcement: self.enforcement.or(base.enforcement),
+            enforcement_seed: self.enforcement_seed.or(base.enforcement_seed),
         };
         if !merged.names_window() {
             merged.minimum_calls = self.minimum_calls;
@@ -193,6 +207,15 @@ impl Settings {
         }
         if let Some(d) = self.max_half_open {
             b = b.max_half_open(d);
+        }
+        if let Some(d) = self.max_pushback {
+            b = b.max_pushback(d);
+        }
+        if let Some(p) = self.enforcement {
+            b = b.enforcement(p);
+        }
+        if let Some(seed) = self.enforcement_seed {
+            b = b.enforcement_seed(seed);
         }
         match (
             self.open_duration,
@@ -280,6 +303,12 @@ impl Settings {
                 "OPEN_DURATION_MULTIPLIER" => s.open_duration_multiplier = Some(number()?),
                 "OPEN_DURATION_MAX" => s.open_duration_max = Some(duration()?),
                 "THREAD_COUNTERS" => s.thread_counters = Some(count()?),
+                "MAX_PUSHBACK" => s.max_pushback = Some(duration()?),
+                "ENFORCEMENT" => s.enforcement = Some(number()?),
+                "ENFORCEMENT_SEED" => {
+                    s.enforcement_seed =
+                        Some(value.trim().parse().map_err(|_| bad("a whole number"))?)
+                }
                 _ => return Err(SettingsError::UnknownVariable { variable: name }),
             }
         }

@@ -52,6 +52,9 @@ pub struct Totals {
     pub late: u64,
     /// Permits dropped without a result (cancelled calls).
     pub cancelled: u64,
+    /// Calls the breaker would have refused, let through by its enforcement ramp
+    /// ([`Builder::enforcement`](crate::Builder::enforcement)); not counted in `rejected`.
+    pub unenforced: u64,
 }
 
 impl Totals {

@@ -34,9 +34,10 @@ pub(crate) enum Stat {
     Rejected,
     Late,
     Cancelled,
+    Unenforced,
 }
 
-const FIELDS: usize = 7;
+const FIELDS: usize = 8;
 
 #[repr(align(128))]
 struct Stripe([AtomicU64; FIELDS]);
@@ -134,6 +135,7 @@ impl Stats {
             rejected: self.sum(Stat::Rejected),
             late: self.sum(Stat::Late),
             cancelled: self.sum(Stat::Cancelled),
+            unenforced: self.sum(Stat::Unenforced),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct TracingObserver {
     threshold: AtomicU64,
     /// Rejections since the last transition.
     rejected: AtomicU64,
+    /// Refusals let through by the enforcement ramp since the last transition.
+    unenforced: AtomicU64,
 }
 
 const RESET: u64 = 1 << 40;
@@ -84,6 +86,7 @@ impl Observer for TracingObserver {
             Event::Reset => self.threshold.store(RESET, Ordering::Relaxed),
             Event::StateTransition { from, to } => {
                 self.rejected.store(0, Ordering::Relaxed);
+                self.unenforced.store(0, Ordering::Relaxed);
                 let (reason, rate) = self.reason(from, to);
                 let (from, to) = (from.as_str(), to.as_str());
                 let failure_rate = rate.filter(|r| r.0 == "failure_rate").map(|r| r.1);
@@ -121,6 +124,21 @@ impl Observer for TracingObserver {
                         reason,
                         rejected,
                         "circuit breaker refused calls (logged at the 1st, 2nd, 4th, 8th, ... since the last transition)"
+                    );
+                }
+            }
+            Event::Unenforced { reason } => {
+                let unenforced = self.unenforced.fetch_add(1, Ordering::Relaxed) + 1;
+                if unenforced.is_power_of_two() {
+                    let reason = match reason {
+                        crate::error::RejectReason::HalfOpenFull => "half_open_full",
+                        _ => "open",
+                    };
+                    tracing::debug!(
+                        breaker,
+                        reason,
+                        unenforced,
+                        "circuit breaker let calls through that it would have refused (enforcement ramp; logged at the 1st, 2nd, 4th, 8th, ... since the last transition)"
                     );
                 }
             }

@@ -21,6 +21,10 @@ pub(crate) struct Tunables {
     pub(crate) open_initial_nanos: AtomicU64,
     pub(crate) open_multiplier_bits: AtomicU64,
     pub(crate) open_max_nanos: AtomicU64,
+    pub(crate) max_pushback_nanos: AtomicU64,
+    /// Parts per million of refusals enforced.
+    pub(crate) enforcement_ppm: AtomicU64,
+    pub(crate) enforcement_seed: AtomicU64,
 }
 
 impl Tunables {
@@ -36,6 +40,9 @@ impl Tunables {
             open_initial_nanos: AtomicU64::new(0),
             open_multiplier_bits: AtomicU64::new(0),
             open_max_nanos: AtomicU64::new(0),
+            max_pushback_nanos: AtomicU64::new(0),
+            enforcement_ppm: AtomicU64::new(0),
+            enforcement_seed: AtomicU64::new(0),
         };
         t.store(config);
         t
@@ -65,6 +72,9 @@ impl Tunables {
         set(&self.open_initial_nanos, nanos(initial));
         set(&self.open_multiplier_bits, f64::to_bits(multiplier));
         set(&self.open_max_nanos, nanos(max));
+        set(&self.max_pushback_nanos, c.max_pushback_nanos);
+        set(&self.enforcement_ppm, c.enforcement_ppm.into());
+        set(&self.enforcement_seed, c.enforcement_seed);
     }
 
     #[inline]

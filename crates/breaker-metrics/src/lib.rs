@@ -29,6 +29,7 @@
 //! | `circuit_breaker_transitions_total` | counter | `from`, `to` | state transitions |
 //! | `circuit_breaker_calls_total` | counter | `outcome` | recorded calls: `success`, `failure`, `ignored`; `slow` counts slow calls again, on top of their success or failure |
 //! | `circuit_breaker_rejections_total` | counter | `reason` | calls refused: `open`, `half_open_full`, `forced_open` |
+//! | `circuit_breaker_unenforced_rejections_total` | counter | `reason` | calls the breaker would have refused and let through: its [enforcement ramp](breaker_core::Builder::enforcement) enforces only a share of its refusals (`open`, `half_open_full`) |
 //! | `circuit_breaker_call_duration_seconds` | histogram | | durations of recorded successes and failures (measured when the breaker detects slow calls: [`slow_call_duration`](breaker_core::Builder::slow_call_duration)) |
 //! | `circuit_breaker_failure_rate_percent` | gauge | | the window's failure rate ([`record_rates`]) |
 //! | `circuit_breaker_slow_call_rate_percent` | gauge | | the window's slow-call rate ([`record_rates`]) |
@@ -58,6 +59,9 @@ pub mod names {
     pub const CALLS: &str = "circuit_breaker_calls_total";
     /// Counter: refused calls (label `reason`).
     pub const REJECTIONS: &str = "circuit_breaker_rejections_total";
+    /// Counter: calls the breaker would have refused and let through, its enforcement ramp
+    /// enforcing only a share of its refusals (label `reason`).
+    pub const UNENFORCED: &str = "circuit_breaker_unenforced_rejections_total";
     /// Histogram: call durations in seconds.
     pub const CALL_DURATION: &str = "circuit_breaker_call_duration_seconds";
     /// Gauge: the window's failure rate, in percent.
@@ -67,11 +71,12 @@ pub mod names {
     /// Counter: fallbacks served (label `kind`).
     pub const FALLBACKS: &str = "circuit_breaker_fallbacks_total";
     /// Every name above.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         STATE,
         TRANSITIONS,
         CALLS,
         REJECTIONS,
+        UNENFORCED,
         CALL_DURATION,
         FAILURE_RATE,
         SLOW_CALL_RATE,
@@ -106,6 +111,10 @@ pub fn describe() {
     describe_counter!(
         names::REJECTIONS,
         "Calls refused by the circuit breaker without reaching the dependency"
+    );
+    describe_counter!(
+        names::UNENFORCED,
+        "Calls the circuit breaker would have refused, let through by its enforcement ramp"
     );
     describe_histogram!(
         names::CALL_DURATION,
@@ -188,6 +197,10 @@ impl Observer for BreakerMetrics {
                 RejectReason::HalfOpenFull => h.rejected_half_open_full.increment(1),
                 _ => h.rejected_forced_open.increment(1),
             },
+            Event::Unenforced { reason } => match reason {
+                RejectReason::HalfOpenFull => h.unenforced_half_open_full.increment(1),
+                _ => h.unenforced_open.increment(1),
+            },
             Event::StateTransition { from, to } => {
                 h.transition(breaker, from, to).increment(1);
                 h.state[state_index(from)].set(0.0);
@@ -232,6 +245,8 @@ struct Handles {
     rejected_open: Counter,
     rejected_half_open_full: Counter,
     rejected_forced_open: Counter,
+    unenforced_open: Counter,
+    unenforced_half_open_full: Counter,
     duration: Histogram,
     fallbacks: [Counter; 4],
 }
@@ -267,6 +282,13 @@ impl Handles {
                 "reason" => reason_label(reason)
             )
         };
+        let unenforced = |reason: RejectReason| {
+            metrics::counter!(
+                names::UNENFORCED,
+                "breaker" => name(),
+                "reason" => reason_label(reason)
+            )
+        };
         let state = STATES
             .map(|s| metrics::gauge!(names::STATE, "breaker" => name(), "state" => s.as_str()));
         // The breaker starts closed.
@@ -281,6 +303,8 @@ impl Handles {
             rejected_open: rejections(RejectReason::Open),
             rejected_half_open_full: rejections(RejectReason::HalfOpenFull),
             rejected_forced_open: rejections(RejectReason::ForcedOpen),
+            unenforced_open: unenforced(RejectReason::Open),
+            unenforced_half_open_full: unenforced(RejectReason::HalfOpenFull),
             duration: metrics::histogram!(names::CALL_DURATION, "breaker" => name()),
             fallbacks: FALLBACK_KINDS.map(
                 |kind| metrics::counter!(names::FALLBACKS, "breaker" => name(), "kind" => kind),

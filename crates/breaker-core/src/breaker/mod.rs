@@ -39,6 +39,14 @@ use crate::tunables::Tunables;
 #[cfg(feature = "alloc")]
 use crate::window::Window;
 
+/// SplitMix64's finaliser: a well-spread 64-bit hash of `x`.
+#[inline]
+fn splitmix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
 /// How many of the clock's usual coarse lags ([`Clock::coarse_lag_nanos`]) a deadline must be
 /// away for a rejection to be decided on the coarse reading (64 ms at the usual 250 Hz tick).
 pub(crate) const DEADLINE_MARGIN_LAGS: u64 = 8;
@@ -101,6 +109,9 @@ macro_rules! circuit_breaker {
             /// When the allowance lapses (breaker time, like phase deadlines); `NO_TIME`:
             /// never. Stored before the allowance and read after it (see `probes_allowed`).
             probe_lease_until: AtomicU64,
+            /// Refusals decided while enforcing only a share of them: the counter the
+            /// choice of which to enforce hashes.
+            refusals_seen: AtomicU64,
             origin: u64,
             name: crate::config::Name,
             policy: PolicyKind,
@@ -175,6 +186,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             success_mark: AtomicU64::new(0),
             probe_allowance: AtomicU64::new(u64::MAX),
             probe_lease_until: AtomicU64::new(crate::phase::NO_TIME),
+            refusals_seen: AtomicU64::new(0),
             origin,
             name: config.name,
             policy: config.policy,
@@ -290,7 +302,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                     if let (State::Open, Some(deadline)) = (w.state(), deadline)
                         && let Some(left) = self.far_from(deadline)
                     {
-                        return Err(self.reject(RejectReason::Open, Some(left)));
+                        return self.refuse(w, RejectReason::Open, Some(left));
                     }
                     let now = self.now();
                     let admit = self.probes_allowed(w.epoch().wrapping_add(1), now) > 0;
@@ -318,7 +330,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                             }
                         }
                         let retry_after = self.open_retry_after(w, deadline, now);
-                        return Err(self.reject(RejectReason::Open, Some(nanos(retry_after))));
+                        return self.refuse(w, RejectReason::Open, Some(nanos(retry_after)));
                     }
                     let limit = (Tunables::get(&self.tunables.half_open_probes) as u32)
                         .min(self.probes_allowed(w.epoch(), now));
@@ -327,7 +339,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                             return Ok(Ticket::new(w.epoch(), Kind::Probe));
                         }
                         ProbeSlot::Full => {
-                            return Err(self.reject(RejectReason::HalfOpenFull, None));
+                            return self.refuse(w, RejectReason::HalfOpenFull, None);
                         }
                         ProbeSlot::Changed(actual) => w = actual,
                     }
@@ -356,6 +368,42 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         let recent = self.coarse_now();
         let margin = lag.saturating_mul(DEADLINE_MARGIN_LAGS);
         (recent.saturating_add(margin) < deadline).then(|| deadline - recent)
+    }
+
+    /// A refusal the breaker decided in word `w`: enforced (a [`Rejected`]) unless the
+    /// enforcement ramp lets this one through (a pass-through ticket: the call goes ahead,
+    /// nothing is recorded). Only decisions of the state machine go through here; operator
+    /// isolation is always enforced.
+    #[inline]
+    fn refuse(
+        &self,
+        w: Word,
+        reason: RejectReason,
+        retry_after_nanos: Option<u64>,
+    ) -> Result<Ticket, Rejected> {
+        let ppm = Tunables::get(&self.tunables.enforcement_ppm);
+        if ppm < 1_000_000 && !self.enforced(ppm) {
+            return Ok(self.unenforced(w, reason));
+        }
+        Err(self.reject(reason, retry_after_nanos))
+    }
+
+    /// Whether this refusal is enforced, `ppm` parts per million of them being: a hash of
+    /// the refusals' count and the seed, so the same seed enforces the same ones.
+    #[cold]
+    #[inline(never)]
+    fn enforced(&self, ppm: u64) -> bool {
+        let n = self.refusals_seen.fetch_add(1, Ordering::Relaxed);
+        let seed = Tunables::get(&self.tunables.enforcement_seed);
+        splitmix64(seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))) % 1_000_000 < ppm
+    }
+
+    /// A refusal let through by the enforcement ramp: counted and reported apart.
+    #[cold]
+    fn unenforced(&self, w: Word, reason: RejectReason) -> Ticket {
+        self.stats.add(Stat::Unenforced);
+        self.emit(&Event::Unenforced { reason });
+        Ticket::new(w.epoch(), Kind::Passthrough)
     }
 
     /// Counts and reports a refused call, `retry_after_nanos` before a probe is admitted if

@@ -148,6 +148,8 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             open_duration_fn: custom,
             jitter,
             trip_predicate,
+            max_pushback: Duration::from_nanos(get(&self.tunables.max_pushback_nanos)),
+            enforcement: get(&self.tunables.enforcement_ppm) as f64 / 10_000.0,
         }
     }
 

@@ -20,9 +20,10 @@ use crate::window::{TimeWindow, Window};
 
 impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// Records the outcome of the call `ticket` admitted, which ran for `elapsed`
-    /// nanoseconds (0 when it was not timed).
+    /// nanoseconds (0 when it was not timed). `pushback`: the open period the dependency
+    /// asked for with a failure, in nanoseconds (0: none; `u64::MAX`: as long as allowed).
     #[inline]
-    pub(crate) fn complete(&self, ticket: Ticket, outcome: Outcome, elapsed: u64) {
+    pub(crate) fn complete(&self, ticket: Ticket, outcome: Outcome, elapsed: u64, pushback: u64) {
         let slow = elapsed > Tunables::get(&self.tunables.slow_nanos);
         // The common case, kept small enough to inline: a fast success in the closed state
         // of a consecutive-failures breaker with no failure run to reset.
@@ -40,7 +41,13 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 return;
             }
         }
-        self.complete_slow(ticket, outcome, slow, Duration::from_nanos(elapsed))
+        self.complete_slow(
+            ticket,
+            outcome,
+            slow,
+            Duration::from_nanos(elapsed),
+            pushback,
+        )
     }
 
     #[inline(never)]
@@ -50,6 +57,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         outcome: Outcome,
         slow: bool,
         elapsed: Duration,
+        pushback: u64,
     ) {
         if ticket.kind() == Kind::Passthrough {
             return;
@@ -59,8 +67,8 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             return self.late(outcome);
         }
         match ticket.kind() {
-            Kind::Closed => self.record_closed(w, outcome, slow, elapsed),
-            Kind::Probe => self.record_probe(w, outcome, slow, elapsed),
+            Kind::Closed => self.record_closed(w, outcome, slow, elapsed, pushback),
+            Kind::Probe => self.record_probe(w, outcome, slow, elapsed, pushback),
             Kind::Passthrough => {}
         }
     }
@@ -74,7 +82,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 .deadline()
                 .is_some_and(|deadline| elapsed >= deadline);
             if timed_out || elapsed > Tunables::get(&self.tunables.slow_nanos) {
-                return self.complete(ticket, Outcome::Failure, elapsed);
+                return self.complete(ticket, Outcome::Failure, elapsed, 0);
             }
         }
         self.cancel(ticket)
@@ -117,6 +125,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         outcome: Outcome,
         slow: bool,
         elapsed: Duration,
+        pushback: u64,
     ) {
         let epoch = w.epoch();
         if outcome == Outcome::Ignored {
@@ -154,7 +163,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                     w.with_payload(n)
                 };
                 let made = if trips {
-                    self.transition(w, next, None)
+                    self.transition_pushed(w, next, pushback)
                 } else {
                     self.control.cas(w, next)
                 };
@@ -208,7 +217,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 return self.emit(&Event::ThresholdExceeded(why));
             }
             let next = w.next(State::Open, w.attempts() + 1, 0);
-            match self.transition(w, next, None) {
+            match self.transition_pushed(w, next, pushback) {
                 Ok(()) => return self.announce(w, next, Some(why)),
                 Err(actual) => {
                     w = actual;
@@ -328,6 +337,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         outcome: Outcome,
         slow: bool,
         elapsed: Duration,
+        pushback: u64,
     ) {
         let epoch = w.epoch();
         self.count_outcome(outcome, slow, elapsed);
@@ -349,7 +359,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 w.with_probes(w.admitted(), successes)
             };
             let made = if next.epoch() != epoch {
-                self.transition(w, next, None)
+                self.transition_pushed(w, next, pushback)
             } else {
                 self.control.cas(w, next)
             };

@@ -42,10 +42,14 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     ///
     /// This may run user code (an open-duration function, a jitter source), so it runs
     /// before the transition is made: if that code panics, the breaker stays as it was.
-    pub(super) fn phase_time(&self, to: Word, now: Option<u64>) -> u64 {
+    pub(super) fn phase_time(&self, to: Word, now: Option<u64>, pushback: u64) -> u64 {
         let now = || now.unwrap_or_else(|| self.now());
         match to.state() {
-            State::Open => deadline_after(now(), self.open_nanos(to.attempts(), true)),
+            State::Open => {
+                let own = self.open_nanos(to.attempts(), true);
+                let asked = pushback.min(Tunables::get(&self.tunables.max_pushback_nanos));
+                deadline_after(now(), own.max(asked))
+            }
             State::HalfOpen => match Tunables::get(&self.tunables.max_half_open_nanos) {
                 0 => NO_TIME,
                 limit => deadline_after(now(), limit),
@@ -61,7 +65,19 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// user code, so a transition that happened always gets its phase. The caller reports
     /// the events ([`announce`](Self::announce)) when this returns `Ok`.
     pub(super) fn transition(&self, from: Word, to: Word, now: Option<u64>) -> Result<(), Word> {
-        self.transition_with_phase(from, to, self.phase_time(to, now))
+        self.transition_with_phase(from, to, self.phase_time(to, now, 0))
+    }
+
+    /// [`transition`](Self::transition) made by a failure that carried a dependency's
+    /// pushback (`pushback` nanoseconds; 0 for none): an open period lasts at least that,
+    /// up to the configured maximum.
+    pub(super) fn transition_pushed(
+        &self,
+        from: Word,
+        to: Word,
+        pushback: u64,
+    ) -> Result<(), Word> {
+        self.transition_with_phase(from, to, self.phase_time(to, None, pushback))
     }
 
     /// [`transition`](Self::transition) with the new generation's phase time given.

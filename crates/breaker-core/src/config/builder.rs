@@ -56,7 +56,14 @@ pub struct Builder<C, O> {
     trip: TripChoice,
     half_open: HalfOpenChoice,
     open: OpenChoice,
+    enforce: EnforceChoice,
     thread_counters: Option<u32>,
+}
+
+/// How much of what the breaker decides it enforces.
+struct EnforceChoice {
+    percent: f64,
+    seed: u64,
 }
 
 /// When to trip: the policy and its rules.
@@ -82,6 +89,7 @@ struct OpenChoice {
     duration: OpenDuration,
     #[cfg(feature = "alloc")]
     jitter: Option<Jitter>,
+    max_pushback: Option<Duration>,
 }
 
 impl<C: fmt::Debug, O: fmt::Debug> fmt::Debug for Builder<C, O> {
@@ -117,6 +125,11 @@ impl<C> Builder<C, NoopObserver> {
                 duration: OpenDuration::Fixed(Duration::from_secs(30)),
                 #[cfg(feature = "alloc")]
                 jitter: None,
+                max_pushback: None,
+            },
+            enforce: EnforceChoice {
+                percent: 100.0,
+                seed: 0,
             },
             thread_counters: None,
         }
@@ -288,6 +301,72 @@ impl<C, O> Builder<C, O> {
         });
         self
     }
+
+    /// The longest open period a dependency's [`Pushback`](crate::Pushback) (an HTTP
+    /// `Retry-After`, a gRPC pushback) can ask for: when a failure with a pushback opens the
+    /// breaker, it stays open for the longer of its own open period and the pushback, up to
+    /// this. Default: the longest open period configured, and at least 5 minutes (a buggy or
+    /// hostile `Retry-After: 86400` is cut there). Allowed: `> 0`.
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, ManualClock, Outcome, Pushback};
+    /// use std::time::Duration;
+    ///
+    /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
+    ///     .consecutive_failures(1)
+    ///     .open_duration(Duration::from_secs(10))
+    ///     .max_pushback(Duration::from_secs(120))
+    ///     .build()?;
+    /// breaker
+    ///     .try_acquire()?
+    ///     .record_with_pushback(Outcome::Failure, Some(Pushback::After(Duration::from_secs(3600))));
+    /// assert_eq!(breaker.retry_after(), Some(Duration::from_secs(120)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_pushback(mut self, max: Duration) -> Self {
+        self.open.max_pushback = Some(max);
+        self
+    }
+}
+
+/// # Rolling out: how much to enforce
+impl<C, O> Builder<C, O> {
+    /// Enforce `percent` of the refusals the breaker decides (default 100): the rest are let
+    /// through to the dependency as if the breaker were disabled for them, and reported
+    /// apart ([`Event::Unenforced`](crate::Event::Unenforced),
+    /// [`Totals::unenforced`](crate::Totals::unenforced)). For rolling a breaker out in
+    /// steps, Envoy's `enforcing_*` way: first 0 (decide, never refuse, see what it would
+    /// do: unlike [`metrics_only`](crate::CircuitBreaker::metrics_only), the breaker still
+    /// opens, probes and closes), then a fraction, then all. Operator isolation
+    /// ([`force_open`](crate::CircuitBreaker::force_open)) is always enforced. Which
+    /// refusals are let through is decided by a hash of a counter and
+    /// [`enforcement_seed`](Self::enforcement_seed): the same seed lets the same ones
+    /// through. Changeable at run time with [`reconfigure`](crate::CircuitBreaker::reconfigure).
+    /// Allowed: `0..=100`.
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, ManualClock};
+    ///
+    /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
+    ///     .enforcement(25.0)
+    ///     .build()?;
+    /// breaker.trip();
+    /// let admitted = (0..1000).filter(|_| breaker.try_acquire().is_ok()).count();
+    /// assert!((700..800).contains(&admitted), "about 75 % let through: {admitted}");
+    /// assert_eq!(breaker.snapshot().totals.unenforced, admitted as u64);
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    pub fn enforcement(mut self, percent: f64) -> Self {
+        self.enforce.percent = percent;
+        self
+    }
+
+    /// The seed of the choice of which refusals are enforced (see
+    /// [`enforcement`](Self::enforcement)). Default: 0.
+    pub fn enforcement_seed(mut self, seed: u64) -> Self {
+        self.enforce.seed = seed;
+        self
+    }
 }
 
 /// # Hooks: name, observer, clock
@@ -317,6 +396,7 @@ impl<C, O> Builder<C, O> {
             trip: self.trip,
             half_open: self.half_open,
             open: self.open,
+            enforce: self.enforce,
             thread_counters: self.thread_counters,
         }
     }
@@ -330,6 +410,7 @@ impl<C, O> Builder<C, O> {
             trip: self.trip,
             half_open: self.half_open,
             open: self.open,
+            enforce: self.enforce,
             thread_counters: self.thread_counters,
         }
     }
@@ -375,6 +456,8 @@ impl<C, O> Builder<C, O> {
         let trip = self.trip.validate()?;
         let (half_open_probes, max_half_open_nanos) = self.half_open.validate()?;
         let open = self.open.validate()?;
+        let enforcement_seed = self.enforce.seed;
+        let enforcement_ppm = self.enforce.validate()?;
         let thread_counters = match self.thread_counters {
             None => crate::stats::default_thread_counters(),
             Some(n) if n <= crate::stats::MAX_THREAD_COUNTERS as u32 => n as u8,
@@ -396,7 +479,10 @@ impl<C, O> Builder<C, O> {
             slow_nanos: trip.slow_nanos,
             half_open_probes,
             max_half_open_nanos,
+            max_pushback_nanos: open.max_pushback_nanos(),
             open: open.duration,
+            enforcement_ppm,
+            enforcement_seed,
             #[cfg(feature = "alloc")]
             jitter: open.jitter,
             #[cfg(feature = "alloc")]
@@ -574,9 +660,43 @@ impl HalfOpenChoice {
     }
 }
 
+impl EnforceChoice {
+    /// The share enforced, in parts per million.
+    fn validate(self) -> Result<u32, ConfigError> {
+        if !(self.percent.is_finite() && (0.0..=100.0).contains(&self.percent)) {
+            return Err(ConfigError::new(
+                "enforcement",
+                ConfigValue::Number(self.percent),
+                "a percentage in [0, 100]",
+            ));
+        }
+        Ok((self.percent * 10_000.0).round() as u32)
+    }
+}
+
 impl OpenChoice {
+    /// The longest open period a pushback may ask for, in nanoseconds: as set, or the
+    /// longest configured open period and at least 5 minutes.
+    fn max_pushback_nanos(&self) -> u64 {
+        if let Some(max) = self.max_pushback {
+            return nanos(max);
+        }
+        let longest = match &self.duration {
+            OpenDuration::Fixed(d) => *d,
+            OpenDuration::Exponential { max, .. } => *max,
+            #[cfg(feature = "alloc")]
+            OpenDuration::Custom(_) => Duration::ZERO,
+        };
+        nanos(longest.max(Duration::from_secs(300)))
+    }
+
     fn validate(self) -> Result<Self, ConfigError> {
         use ConfigValue::{Duration as Dur, Number};
+        if let Some(max) = self.max_pushback
+            && max.is_zero()
+        {
+            return Err(ConfigError::new("max_pushback", Dur(max), "a duration > 0"));
+        }
         match &self.duration {
             OpenDuration::Fixed(d) if d.is_zero() => {
                 return Err(ConfigError::new("open_duration", Dur(*d), "a duration > 0"));

@@ -244,6 +244,11 @@ pub struct ConfigInForce {
     pub jitter: Option<f64>,
     /// Whether a predicate decides trips (`Builder::trip_when`).
     pub trip_predicate: bool,
+    /// The longest open period a dependency's pushback can ask for
+    /// (`Builder::max_pushback`).
+    pub max_pushback: Duration,
+    /// The share of refusals enforced, in percent (`Builder::enforcement`).
+    pub enforcement: f64,
 }
 
 /// A validated breaker configuration. Made by [`Builder::build_config`]; used by
@@ -264,6 +269,12 @@ pub struct Config {
     /// Longest half-open period in nanoseconds (0: unlimited).
     pub(crate) max_half_open_nanos: u64,
     pub(crate) open: OpenDuration,
+    /// The longest open period a dependency's pushback may ask for, in nanoseconds.
+    pub(crate) max_pushback_nanos: u64,
+    /// The share of refusals enforced, in parts per million (1,000,000: all).
+    pub(crate) enforcement_ppm: u32,
+    /// The seed of the choice of which refusals are enforced.
+    pub(crate) enforcement_seed: u64,
     #[cfg(feature = "alloc")]
     pub(crate) jitter: Option<Jitter>,
     #[cfg(feature = "alloc")]
@@ -280,7 +291,9 @@ impl fmt::Debug for Config {
             .field("slow_call_nanos", &self.slow_nanos)
             .field("half_open_probes", &self.half_open_probes)
             .field("max_half_open_nanos", &self.max_half_open_nanos)
-            .field("open", &self.open);
+            .field("open", &self.open)
+            .field("max_pushback_nanos", &self.max_pushback_nanos)
+            .field("enforcement", &(self.enforcement_ppm as f64 / 10_000.0));
         #[cfg(feature = "alloc")]
         s.field("jitter", &self.jitter.as_ref().map(|j| j.factor))
             .field("trip_when", &self.trip_when.as_ref().map(|_| ".."));
