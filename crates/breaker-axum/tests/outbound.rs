@@ -92,3 +92,55 @@ async fn one_breaker_per_upstream_host() {
     );
     assert_eq!(registry.len(), 2);
 }
+
+/// An upstream that sheds load says for how long: `429` or `503` with `Retry-After`. The
+/// outbound classifier counts both as failures, and the breaker they open stays open at
+/// least as long as the upstream asked (up to its `max_pushback`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_sets_the_open_period() {
+    use axum::routing::get;
+    for (status, retry_after, expected) in [
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "120",
+            Duration::from_secs(120),
+        ),
+        (StatusCode::TOO_MANY_REQUESTS, "45", Duration::from_secs(45)),
+        // Longer than the breaker allows: cut to its max_pushback.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "86400",
+            Duration::from_secs(600),
+        ),
+        // Shorter than its own open period: its own stands.
+        (StatusCode::SERVICE_UNAVAILABLE, "1", Duration::from_secs(5)),
+    ] {
+        let app = axum::Router::new().route(
+            "/data",
+            get(move || async move { (status, [("retry-after", retry_after)], "busy") }),
+        );
+        let addr = common::serve(app).await;
+        let breaker = Arc::new(
+            CircuitBreaker::builder_with_clock(ManualClock::new())
+                .consecutive_failures(1)
+                .open_duration(Duration::from_secs(5))
+                .max_pushback(Duration::from_secs(600))
+                .build()
+                .unwrap(),
+        );
+        let service = breaker_tower::BreakerLayer::new(breaker.clone())
+            .classify(HttpClassifier::outbound())
+            .layer(client());
+        let req = Request::get(format!("http://{addr}/data"))
+            .body(Empty::new())
+            .unwrap();
+        let answer = service.oneshot(req).await.unwrap();
+        assert_eq!(answer.status(), status);
+        assert_eq!(breaker.state(), State::Open);
+        assert_eq!(
+            breaker.retry_after(),
+            Some(expected),
+            "{status} {retry_after}"
+        );
+    }
+}

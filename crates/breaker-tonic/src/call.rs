@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use breaker_core::{BreakerRef, ConfigError, ConfigValue, Outcome, Permit};
+use breaker_core::{BreakerRef, ConfigError, ConfigValue, Outcome, Permit, Pushback};
 use http::{HeaderMap, StatusCode};
 use tonic::Code;
 
@@ -101,9 +101,13 @@ impl<R: BreakerRef> Call<R> {
         }
     }
 
-    pub(crate) fn record(mut self, outcome: Outcome) {
+    pub(crate) fn record(self, outcome: Outcome) {
+        self.record_with_pushback(outcome, None)
+    }
+
+    fn record_with_pushback(mut self, outcome: Outcome, pushback: Option<Pushback>) {
         if let Some(permit) = self.permit.take() {
-            permit.record(outcome);
+            permit.record_with_pushback(outcome, pushback);
         }
     }
 
@@ -127,6 +131,9 @@ impl<R: BreakerRef> Call<R> {
     /// A `CANCELLED` that is a timeout (tonic's own "Timeout expired", or any at or past
     /// the call's deadline) is classified as `DEADLINE_EXCEEDED`: the dependency did not
     /// answer in time. A cancellation before the deadline is the caller's.
+    /// A failing status's `grpc-retry-pushback-ms` (the server telling its callers when to
+    /// come back) is its [`Pushback`]: when that failure opens the breaker, it stays open at
+    /// least that long; a negative one (gRPC's "do not retry") as long as it may.
     pub(crate) fn record_status(self, headers: &HeaderMap) {
         let outcome = match status_code(headers) {
             Some(Code::Cancelled) if self.timed_out(headers) => {
@@ -135,7 +142,11 @@ impl<R: BreakerRef> Call<R> {
             Some(code) => self.classify.classify_code(code),
             None => Outcome::Failure,
         };
-        self.record(outcome)
+        let pushback = match outcome {
+            Outcome::Failure => pushback_of(headers),
+            _ => None,
+        };
+        self.record_with_pushback(outcome, pushback)
     }
 
     /// Records an answer that is not gRPC at all: a non-200 HTTP status without a
@@ -207,6 +218,21 @@ pub(crate) fn status_code(headers: &HeaderMap) -> Option<Code> {
     headers
         .get(&GRPC_STATUS)
         .map(|value| Code::from_bytes(value.as_bytes()))
+}
+
+/// The `grpc-retry-pushback-ms` in `headers`: a whole number of milliseconds; negative means
+/// "do not retry". Anything else is no pushback.
+pub(crate) fn pushback_of(headers: &HeaderMap) -> Option<Pushback> {
+    let text = headers
+        .get(crate::status::RETRY_PUSHBACK)?
+        .to_str()
+        .ok()?
+        .trim();
+    let ms: i64 = text.parse().ok()?;
+    Some(match u64::try_from(ms) {
+        Ok(ms) => Pushback::After(Duration::from_millis(ms)),
+        Err(_) => Pushback::DoNotRetry,
+    })
 }
 
 /// Whether `headers` say the content is gRPC (`application/grpc`, `application/grpc+proto`,
@@ -333,6 +359,26 @@ mod tests {
                 !percent_decoded_eq(no.as_bytes(), TONIC_TIMEOUT_MESSAGE),
                 "{no}"
             );
+        }
+    }
+
+    #[test]
+    fn reads_pushbacks_and_refuses_the_rest() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(pushback_of(&h), None);
+        for (text, pushback) in [
+            ("1500", Some(Pushback::After(Duration::from_millis(1500)))),
+            ("0", Some(Pushback::After(Duration::ZERO))),
+            ("-1", Some(Pushback::DoNotRetry)),
+            ("abc", None),
+            ("1.5", None),
+            ("99999999999999999999", None),
+        ] {
+            h.insert(
+                "grpc-retry-pushback-ms",
+                http::HeaderValue::from_static(text),
+            );
+            assert_eq!(pushback_of(&h), pushback, "{text}");
         }
     }
 

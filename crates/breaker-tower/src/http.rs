@@ -5,12 +5,17 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use breaker_core::{Classify, Outcome};
+use breaker_core::{Classify, Outcome, Pushback};
 use http::StatusCode;
 
 /// Classifies HTTP results: by default a 5xx response or a transport error (no response at
 /// all) is a failure, and everything else a success; 4xx responses are the caller's fault,
-/// not the dependency's.
+/// not the dependency's. For calls *to* a dependency, [`outbound`](Self::outbound) also
+/// counts `429 Too Many Requests` (the dependency shedding load) as a failure.
+///
+/// A failing response's `Retry-After` (seconds or an HTTP date, see [`retry_after`]) is its
+/// [`Pushback`]: when that failure opens the breaker, it stays open at least that long (up
+/// to the breaker's [`max_pushback`](breaker_core::Builder::max_pushback)).
 ///
 /// ```
 /// use breaker_tower::HttpClassifier;
@@ -40,6 +45,7 @@ pub struct HttpClassifier {
 #[derive(Clone)]
 enum ByStatus {
     ServerErrorsFail,
+    ServerErrorsAndTooManyRequestsFail,
     Custom(Arc<dyn Fn(StatusCode) -> Outcome + Send + Sync>),
 }
 
@@ -47,6 +53,7 @@ impl fmt::Debug for HttpClassifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let by_status = match self.by_status {
             ByStatus::ServerErrorsFail => "5xx fail",
+            ByStatus::ServerErrorsAndTooManyRequestsFail => "5xx and 429 fail",
             ByStatus::Custom(_) => "custom",
         };
         f.debug_struct("HttpClassifier")
@@ -69,6 +76,26 @@ impl HttpClassifier {
         }
     }
 
+    /// For calls to a dependency (an outbound client): 5xx, `429 Too Many Requests` and
+    /// transport errors are failures; other 4xx are the caller's. (A server's own 429s, its
+    /// rate limiting of its callers, are not a failure of the server: keep
+    /// [`new`](Self::new) for a server middleware.)
+    ///
+    /// ```
+    /// use breaker_core::{Classify, Outcome};
+    /// use breaker_tower::HttpClassifier;
+    /// use http::Response;
+    ///
+    /// let res = |s: u16| Ok::<_, std::io::Error>(Response::builder().status(s).body(()).unwrap());
+    /// assert_eq!(HttpClassifier::outbound().classify(&res(429)), Outcome::Failure);
+    /// assert_eq!(HttpClassifier::new().classify(&res(429)), Outcome::Success);
+    /// ```
+    pub fn outbound() -> Self {
+        HttpClassifier {
+            by_status: ByStatus::ServerErrorsAndTooManyRequestsFail,
+        }
+    }
+
     /// Classifies responses by status with `by_status` (any closure); transport errors stay
     /// failures.
     pub fn with(by_status: impl Fn(StatusCode) -> Outcome + Send + Sync + 'static) -> Self {
@@ -83,6 +110,12 @@ impl HttpClassifier {
         match &self.by_status {
             ByStatus::ServerErrorsFail if status.is_server_error() => Outcome::Failure,
             ByStatus::ServerErrorsFail => Outcome::Success,
+            ByStatus::ServerErrorsAndTooManyRequestsFail
+                if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS =>
+            {
+                Outcome::Failure
+            }
+            ByStatus::ServerErrorsAndTooManyRequestsFail => Outcome::Success,
             ByStatus::Custom(f) => f(status),
         }
     }
@@ -95,6 +128,12 @@ impl<B, E> Classify<http::Response<B>, E> for HttpClassifier {
             Ok(response) => self.classify_status(response.status()),
             Err(_) => Outcome::Failure,
         }
+    }
+
+    /// The failing response's `Retry-After`, if it has one.
+    fn pushback(&self, result: &Result<http::Response<B>, E>) -> Option<Pushback> {
+        let response = result.as_ref().ok()?;
+        retry_after(response.headers()).map(Pushback::After)
     }
 }
 
