@@ -43,7 +43,10 @@ use crate::observer::{NoopObserver, Observer};
 /// `time_window_buckets`, default 10) or `cumulative_window = true`; `minimum_calls`,
 /// `failure_rate`, `slow_call_duration`, `slow_call_rate`, `half_open_probes`,
 /// `max_half_open`, `open_duration` (+ `open_duration_multiplier` and `open_duration_max` for
-/// exponential backoff), `max_pushback`, `enforcement` (percent) and `enforcement_seed`.
+/// exponential backoff), `jitter` (a share of each open period, drawn afresh each time:
+/// replicas that opened together do not probe together; `jitter_seed` makes the draws
+/// repeatable, for replays and tests), `max_pushback`, `enforcement` (percent) and
+/// `enforcement_seed`.
 /// Durations are strings with a unit (`"250ms"`, `"30s"`, `"5m"`,
 /// `"1h"`; also `us`, `ns`, `d`) or a number of seconds.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -82,6 +85,12 @@ pub struct Settings {
     /// Cap of the open duration (exponential backoff).
     #[serde(deserialize_with = "optional_duration")]
     pub open_duration_max: Option<Duration>,
+    /// Spread each open period by up to `± jitter` of itself, `0 < jitter < 1`
+    /// ([`Builder::jitter`], with a random source of its own per breaker).
+    pub jitter: Option<f64>,
+    /// Draw the jitter from a generator seeded with this instead: the same seed, the same
+    /// open periods (replays, tests; never the same seed on every replica of a fleet).
+    pub jitter_seed: Option<u64>,
     /// Threads that count on a cache line of their own (`0` for many per-key breakers;
     /// see [`Builder::thread_counters`]).
     pub thread_counters: Option<u32>,
@@ -128,6 +137,8 @@ impl Settings {
                 .open_duration_multiplier
                 .or(base.open_duration_multiplier),
             open_duration_max: self.open_duration_max.or(base.open_duration_max),
+            jitter: self.jitter.or(base.jitter),
+            jitter_seed: self.jitter_seed.or(base.jitter_seed),
             thread_counters: self.thread_counters.or(base.thread_counters),
             max_pushback: self.max_pushback.or(base.max_pushback),
             enforcement: self.enforcement.or(base.enforcement),
@@ -213,6 +224,21 @@ impl Settings {
         }
         if let Some(p) = self.enforcement {
             b = b.enforcement(p);
+        }
+        match (self.jitter, self.jitter_seed) {
+            (Some(factor), seed) => {
+                let seed = seed.unwrap_or_else(random_seed);
+                let state = std::sync::atomic::AtomicU64::new(seed);
+                b = b.jitter(factor, move || splitmix64(&state));
+            }
+            (None, Some(seed)) => {
+                return Err(ConfigError::new(
+                    "jitter_seed",
+                    ConfigValue::Count(seed),
+                    "only with jitter",
+                ));
+            }
+            (None, None) => {}
         }
         if let Some(seed) = self.enforcement_seed {
             b = b.enforcement_seed(seed);
@@ -304,6 +330,10 @@ impl Settings {
                 "OPEN_DURATION_MAX" => s.open_duration_max = Some(duration()?),
                 "THREAD_COUNTERS" => s.thread_counters = Some(count()?),
                 "MAX_PUSHBACK" => s.max_pushback = Some(duration()?),
+                "JITTER" => s.jitter = Some(number()?),
+                "JITTER_SEED" => {
+                    s.jitter_seed = Some(value.trim().parse().map_err(|_| bad("a whole number"))?)
+                }
                 "ENFORCEMENT" => s.enforcement = Some(number()?),
                 "ENFORCEMENT_SEED" => {
                     s.enforcement_seed =
@@ -316,6 +346,27 @@ impl Settings {
     }
 }
 
+/// A seed no other breaker (in this process or another) is likely to draw: std's per-process
+/// random hash keys, mixed with a per-call counter.
+fn random_seed() -> u64 {
+    use core::hash::{BuildHasher, Hasher};
+    static DRAWN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(DRAWN.fetch_add(1, core::sync::atomic::Ordering::Relaxed));
+    hasher.finish()
+}
+
+/// The next number of the SplitMix64 sequence in `state` (uniform, and good enough to
+/// spread open periods; safe to call from several threads).
+fn splitmix64(state: &std::sync::atomic::AtomicU64) -> u64 {
+    let mut z = state
+        .fetch_add(0x9E37_79B9_7F4A_7C15, core::sync::atomic::Ordering::Relaxed)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// The builder names its fields after its methods; settings name them after their keys.
 fn rename_field(mut e: ConfigError) -> ConfigError {
     e.field = match e.field {
@@ -326,6 +377,7 @@ fn rename_field(mut e: ConfigError) -> ConfigError {
         "exponential_open_duration.initial" => "open_duration",
         "exponential_open_duration.multiplier" => "open_duration_multiplier",
         "exponential_open_duration.max" => "open_duration_max",
+        "jitter.factor" => "jitter",
         other => other,
     };
     e

@@ -208,6 +208,80 @@ fn durations_are_written_with_units() {
     }
 }
 
+/// The open periods a breaker built from `settings` goes through, tripped `n` times.
+fn open_periods(settings: &Settings, n: usize) -> Vec<Duration> {
+    let clock = ManualClock::new();
+    let breaker = settings
+        .apply(breaker_core::CircuitBreaker::builder_with_clock(
+            clock.clone(),
+        ))
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut periods = Vec::new();
+    for _ in 0..n {
+        fail(&breaker, 1);
+        let period = breaker.retry_after().unwrap();
+        periods.push(period);
+        clock.advance(period + Duration::from_millis(1));
+        succeed(&breaker, 1);
+        assert_eq!(breaker.state(), State::Closed);
+    }
+    periods
+}
+
+#[test]
+fn jitter_spreads_open_periods_and_a_seed_repeats_them() {
+    let seeded: Settings = toml::from_str(
+        "consecutive_failures = 1\nopen_duration = \"10s\"\njitter = 0.5\njitter_seed = 7",
+    )
+    .unwrap();
+    let periods = open_periods(&seeded, 50);
+    assert!(
+        periods
+            .iter()
+            .all(|p| (Duration::from_secs(5)..=Duration::from_secs(15)).contains(p)),
+        "{periods:?}"
+    );
+    let shorter = periods
+        .iter()
+        .filter(|p| **p < Duration::from_secs(10))
+        .count();
+    assert!(
+        (10..=40).contains(&shorter),
+        "spread both ways: {periods:?}"
+    );
+    assert_eq!(
+        open_periods(&seeded, 50),
+        periods,
+        "the same seed, the same periods"
+    );
+
+    // Without a seed, every breaker draws its own: two replicas that opened together do not
+    // probe together.
+    let unseeded: Settings =
+        toml::from_str("consecutive_failures = 1\nopen_duration = \"10s\"\njitter = 0.5").unwrap();
+    assert_ne!(open_periods(&unseeded, 10), open_periods(&unseeded, 10));
+
+    // From the environment, and checked like the builder.
+    let vars = [
+        ("P_JITTER", "0.2"),
+        ("P_JITTER_SEED", "42"),
+        ("P_CONSECUTIVE_FAILURES", "1"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let from_env = Settings::from_vars("P", vars).unwrap();
+    assert_eq!(
+        (from_env.jitter, from_env.jitter_seed),
+        (Some(0.2), Some(42))
+    );
+    let too_much: Settings = toml::from_str("consecutive_failures = 1\njitter = 1.5").unwrap();
+    let e = too_much.build().unwrap_err();
+    assert_eq!(e.field(), "jitter", "{e}");
+    let orphan: Settings = toml::from_str("consecutive_failures = 1\njitter_seed = 3").unwrap();
+    assert_eq!(orphan.build().unwrap_err().field(), "jitter_seed");
+}
+
 /// A running service reloads its settings (a file watcher, an admin endpoint...) through a
 /// `watch` channel: the breakers take the new thresholds and keep their state and counts.
 #[tokio::test(flavor = "current_thread")]

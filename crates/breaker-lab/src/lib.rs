@@ -49,16 +49,25 @@ pub struct Report {
     pub calls: u64,
     /// Calls the breaker refused (they never reached the dependency).
     pub shed: u64,
-    /// Admitted calls that started while the dependency was failing (known faults only).
+    /// Calls it shed while the dependency was healthy: answers users lost to the breaker
+    /// (see [`Traffic::failing`](traffic::Traffic::failing)).
+    pub good_calls_lost: u64,
+    /// Calls that reached the dependency while it was failing (see
+    /// [`Traffic::failing`](traffic::Traffic::failing)): what the breaker did not spare it.
     pub hit_failing_dependency: u64,
+    /// Calls the breaker would have refused but let through, by its enforcement ramp
+    /// (`enforcement` below 100 %); they reached the dependency and are not in `shed`.
+    pub let_through: u64,
     /// Times the breaker opened.
     pub trips: u64,
-    /// Times it opened while the dependency was healthy (known faults only).
-    pub false_trips: u64,
+    /// Times it opened while the dependency was healthy; `None` when the traffic's faults
+    /// are not known (a trace).
+    pub false_trips: Option<u64>,
     /// From the start of the first fault to the first trip after it.
     #[serde(serialize_with = "millis")]
     pub time_to_trip: Option<Duration>,
-    /// From the end of the first fault to the breaker closing again.
+    /// From the end of the first fault to the breaker closing again; `None` when there was
+    /// no fault, or it never closed after it.
     #[serde(serialize_with = "millis")]
     pub time_to_recover: Option<Duration>,
     /// Every state change: when (seconds), and to what.
@@ -86,6 +95,8 @@ fn millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::
 /// clock's time.
 struct Timeline {
     clock: ManualClock,
+    /// Refusals the enforcement ramp let through.
+    unenforced: std::sync::atomic::AtomicU64,
     changes: Mutex<Vec<(Duration, State)>>,
     /// (when, failure rate %, slow-call rate %) of each threshold reached.
     thresholds: Mutex<Vec<(Duration, f64, f64)>>,
@@ -99,6 +110,10 @@ impl Observer for Timeline {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push((self.clock.elapsed(), *to)),
+            Event::Unenforced { .. } => {
+                self.unenforced
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             Event::ThresholdExceeded(threshold) => {
                 let (failure, slow) = match threshold {
                     breaker_core::Threshold::FailureRate { percent } => (*percent, 0.0),
@@ -122,6 +137,7 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
     let clock = ManualClock::new();
     let timeline = Arc::new(Timeline {
         clock: clock.clone(),
+        unenforced: Default::default(),
         changes: Mutex::new(Vec::new()),
         thresholds: Mutex::new(Vec::new()),
     });
@@ -163,7 +179,7 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
         }
     };
     let in_fault = |at: Duration| traffic.faults.iter().any(|f| f.contains(&at));
-    let (mut shed, mut hit_failing) = (0u64, 0u64);
+    let (mut shed, mut good_lost, mut hit_failing) = (0u64, 0u64, 0u64);
     let seconds = traffic
         .calls
         .last()
@@ -176,13 +192,14 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
         move_to(call.at);
         match breaker.try_acquire_owned() {
             Ok(permit) => {
-                hit_failing += u64::from(in_fault(call.at));
+                hit_failing += u64::from(traffic.failing(call));
                 let id = id as u64;
                 in_flight.push(Reverse((call.at + call.latency, id)));
                 pending.insert(id, (permit, call.outcome));
             }
             Err(_) => {
                 shed += 1;
+                good_lost += u64::from(!traffic.failing(call));
                 shed_per_second[call.at.as_secs() as usize] += 1;
             }
         }
@@ -218,21 +235,28 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
         .map(|(t, _)| *t)
         .collect();
     let first_fault = traffic.faults.first();
+    let time_to_recover = first_fault.and_then(|f| {
+        changes
+            .iter()
+            .find(|(t, s)| *t >= f.end && *s == State::Closed)
+            .map(|(t, _)| *t - f.end)
+    });
     Ok(Report {
         config: name.to_string(),
         calls: traffic.calls.len() as u64,
         shed,
+        good_calls_lost: good_lost,
         hit_failing_dependency: hit_failing,
+        let_through: timeline
+            .unenforced
+            .load(std::sync::atomic::Ordering::Relaxed),
         trips: opens.len() as u64,
-        false_trips: opens.iter().filter(|t| !in_fault(**t)).count() as u64,
+        false_trips: traffic
+            .faults_known
+            .then(|| opens.iter().filter(|t| !in_fault(**t)).count() as u64),
         time_to_trip: first_fault
             .and_then(|f| opens.iter().find(|t| **t >= f.start).map(|t| *t - f.start)),
-        time_to_recover: first_fault.and_then(|f| {
-            changes
-                .iter()
-                .find(|(t, s)| *t >= f.end && *s == State::Closed)
-                .map(|(t, _)| *t - f.end)
-        }),
+        time_to_recover,
         timeline: changes
             .iter()
             .map(|(t, s)| (t.as_secs_f64(), s.as_str()))
@@ -250,31 +274,50 @@ fn windowed(s: &Settings) -> bool {
     s.count_window.is_some() || s.time_window.is_some() || s.cumulative_window == Some(true)
 }
 
-/// The reports as a table for the terminal.
+/// The reports as a table for the terminal. "time to recover" says `never` when the
+/// breaker did not close after the first fault, `-` when there was no fault; the "let
+/// through" column appears when a config has an enforcement ramp.
 pub fn table(reports: &[Report]) -> String {
     let ms = |d: Option<Duration>| {
         d.map_or("-".to_string(), |d| {
             format!("{:.0} ms", d.as_secs_f64() * 1000.0)
         })
     };
+    let ramped = reports.iter().any(|r| r.let_through > 0);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| config | calls | shed | hit failing dependency | trips | false trips | time to trip | time to recover |"
+        "| config | calls | shed | good calls lost | hit failing dependency |{} trips | false trips | time to trip | time to recover |",
+        if ramped { " let through |" } else { "" }
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|{}---:|---:|---:|---:|",
+        if ramped { "---:|" } else { "" }
+    );
     for r in reports {
+        let recover = match (r.time_to_trip, r.time_to_recover) {
+            (_, Some(d)) => ms(Some(d)),
+            (Some(_), None) => "never".to_string(),
+            (None, None) => "-".to_string(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |{} {} | {} | {} | {} |",
             r.config,
             r.calls,
             r.shed,
+            r.good_calls_lost,
             r.hit_failing_dependency,
+            if ramped {
+                format!(" {} |", r.let_through)
+            } else {
+                String::new()
+            },
             r.trips,
-            r.false_trips,
+            r.false_trips.map_or("-".to_string(), |n| n.to_string()),
             ms(r.time_to_trip),
-            ms(r.time_to_recover)
+            recover,
         );
     }
     out

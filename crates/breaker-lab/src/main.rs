@@ -8,7 +8,12 @@
 //! --configs FILE.toml     [configs.NAME] tables of breaker settings (default: three examples)
 //! --rate N                calls per second of generated traffic (default 100)
 //! --duration SECONDS      length of generated traffic (default 60)
-//! --seed N                random seed of generated traffic (default 1)
+//! --seed N                random seed of generated traffic, of jitter and of the
+//!                         enforcement ramp's choices (default 1)
+//! --jitter F,F,...        replay every config with each jitter (0: none; 0.5: open
+//!                         periods spread by ± 50 %), to see what it does to probes
+//! --enforcement P,P,...   replay every config at each enforcement percentage (0: decide
+//!                         but refuse nothing; 100: refuse all it decides to)
 //! --json                  JSON instead of a table
 //! --out DIR               where the picture goes (default: lab-out): DIR/NAME.svg and .png
 //! --name NAME             the picture's file name (default: the pattern's, or "trace")
@@ -47,6 +52,49 @@ open_duration = "10s"
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     configs: BTreeMap<String, Settings>,
+}
+
+/// `settings` as given, or once per jitter and per enforcement percentage asked for, each
+/// named after what changed (`balanced jitter 0.5`, `balanced enforcing 50%`). Jitter and
+/// the ramp's choices are drawn from `seed`: a run is repeatable.
+fn variants(
+    name: &str,
+    settings: &Settings,
+    jitters: Option<&[f64]>,
+    enforcements: Option<&[f64]>,
+    seed: u64,
+) -> Vec<(String, Settings)> {
+    let mut out = vec![(name.to_string(), settings.clone())];
+    if let Some(jitters) = jitters {
+        out = out
+            .into_iter()
+            .flat_map(|(name, settings)| {
+                jitters.iter().map(move |&j| {
+                    let mut s = settings.clone();
+                    if j == 0.0 {
+                        (s.jitter, s.jitter_seed) = (None, None);
+                        (format!("{name} no jitter"), s)
+                    } else {
+                        (s.jitter, s.jitter_seed) = (Some(j), Some(seed));
+                        (format!("{name} jitter {j}"), s)
+                    }
+                })
+            })
+            .collect();
+    }
+    if let Some(enforcements) = enforcements {
+        out = out
+            .into_iter()
+            .flat_map(|(name, settings)| {
+                enforcements.iter().map(move |&p| {
+                    let mut s = settings.clone();
+                    (s.enforcement, s.enforcement_seed) = (Some(p), Some(seed));
+                    (format!("{name} enforcing {p}%"), s)
+                })
+            })
+            .collect();
+    }
+    out
 }
 
 fn main() -> ExitCode {
@@ -122,10 +170,39 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             pattern.generate(rate, duration, seed)
         }
     };
+    let list = |flag: &str| -> Result<Option<Vec<f64>>, String> {
+        value(flag)
+            .map(|v| {
+                v.split(',')
+                    .map(|x| {
+                        x.trim()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|x| x.is_finite())
+                            .ok_or_else(|| {
+                                format!("{flag} {v:?}: expected numbers separated by commas")
+                            })
+                    })
+                    .collect()
+            })
+            .transpose()
+    };
+    let jitters = list("--jitter")?;
+    let enforcements = list("--enforcement")?;
     let mut reports = Vec::new();
     for (name, settings) in &configs.configs {
-        reports
-            .push(simulate(name, settings, &traffic).map_err(|e| format!("config {name}: {e}"))?);
+        for variant in variants(
+            name,
+            settings,
+            jitters.as_deref(),
+            enforcements.as_deref(),
+            seed,
+        ) {
+            let (name, settings) = variant;
+            reports.push(
+                simulate(&name, &settings, &traffic).map_err(|e| format!("config {name}: {e}"))?,
+            );
+        }
     }
     let out = std::path::PathBuf::from(value("--out").unwrap_or("lab-out"));
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;

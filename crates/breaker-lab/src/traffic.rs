@@ -18,13 +18,29 @@ pub struct Call {
 }
 
 /// Calls in start order, and the periods in which the dependency was unhealthy (known for
-/// generated patterns; empty for traces).
+/// generated patterns; not for traces).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Traffic {
     /// The calls, sorted by start.
     pub calls: Vec<Call>,
-    /// When the dependency was failing or slow.
+    /// When the dependency was failing or slow (empty when unknown).
     pub faults: Vec<Range<Duration>>,
+    /// Whether `faults` is known (generated traffic): then the dependency was healthy outside
+    /// them. For a trace it is not, and each call's own outcome says whether the dependency
+    /// was failing when it was made.
+    pub faults_known: bool,
+}
+
+impl Traffic {
+    /// Whether the dependency was failing when `call` was made: inside a known fault, or
+    /// (faults unknown) a call that failed.
+    pub fn failing(&self, call: &Call) -> bool {
+        if self.faults_known {
+            self.faults.iter().any(|f| f.contains(&call.at))
+        } else {
+            call.outcome == Outcome::Failure
+        }
+    }
 }
 
 /// A generated traffic pattern: calls at a steady rate to a dependency that is healthy
@@ -91,6 +107,7 @@ impl Pattern {
         let mut traffic = Traffic {
             calls: Vec::new(),
             faults: self.faults(duration),
+            faults_known: true,
         };
         let mut at = Duration::ZERO;
         while at < duration {

@@ -31,9 +31,14 @@ fn an_outage_replayed_gives_the_numbers_worked_out_by_hand() {
     // 21.02 s; the call at 21.1 s probes, succeeds (21.12 s): closed, 1.12 s after the end.
     assert_eq!(r.time_to_recover, Some(MS(1120)));
     assert_eq!(r.trips, 2);
-    assert_eq!(r.false_trips, 0);
+    assert_eq!(r.false_trips, Some(0));
     assert_eq!(r.hit_failing_dependency, 11, "10 before the trip, 1 probe");
     assert_eq!(r.shed, 100, "11.0..=15.9 s and 16.1..=21.0 s");
+    assert_eq!(
+        r.good_calls_lost, 11,
+        "20.0..=21.0 s: healthy again, still open"
+    );
+    assert_eq!(r.let_through, 0);
     let states: Vec<&str> = r.timeline.iter().map(|(_, s)| *s).collect();
     assert_eq!(states, ["open", "half_open", "open", "half_open", "closed"]);
     assert!((r.timeline[0].0 - 10.92).abs() < 1e-9);
@@ -56,8 +61,13 @@ fn noise_only_counts_as_false_trips() {
     .unwrap();
     assert!(touchy.trips > 0);
     assert_eq!(
-        touchy.false_trips, touchy.trips,
+        touchy.false_trips,
+        Some(touchy.trips),
         "no fault: every trip is false"
+    );
+    assert_eq!(
+        touchy.good_calls_lost, touchy.shed,
+        "never failing: every call shed was a good one"
     );
     assert_eq!(calm.trips, 0, "40 % noise stays under 60 % over 100 calls");
     assert_eq!((touchy.time_to_trip, calm.time_to_trip), (None, None));
@@ -178,9 +188,114 @@ fn trace_errors_name_the_line_and_what_is_expected() {
     assert_eq!(traffic.calls.len(), 3);
     assert_eq!(traffic.calls[0].latency, Duration::from_micros(12_500));
     assert!(
-        traffic.faults.is_empty(),
+        !traffic.faults_known && traffic.faults.is_empty(),
         "a trace has no known fault periods"
     );
+}
+
+#[test]
+fn a_trace_is_judged_call_by_call() {
+    // Faults unknown: a failed call is one made while the dependency was failing, a shed
+    // call that would have succeeded is a good call lost, and no trip is called false.
+    let mut text = String::from("timestamp_ms,latency_ms,outcome\n");
+    for i in 0..40u64 {
+        let outcome = if (10..20).contains(&i) {
+            "failure"
+        } else {
+            "success"
+        };
+        text.push_str(&format!("{},5,{outcome}\n", i * 100));
+    }
+    let traffic = parse_csv(&text).unwrap();
+    let r = simulate(
+        "c3",
+        &settings("consecutive_failures = 3\nopen_duration = \"500ms\""),
+        &traffic,
+    )
+    .unwrap();
+    // Failures at 1.0, 1.1, 1.2 s trip it (1.205 s); open until 1.705 s: 1.3..=1.7 s shed
+    // (all failures); the 1.8 s probe fails, open until 2.305 s: 1.9 s (failure) and
+    // 2.0..=2.3 s (successes) shed; the 2.4 s probe succeeds.
+    assert_eq!(r.trips, 2);
+    assert_eq!(r.false_trips, None, "unknown for a trace");
+    assert_eq!(
+        r.hit_failing_dependency, 4,
+        "three that tripped it, one probe"
+    );
+    assert_eq!(r.shed, 10);
+    assert_eq!(
+        r.good_calls_lost, 4,
+        "2.0, 2.1, 2.2 and 2.3 s would have succeeded"
+    );
+    assert!(table(&[r]).contains("| c3 | 40 | 10 | 4 | 4 | 2 | - |"));
+}
+
+#[test]
+fn a_period_as_long_as_the_flapping_never_recovers_and_jitter_breaks_the_lock_step() {
+    // Down 3 s in every 10 s, 100 calls a second: 4,200 calls to a healthy dependency.
+    let traffic = Pattern::Flapping {
+        period: Duration::from_secs(10),
+        down: Duration::from_secs(3),
+    }
+    .generate(100, Duration::from_secs(60), 1);
+    let balanced =
+        "count_window = 100\nminimum_calls = 20\nfailure_rate = 50.0\nopen_duration = \"10s\"";
+    let locked = simulate("locked", &settings(balanced), &traffic).unwrap();
+    // Open at 0.21 s, then every probe 10 s after a failure: in the next down phase.
+    assert_eq!(locked.time_to_recover, None);
+    assert_eq!(locked.good_calls_lost, 4200, "every healthy call shed");
+    assert_eq!(locked.false_trips, Some(0));
+    assert!(table(std::slice::from_ref(&locked)).contains("| never |"));
+
+    let jittered = |seed: u64| {
+        let text = format!("{balanced}\njitter = 0.5\njitter_seed = {seed}");
+        simulate("jitter", &settings(&text), &traffic).unwrap()
+    };
+    let mut recovered = 0;
+    for seed in 1..=5 {
+        let r = jittered(seed);
+        assert!(
+            r.good_calls_lost < locked.good_calls_lost,
+            "seed {seed}: {r:?}"
+        );
+        recovered += u32::from(r.time_to_recover.is_some());
+        assert_eq!(jittered(seed), r, "the same seed, the same run");
+    }
+    assert_eq!(recovered, 5, "jitter finds the healthy phase");
+}
+
+#[test]
+fn the_enforcement_ramp_refuses_its_share_and_reports_the_rest() {
+    let traffic = Pattern::Outage {
+        start: Duration::from_secs(10),
+        end: Duration::from_secs(20),
+    }
+    .generate(100, Duration::from_secs(30), 1);
+    let at = |percent: f64| {
+        let text = format!(
+            "consecutive_failures = 5\nopen_duration = \"2s\"\nenforcement = {percent}\nenforcement_seed = 9"
+        );
+        simulate(&format!("{percent}%"), &settings(&text), &traffic).unwrap()
+    };
+    let (off, half, full) = (at(0.0), at(50.0), at(100.0));
+    assert_eq!((off.shed, off.let_through), (0, full.shed));
+    assert_eq!(
+        off.hit_failing_dependency, 1000,
+        "the whole outage reaches it"
+    );
+    assert_eq!(full.let_through, 0);
+    assert_eq!(
+        half.shed + half.let_through,
+        full.shed,
+        "the same decisions, split"
+    );
+    assert!(
+        (full.shed * 2 / 5..=full.shed * 3 / 5).contains(&half.shed),
+        "about half enforced: {half:?}"
+    );
+    assert_eq!(at(50.0), half, "the seed picks the same calls");
+    let t = table(&[off, half, full]);
+    assert!(t.contains("| let through |"), "{t}");
 }
 
 #[test]
@@ -241,22 +356,99 @@ fn a_run_draws_one_svg_and_one_png_of_the_expected_size_and_the_same_bytes_for_a
 #[test]
 fn the_tuning_guides_pictures_are_current() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/lab");
-    for pattern in ["steady", "outage", "flapping"] {
-        let out = std::env::temp_dir().join(format!("lab-docs-{}-{pattern}", std::process::id()));
+    let aliasing = root.join("aliasing.toml");
+    let aliasing = aliasing.to_str().unwrap();
+    for (picture, args) in [
+        ("steady", vec!["--pattern", "steady"]),
+        ("outage", vec!["--pattern", "outage"]),
+        ("flapping", vec!["--pattern", "flapping"]),
+        (
+            "aliasing",
+            vec![
+                "--pattern",
+                "flapping",
+                "--configs",
+                aliasing,
+                "--jitter",
+                "0,0.5",
+                "--name",
+                "aliasing",
+            ],
+        ),
+    ] {
+        let out = std::env::temp_dir().join(format!("lab-docs-{}-{picture}", std::process::id()));
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_breaker-lab"))
-            .args(["--pattern", pattern, "--out"])
+            .args(&args)
+            .arg("--out")
             .arg(&out)
             .stdout(std::process::Stdio::null())
             .status()
             .unwrap();
         assert!(status.success());
-        let drawn = std::fs::read(out.join(format!("{pattern}.svg"))).unwrap();
-        let shipped = std::fs::read(root.join(format!("{pattern}.svg")))
-            .unwrap_or_else(|e| panic!("docs/lab/{pattern}.svg: {e}"));
+        let drawn = std::fs::read(out.join(format!("{picture}.svg"))).unwrap();
+        let shipped = std::fs::read(root.join(format!("{picture}.svg")))
+            .unwrap_or_else(|e| panic!("docs/lab/{picture}.svg: {e}"));
         assert!(
             drawn == shipped,
-            "docs/lab/{pattern}.svg is out of date: regenerate it"
+            "docs/lab/{picture}.svg is out of date: regenerate it with {args:?}"
         );
         let _ = std::fs::remove_dir_all(&out);
     }
+}
+
+#[test]
+fn the_command_line_replays_every_config_at_each_jitter_and_enforcement() {
+    let out = std::env::temp_dir().join(format!("lab-cli-{}", std::process::id()));
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_breaker-lab"))
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&[
+        "--pattern",
+        "flapping",
+        "--duration",
+        "20",
+        "--jitter",
+        "0,0.3",
+        "--enforcement",
+        "0,100",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let text = String::from_utf8(ok.stdout).unwrap();
+    for name in [
+        "| balanced no jitter enforcing 0% |",
+        "| balanced jitter 0.3 enforcing 100% |",
+        "| sensitive no jitter enforcing 100% |",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| config"))
+            .count(),
+        12
+    );
+
+    let bad = run(&["--jitter", "0,lots"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("--jitter \"0,lots\": expected numbers separated by commas"),
+        "{err}"
+    );
+    let too_much = run(&["--jitter", "1.5"]);
+    let err = String::from_utf8_lossy(&too_much.stderr);
+    assert!(
+        err.contains("jitter"),
+        "the config error names the key: {err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }
