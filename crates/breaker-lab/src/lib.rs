@@ -31,7 +31,8 @@ use std::time::Duration;
 
 use breaker_core::settings::Settings;
 use breaker_core::{
-    CircuitBreaker, ConfigError, Event, ManualClock, Observer, Outcome, OwnedPermit, State,
+    CircuitBreaker, ConfigError, Event, ManualClock, Observer, Outcome, OwnedPermit, Pushback,
+    State,
 };
 use serde::Serialize;
 
@@ -149,7 +150,7 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
     );
     type Pending = OwnedPermit<ManualClock, Arc<Timeline>>;
     let mut in_flight: BinaryHeap<Reverse<(Duration, u64)>> = BinaryHeap::new();
-    let mut pending: std::collections::HashMap<u64, (Pending, Outcome)> =
+    let mut pending: std::collections::HashMap<u64, (Pending, Outcome, Option<Duration>)> =
         std::collections::HashMap::new();
     let move_to = |to: Duration| {
         let now = clock.elapsed();
@@ -157,27 +158,28 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
             clock.advance(to - now);
         }
     };
-    let finish_until = |until: Duration,
-                        in_flight: &mut BinaryHeap<Reverse<(Duration, u64)>>,
-                        pending: &mut std::collections::HashMap<u64, (Pending, Outcome)>,
-                        window_rates: &mut Vec<(f64, f64, f64)>| {
-        while let Some(Reverse((done, id))) = in_flight.peek().copied() {
-            if done > until {
-                break;
-            }
-            in_flight.pop();
-            move_to(done);
-            if let Some((permit, outcome)) = pending.remove(&id) {
-                // The clock stands at the call's end: the permit measures its latency.
-                permit.record(outcome);
-                let w = breaker.snapshot();
-                if let Some(peak) = window_rates.get_mut(done.as_secs() as usize) {
-                    peak.1 = peak.1.max(w.failure_rate().unwrap_or(0.0));
-                    peak.2 = peak.2.max(w.slow_call_rate().unwrap_or(0.0));
+    let finish_until =
+        |until: Duration,
+         in_flight: &mut BinaryHeap<Reverse<(Duration, u64)>>,
+         pending: &mut std::collections::HashMap<u64, (Pending, Outcome, Option<Duration>)>,
+         window_rates: &mut Vec<(f64, f64, f64)>| {
+            while let Some(Reverse((done, id))) = in_flight.peek().copied() {
+                if done > until {
+                    break;
+                }
+                in_flight.pop();
+                move_to(done);
+                if let Some((permit, outcome, retry_after)) = pending.remove(&id) {
+                    // The clock stands at the call's end: the permit measures its latency.
+                    permit.record_with_pushback(outcome, retry_after.map(Pushback::After));
+                    let w = breaker.snapshot();
+                    if let Some(peak) = window_rates.get_mut(done.as_secs() as usize) {
+                        peak.1 = peak.1.max(w.failure_rate().unwrap_or(0.0));
+                        peak.2 = peak.2.max(w.slow_call_rate().unwrap_or(0.0));
+                    }
                 }
             }
-        }
-    };
+        };
     let in_fault = |at: Duration| traffic.faults.iter().any(|f| f.contains(&at));
     let (mut shed, mut good_lost, mut hit_failing) = (0u64, 0u64, 0u64);
     let seconds = traffic
@@ -195,7 +197,7 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
                 hit_failing += u64::from(traffic.failing(call));
                 let id = id as u64;
                 in_flight.push(Reverse((call.at + call.latency, id)));
-                pending.insert(id, (permit, call.outcome));
+                pending.insert(id, (permit, call.outcome, call.retry_after));
             }
             Err(_) => {
                 shed += 1;

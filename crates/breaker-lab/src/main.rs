@@ -3,7 +3,9 @@
 //! dependency, and when it recovers.
 //!
 //! ```text
-//! --pattern steady|burst|degradation|flapping|outage   generated traffic (default: outage)
+//! --pattern steady|burst|degradation|flapping|outage|overload
+//!                         generated traffic (default: outage; overload: failures that
+//!                         say when to come back, with Retry-After)
 //! --trace FILE.csv        a recorded trace instead (timestamp_ms,latency_ms,outcome)
 //! --configs FILE.toml     [configs.NAME] tables of breaker settings (default: three examples)
 //! --rate N                calls per second of generated traffic (default 100)
@@ -14,6 +16,8 @@
 //!                         periods spread by ± 50 %), to see what it does to probes
 //! --enforcement P,P,...   replay every config at each enforcement percentage (0: decide
 //!                         but refuse nothing; 100: refuse all it decides to)
+//! --hints on,off          replay every config honouring the dependency's Retry-After
+//!                         hints (on, as the adapters do) and ignoring them (off)
 //! --json                  JSON instead of a table
 //! --out DIR               where the picture goes (default: lab-out): DIR/NAME.svg and .png
 //! --name NAME             the picture's file name (default: the pattern's, or "trace")
@@ -160,9 +164,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     start: third,
                     end: third * 2,
                 },
+                "overload" => Pattern::Overload {
+                    start: third,
+                    end: third * 2,
+                },
                 other => {
                     return Err(format!(
-                        "--pattern {other:?}: expected steady, burst, degradation, flapping or outage"
+                        "--pattern {other:?}: expected steady, burst, degradation, flapping, \
+                         outage or overload"
                     )
                     .into());
                 }
@@ -189,19 +198,42 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let jitters = list("--jitter")?;
     let enforcements = list("--enforcement")?;
+    let hints: Option<Vec<bool>> = value("--hints")
+        .map(|v| {
+            v.split(',')
+                .map(|x| match x.trim() {
+                    "on" => Ok(true),
+                    "off" => Ok(false),
+                    _ => Err(format!("--hints {v:?}: expected on, off or on,off")),
+                })
+                .collect()
+        })
+        .transpose()?;
+    let without_hints = {
+        let mut t = traffic.clone();
+        t.calls.iter_mut().for_each(|c| c.retry_after = None);
+        t
+    };
     let mut reports = Vec::new();
     for (name, settings) in &configs.configs {
-        for variant in variants(
+        for (name, settings) in variants(
             name,
             settings,
             jitters.as_deref(),
             enforcements.as_deref(),
             seed,
         ) {
-            let (name, settings) = variant;
-            reports.push(
-                simulate(&name, &settings, &traffic).map_err(|e| format!("config {name}: {e}"))?,
-            );
+            for &honour in hints.as_deref().unwrap_or(&[true]) {
+                let (name, traffic) = match (&hints, honour) {
+                    (None, _) => (name.clone(), &traffic),
+                    (Some(_), true) => (format!("{name} hints on"), &traffic),
+                    (Some(_), false) => (format!("{name} hints off"), &without_hints),
+                };
+                reports.push(
+                    simulate(&name, &settings, traffic)
+                        .map_err(|e| format!("config {name}: {e}"))?,
+                );
+            }
         }
     }
     let out = std::path::PathBuf::from(value("--out").unwrap_or("lab-out"));

@@ -15,6 +15,9 @@ pub struct Call {
     pub latency: Duration,
     /// How the call ends.
     pub outcome: Outcome,
+    /// How long the dependency asked its callers to wait, when it failed saying so (an HTTP
+    /// `Retry-After`, a gRPC pushback).
+    pub retry_after: Option<Duration>,
 }
 
 /// Calls in start order, and the periods in which the dependency was unhealthy (known for
@@ -75,6 +78,15 @@ pub enum Pattern {
         /// How long it is down in each cycle.
         down: Duration,
     },
+    /// The dependency sheds load from `start` until `end`: every call fails, with a
+    /// `Retry-After` of the seconds left until `end` (rounded up, as an HTTP server writes
+    /// it), as a rate limit or a maintenance window announces its end.
+    Overload {
+        /// When it starts shedding.
+        start: Duration,
+        /// When it is back.
+        end: Duration,
+    },
     /// Every call fails from `start` until `end`.
     Outage {
         /// When it goes down.
@@ -113,10 +125,17 @@ impl Pattern {
         while at < duration {
             let draw = random.unit();
             let (latency, outcome) = self.answer(at, draw);
+            let retry_after = match *self {
+                Pattern::Overload { start, end } if at >= start && at < end => {
+                    Some(Duration::from_secs((end - at).as_secs_f64().ceil() as u64))
+                }
+                _ => None,
+            };
             traffic.calls.push(Call {
                 at,
                 latency,
                 outcome,
+                retry_after,
             });
             at += step;
         }
@@ -160,7 +179,7 @@ impl Pattern {
                     fails(if phase < down.as_nanos() { 1.0 } else { 0.0 }),
                 )
             }
-            Pattern::Outage { start, end } => {
+            Pattern::Outage { start, end } | Pattern::Overload { start, end } => {
                 let inside = at >= start && at < end;
                 (HEALTHY_LATENCY, fails(if inside { 1.0 } else { 0.0 }))
             }
@@ -172,7 +191,7 @@ impl Pattern {
             Pattern::Steady { .. } => Vec::new(),
             Pattern::Burst { start, length, .. } => vec![start..start + length],
             Pattern::Degradation { start, .. } => vec![start..duration],
-            Pattern::Outage { start, end } => vec![start..end],
+            Pattern::Outage { start, end } | Pattern::Overload { start, end } => vec![start..end],
             Pattern::Flapping { period, down } => {
                 let mut faults = Vec::new();
                 let mut at = Duration::ZERO;
@@ -206,7 +225,10 @@ impl std::error::Error for CsvError {}
 /// Reads a trace: a header line `timestamp_ms,latency_ms,outcome`, then one call per line,
 /// in start order. `timestamp_ms` is the start in milliseconds from the beginning (a
 /// decimal number, not decreasing), `latency_ms` how long the call took, `outcome` one of
-/// `success`, `failure`, `ignored`. Blank lines and lines starting with `#` are skipped.
+/// `success`, `failure`, `ignored`. With the header
+/// `timestamp_ms,latency_ms,outcome,retry_after_ms`, a fourth field (empty for none) is the
+/// wait the dependency asked for with a failure (`Retry-After`, a gRPC pushback). Blank
+/// lines and lines starting with `#` are skipped.
 ///
 /// ```
 /// use breaker_lab::traffic::parse_csv;
@@ -221,12 +243,16 @@ impl std::error::Error for CsvError {}
 pub fn parse_csv(text: &str) -> Result<Traffic, CsvError> {
     let mut lines = text.lines().enumerate();
     let header = lines.find(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
-    match header {
-        Some((_, h)) if h.trim() == "timestamp_ms,latency_ms,outcome" => {}
+    let with_hints = match header {
+        Some((_, h)) if h.trim() == "timestamp_ms,latency_ms,outcome" => false,
+        Some((_, h)) if h.trim() == "timestamp_ms,latency_ms,outcome,retry_after_ms" => true,
         Some((n, h)) => {
             return Err(CsvError {
                 line: n + 1,
-                reason: format!("header {h:?}: expected timestamp_ms,latency_ms,outcome"),
+                reason: format!(
+                    "header {h:?}: expected timestamp_ms,latency_ms,outcome (and optionally \
+                     ,retry_after_ms)"
+                ),
             });
         }
         None => {
@@ -235,8 +261,9 @@ pub fn parse_csv(text: &str) -> Result<Traffic, CsvError> {
                 reason: "empty trace: expected the header timestamp_ms,latency_ms,outcome".into(),
             });
         }
-    }
+    };
     let mut traffic = Traffic::default();
+    let expected_fields = if with_hints { 4 } else { 3 };
     for (n, line) in lines {
         let line_no = n + 1;
         let line = line.trim();
@@ -248,9 +275,13 @@ pub fn parse_csv(text: &str) -> Result<Traffic, CsvError> {
             reason,
         };
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let [at, latency, outcome] = fields[..] else {
-            return Err(bad(format!("{} fields: expected 3", fields.len())));
-        };
+        if fields.len() != expected_fields {
+            return Err(bad(format!(
+                "{} fields: expected {expected_fields}",
+                fields.len()
+            )));
+        }
+        let (at, latency, outcome) = (fields[0], fields[1], fields[2]);
         let millis = |name: &str, text: &str| -> Result<Duration, CsvError> {
             text.parse::<f64>()
                 .ok()
@@ -276,10 +307,15 @@ pub fn parse_csv(text: &str) -> Result<Traffic, CsvError> {
                 at.as_secs_f64() * 1000.0
             )));
         }
+        let retry_after = match fields.get(3) {
+            Some(text) if !text.is_empty() => Some(millis("retry_after_ms", text)?),
+            _ => None,
+        };
         traffic.calls.push(Call {
             at,
             latency,
             outcome,
+            retry_after,
         });
     }
     Ok(traffic)

@@ -147,7 +147,7 @@ fn trace_errors_name_the_line_and_what_is_expected() {
         (
             "ts,lat,out\n0,1,success\n",
             1,
-            "header \"ts,lat,out\": expected timestamp_ms,latency_ms,outcome",
+            "header \"ts,lat,out\": expected timestamp_ms,latency_ms,outcome (and optionally ,retry_after_ms)",
         ),
         ("", 1, "empty trace"),
         (
@@ -262,6 +262,53 @@ fn a_period_as_long_as_the_flapping_never_recovers_and_jitter_breaks_the_lock_st
         assert_eq!(jittered(seed), r, "the same seed, the same run");
     }
     assert_eq!(recovered, 5, "jitter finds the healthy phase");
+}
+
+#[test]
+fn a_dependency_that_says_when_to_come_back_is_not_probed_before() {
+    // 100 calls a second; from 10 s to 30 s every call fails with the seconds left as its
+    // Retry-After.
+    let traffic = Pattern::Overload {
+        start: Duration::from_secs(10),
+        end: Duration::from_secs(30),
+    }
+    .generate(100, Duration::from_secs(40), 1);
+    assert_eq!(
+        traffic.calls[1000].retry_after,
+        Some(Duration::from_secs(20))
+    );
+    assert_eq!(
+        traffic.calls[1001].retry_after,
+        Some(Duration::from_secs(20)),
+        "rounded up"
+    );
+    assert_eq!(
+        traffic.calls[2999].retry_after,
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(traffic.calls[3000].retry_after, None);
+    let config = settings("consecutive_failures = 5\nopen_duration = \"5s\"");
+    let honoured = simulate("on", &config, &traffic).unwrap();
+    let mut ignoring = traffic.clone();
+    ignoring.calls.iter_mut().for_each(|c| c.retry_after = None);
+    let ignored = simulate("off", &config, &ignoring).unwrap();
+    // Honoured: the 5th failure (the call at 10.04 s, ending at 10.06 s with a 20 s hint)
+    // opens it until 30.06 s, after 6 calls (10.05 s was in flight); the probe at 30.07 s
+    // succeeds. Not one probe meets the overload.
+    assert_eq!((honoured.trips, honoured.hit_failing_dependency), (1, 6));
+    assert_eq!(honoured.time_to_recover, Some(MS(90)));
+    // Ignored: a probe 5 s after each failure fails (15.07, 20.10, 25.13 s); the one at
+    // 30.16 s succeeds.
+    assert_eq!((ignored.trips, ignored.hit_failing_dependency), (4, 9));
+    assert_eq!(ignored.time_to_recover, Some(MS(180)));
+
+    // A trace says it in a fourth column.
+    let trace = parse_csv(
+        "timestamp_ms,latency_ms,outcome,retry_after_ms\n0,5,failure,1500\n10,5,success,\n",
+    )
+    .unwrap();
+    assert_eq!(trace.calls[0].retry_after, Some(MS(1500)));
+    assert_eq!(trace.calls[1].retry_after, None);
 }
 
 #[test]
