@@ -189,6 +189,7 @@
     if (c.slow_call_ms !== null) bits.push('slow ≥ ' + duration(c.slow_call_ms));
     bits.push('open ' + duration(c.open_ms) + (c.open_max_ms ? ' → ' + duration(c.open_max_ms) : ''));
     bits.push(c.half_open_probes + ' probe' + (c.half_open_probes === 1 ? '' : 's'));
+    if (typeof c.enforcement === 'number' && c.enforcement < 100) bits.push('enforcing ' + c.enforcement + ' %');
     return bits.join(' · ');
   }
 
@@ -222,7 +223,8 @@
     p.calls.textContent = perSecond(view.rates && view.rates.calls_per_s);
     p.rejections.textContent = perSecond(view.rates && view.rates.rejections_per_s);
     const t = view.totals;
-    p.totals.textContent = t.successes + ' ok · ' + t.failures + ' failed · ' + t.rejected + ' rejected';
+    p.totals.textContent = t.successes + ' ok · ' + t.failures + ' failed · ' + t.rejected + ' rejected' +
+      (t.unenforced ? ' · ' + t.unenforced + ' let through (ramp)' : '');
     p.mode.textContent = view.mode === 'automatic' ? 'automatic (rules)' : label(view.mode) + ' (operator)';
     p.config.textContent = configText(view.config);
     p.details.replaceChildren();

@@ -69,6 +69,7 @@ pub(crate) fn breaker(
             "rejected": s.totals.rejected,
             "late": s.totals.late,
             "cancelled": s.totals.cancelled,
+            "unenforced": s.totals.unenforced,
         },
         "rates": seen.and_then(|t| t.rates).map(|(calls, rejections)| json!({
             "calls_per_s": calls,
@@ -107,5 +108,7 @@ fn config(c: &ConfigInForce) -> Value {
         "open_duration_fn": c.open_duration_fn,
         "jitter": c.jitter,
         "trip_predicate": c.trip_predicate,
+        "max_pushback_ms": ms(c.max_pushback),
+        "enforcement": c.enforcement,
     })
 }
