@@ -1,14 +1,15 @@
 //! Circuit breakers for [reqwest], as a [reqwest-middleware] [`Middleware`]: one breaker per
-//! host (made on first use, in a bounded [`KeyedRegistry`]), beside `reqwest-retry` and
-//! `reqwest-tracing` in the same client.
+//! origin (`scheme://host[:port]`: `http://h` and `https://h` are two; made on first use, in a
+//! bounded [`KeyedRegistry`]), beside `reqwest-retry` and `reqwest-tracing` in the same
+//! client.
 //!
 //! - **What counts.** A `5xx` or `429 Too Many Requests` answer, a timeout, a connection
-//!   that fails: failures. Other `4xx`: the caller's mistake, the host answered. A request
+//!   that fails: failures. Other `4xx`: the caller's mistake, the origin answered. A request
 //!   reqwest could not even build: nothing.
 //! - **Upstream hints.** A failing answer's `Retry-After` (seconds or an HTTP date) is a
 //!   [`Pushback`]: the breaker it opens stays open at least that long, up to the breaker's
 //!   [`max_pushback`](breaker_core::Builder::max_pushback).
-//! - **Refusals.** While a host's breaker is open its requests are not sent: they fail at
+//! - **Refusals.** While an origin's breaker is open its requests are not sent: they fail at
 //!   once with an error [`rejection`] recognises, without matching strings, and that says
 //!   when to try again.
 //! - **Deadlines.** A request's own timeout (`RequestBuilder::timeout`) travels with its
@@ -22,7 +23,7 @@
 //! use std::time::Duration;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let breakers = BreakerMiddleware::per_host(10_000, |_host: &String| {
+//! let breakers = BreakerMiddleware::per_origin(10_000, |_origin: &String| {
 //!     CircuitBreaker::builder()
 //!         .count_window(50)
 //!         .minimum_calls(10)
@@ -57,6 +58,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -69,17 +71,17 @@ use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
-/// Guards every request with the breaker of its host (`host:port`, as the URL says it).
-/// See the crate's docs.
+/// Guards every request with the breaker of its origin (`scheme://host[:port]`, the port
+/// written only when it is not the scheme's default). See the crate's docs.
 pub struct BreakerMiddleware<C = MonotonicClock, O = NoopObserver> {
-    hosts: Arc<KeyedRegistry<String, C, O>>,
+    origins: Arc<KeyedRegistry<String, C, O>>,
     classify: HttpClassifier,
 }
 
 impl<C, O> Clone for BreakerMiddleware<C, O> {
     fn clone(&self) -> Self {
         BreakerMiddleware {
-            hosts: Arc::clone(&self.hosts),
+            origins: Arc::clone(&self.origins),
             classify: self.classify.clone(),
         }
     }
@@ -88,28 +90,28 @@ impl<C, O> Clone for BreakerMiddleware<C, O> {
 impl<C, O> fmt::Debug for BreakerMiddleware<C, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BreakerMiddleware")
-            .field("hosts", &self.hosts)
+            .field("origins", &self.origins)
             .field("classify", &self.classify)
             .finish()
     }
 }
 
 impl<C, O> BreakerMiddleware<C, O> {
-    /// One breaker per host, made by `make` on the host's first request, at most
+    /// One breaker per origin, made by `make` on the origin's first request, at most
     /// `capacity` of them (see [`KeyedRegistry`] for what happens beyond). Allowed:
     /// `capacity >= 1`.
-    pub fn per_host(
+    pub fn per_origin(
         capacity: usize,
         make: impl Fn(&String) -> CircuitBreaker<C, O> + Send + Sync + 'static,
     ) -> Result<Self, ConfigError> {
         Ok(Self::new(Arc::new(KeyedRegistry::new(capacity, make)?)))
     }
 
-    /// The breakers of `hosts`, a registry you keep too (to report it on `/health`, or in
-    /// an admin view: `Registry::register_group`).
-    pub fn new(hosts: Arc<KeyedRegistry<String, C, O>>) -> Self {
+    /// The breakers of `origins`, a registry you keep too (to report it on `/health`, or
+    /// in an admin view: `Registry::register_group`).
+    pub fn new(origins: Arc<KeyedRegistry<String, C, O>>) -> Self {
         BreakerMiddleware {
-            hosts,
+            origins,
             classify: HttpClassifier::outbound(),
         }
     }
@@ -121,16 +123,25 @@ impl<C, O> BreakerMiddleware<C, O> {
         self
     }
 
-    /// The per-host breakers.
-    pub fn hosts(&self) -> &Arc<KeyedRegistry<String, C, O>> {
-        &self.hosts
+    /// The per-origin breakers, by `scheme://host[:port]`.
+    pub fn origins(&self) -> &Arc<KeyedRegistry<String, C, O>> {
+        &self.origins
     }
 }
 
-/// The part of `url` that names its breaker: `host[:port]`, a slice of the URL (no
-/// allocation, no user name or password).
-fn host_of(url: &reqwest::Url) -> &str {
-    &url[url::Position::BeforeHost..url::Position::AfterPort]
+/// The name of `url`'s breaker: its origin, `scheme://host[:port]`, as the `url` crate
+/// normalises it (lower-case host, punycode, no default port). A slice of the URL (no
+/// allocation) unless it carries a user name or password, which never go in a name.
+fn origin_of(url: &reqwest::Url) -> Cow<'_, str> {
+    if url.username().is_empty() && url.password().is_none() {
+        Cow::Borrowed(&url[..url::Position::AfterPort])
+    } else {
+        Cow::Owned(format!(
+            "{}://{}",
+            url.scheme(),
+            &url[url::Position::BeforeHost..url::Position::AfterPort]
+        ))
+    }
 }
 
 #[async_trait::async_trait]
@@ -145,12 +156,13 @@ where
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let breaker = self.hosts.get(host_of(req.url()));
+        let origin = origin_of(req.url());
+        let breaker = self.origins.get(origin.as_ref());
         let mut permit = match Permit::acquire(&breaker) {
             Ok(permit) => permit,
             Err(rejected) => {
                 return Err(reqwest_middleware::Error::middleware(RejectedRequest {
-                    host: host_of(req.url()).to_string(),
+                    origin: origin.into_owned(),
                     rejected,
                 }));
             }
@@ -175,11 +187,12 @@ where
 }
 
 /// How a request that got no answer counts. A transport error (a timeout, a connection
-/// refused or reset, a broken answer) is the host's failure; a request reqwest could not
-/// build or follow (a bad URL, a redirect loop) was never the host's to fail. Another
-/// middleware's error counts as the transport error it wraps, if it wraps one (a
-/// `reqwest-retry` that gave up), and as nothing otherwise (an auth middleware that could not
-/// get a token, another breaker's refusal: the host was not asked).
+/// refused or reset, a broken answer) is the origin's failure; a request reqwest could not
+/// build or follow (a bad URL, a redirect loop) was never the origin's to fail. Another
+/// middleware's error counts as the transport error it wraps if it can be found in its
+/// chain (with the `reqwest-retry` feature, inside `reqwest-retry`'s `RetryError`, which
+/// hides it from the chain), and as nothing otherwise (an auth middleware that could not
+/// get a token, another breaker's refusal: the origin was not asked).
 fn classify_error(error: &reqwest_middleware::Error) -> Outcome {
     match error {
         reqwest_middleware::Error::Reqwest(e) => classify_transport(e),
@@ -188,6 +201,15 @@ fn classify_error(error: &reqwest_middleware::Error) -> Outcome {
             .find_map(|link| {
                 if link.is::<Rejected>() {
                     return Some(Outcome::Ignored);
+                }
+                #[cfg(feature = "reqwest-retry")]
+                if let Some(retry) = link.downcast_ref::<reqwest_retry::RetryError>() {
+                    return Some(match retry {
+                        reqwest_retry::RetryError::Error(e)
+                        | reqwest_retry::RetryError::WithRetries { err: e, .. } => {
+                            classify_error(e)
+                        }
+                    });
                 }
                 link.downcast_ref::<reqwest::Error>()
                     .map(classify_transport)
@@ -211,9 +233,10 @@ fn classify_transport(error: &reqwest::Error) -> Outcome {
 /// The error inside the [`reqwest_middleware::Error`] of a request a host's breaker refused:
 /// it was not sent. Find it with [`rejection`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RejectedRequest {
-    /// The host whose breaker refused it (`host[:port]`).
-    pub host: String,
+    /// The origin whose breaker refused it (`scheme://host[:port]`).
+    pub origin: String,
     /// The refusal: why, and when to try again.
     pub rejected: Rejected,
 }
@@ -223,7 +246,7 @@ impl fmt::Display for RejectedRequest {
         write!(
             f,
             "the circuit breaker for {} refused the request: it was not sent",
-            self.host
+            self.origin
         )
     }
 }

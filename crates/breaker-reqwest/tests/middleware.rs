@@ -89,7 +89,7 @@ impl Upstream {
 /// Per-host breakers on `clock`: 3 consecutive failures trip, 10 s open, one probe closes.
 fn breakers(clock: &ManualClock) -> BreakerMiddleware<ManualClock> {
     let clock = clock.clone();
-    BreakerMiddleware::per_host(100, move |_host: &String| {
+    BreakerMiddleware::per_origin(100, move |_origin: &String| {
         CircuitBreaker::builder_with_clock(clock.clone())
             .consecutive_failures(3)
             .open_duration(Duration::from_secs(10))
@@ -118,8 +118,8 @@ async fn get(
         .await
 }
 
-fn host(addr: SocketAddr) -> String {
-    addr.to_string()
+fn origin(addr: SocketAddr) -> String {
+    format!("http://{addr}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +137,7 @@ async fn failures_trip_the_host_and_refused_requests_are_not_sent() {
         assert_eq!(answer.status(), 503);
         assert_eq!(answer.text().await.unwrap(), "down");
     }
-    let breaker = breakers.hosts().peek(host(addr).as_str()).unwrap();
+    let breaker = breakers.origins().peek(origin(addr).as_str()).unwrap();
     assert_eq!(breaker.state(), BreakerState::Open);
 
     let hits = upstream.hits();
@@ -155,10 +155,10 @@ async fn failures_trip_the_host_and_refused_requests_are_not_sent() {
         panic!("a refusal is a middleware error: {refused:?}");
     };
     let typed = inner.downcast_ref::<RejectedRequest>().unwrap();
-    assert_eq!(typed.host, host(addr));
+    assert_eq!(typed.origin, origin(addr));
     assert_eq!(
         refused.to_string(),
-        format!("the circuit breaker for {addr} refused the request: it was not sent")
+        format!("the circuit breaker for http://{addr} refused the request: it was not sent")
     );
     let source = std::error::Error::source(typed).unwrap().to_string();
     assert!(source.contains("retry in 10 s"), "{source}");
@@ -184,7 +184,7 @@ async fn a_callers_mistake_is_not_the_hosts_failure() {
     let unsendable = client.get("http:///prices").send().await.unwrap_err();
     assert!(rejection(&unsendable).is_none());
 
-    let breaker = breakers.hosts().peek(host(addr).as_str()).unwrap();
+    let breaker = breakers.origins().peek(origin(addr).as_str()).unwrap();
     assert_eq!(breaker.state(), BreakerState::Closed);
     let totals = breaker.snapshot().totals;
     assert_eq!((totals.successes, totals.failures), (10, 0));
@@ -211,7 +211,7 @@ async fn a_slow_host_times_out_and_counts() {
             "{e:?}"
         );
     }
-    let breaker = breakers.hosts().peek(host(addr).as_str()).unwrap();
+    let breaker = breakers.origins().peek(origin(addr).as_str()).unwrap();
     assert_eq!(breaker.state(), BreakerState::Open);
     assert_eq!(breaker.snapshot().totals.failures, 3);
 }
@@ -228,7 +228,7 @@ async fn a_caller_that_gives_up_before_the_deadline_is_not_a_failure() {
     // own 5 s deadline: the host has not been shown to be slow.
     let gave_up = tokio::time::timeout(Duration::from_millis(50), get(&client, addr)).await;
     assert!(gave_up.is_err());
-    let breaker = breakers.hosts().peek(host(addr).as_str()).unwrap();
+    let breaker = breakers.origins().peek(origin(addr).as_str()).unwrap();
     let totals = breaker.snapshot().totals;
     assert_eq!((totals.failures, totals.cancelled), (0, 1));
 
@@ -273,7 +273,7 @@ async fn a_host_that_recovers_is_probed_and_closes() {
     upstream.answer(Answer::Ok);
     clock.advance(Duration::from_secs(10) + Duration::from_millis(1));
     assert_eq!(get(&client, addr).await.unwrap().status(), 200);
-    let breaker = breakers.hosts().peek(host(addr).as_str()).unwrap();
+    let breaker = breakers.origins().peek(origin(addr).as_str()).unwrap();
     assert_eq!(breaker.state(), BreakerState::Closed);
     for _ in 0..3 {
         assert_eq!(get(&client, addr).await.unwrap().status(), 200);
@@ -350,7 +350,7 @@ async fn hosts_have_breakers_of_their_own() {
     }
     assert!(rejection(&get(&client, proxy.addr()).await.unwrap_err()).is_some());
     assert_eq!(up.hits(), 5);
-    assert_eq!(breakers.hosts().len(), 2);
+    assert_eq!(breakers.origins().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,7 +384,7 @@ async fn inside_reqwest_retry_every_attempt_counts_and_a_refusal_stops_the_retri
 }
 
 #[test]
-fn breakers_are_named_by_host_and_port_without_credentials() {
+fn breakers_are_named_by_origin_without_credentials() {
     let clock = ManualClock::new();
     let breakers = breakers(&clock);
     let client = client(breakers.clone());
@@ -392,20 +392,73 @@ fn breakers_are_named_by_host_and_port_without_credentials() {
         .enable_all()
         .build()
         .unwrap();
-    // Nothing listens on port 9 (discard) of 127.0.0.1 here: the requests fail at once.
+    // Nothing listens on port 9 (discard) of 127.0.0.1 here, nor on 80 and 443: the
+    // requests fail at once.
     for url in [
         "http://user:secret@127.0.0.1:9/a",
         "http://127.0.0.1:9/b?q=1",
         "http://[::1]:9/c",
+        "http://127.0.0.1/d",
+        "http://127.0.0.1:80/e",
+        "https://127.0.0.1/f",
+        "HTTP://LOCALHOST:9/g",
     ] {
         let _ = runtime.block_on(client.get(url).send());
     }
     let mut names = Vec::new();
-    for name in ["127.0.0.1:9", "[::1]:9"] {
-        if let Some(breaker) = breakers.hosts().peek(name) {
+    for name in [
+        "http://127.0.0.1:9",
+        "http://[::1]:9",
+        "http://127.0.0.1",
+        "https://127.0.0.1",
+        "http://localhost:9",
+    ] {
+        if let Some(breaker) = breakers.origins().peek(name) {
             names.push((name, breaker.snapshot().totals.requests()));
         }
     }
-    assert_eq!(names, [("127.0.0.1:9", 2), ("[::1]:9", 1)]);
-    assert_eq!(breakers.hosts().len(), 2);
+    // The same host over http and https, two breakers; a default port written or not, one;
+    // a user name and password never in a name; host names lower-cased.
+    assert_eq!(
+        names,
+        [
+            ("http://127.0.0.1:9", 2),
+            ("http://[::1]:9", 1),
+            ("http://127.0.0.1", 2),
+            ("https://127.0.0.1", 1),
+            ("http://localhost:9", 1)
+        ]
+    );
+    assert_eq!(breakers.origins().len(), 5);
+}
+
+/// Outside reqwest-retry (`.with(breakers).with(retry)`), the breaker sees one result per
+/// request: the transport failure reqwest-retry gave up on, found inside its `RetryError`.
+#[cfg(feature = "reqwest-retry")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_reqwest_retry_a_request_it_gave_up_on_is_a_failure() {
+    use reqwest_retry::{RetryTransientMiddleware, policies::ExponentialBackoff};
+
+    let (_upstream, addr) = Upstream::start().await;
+    let proxy = FaultProxy::start(addr).await;
+    proxy.refuse(true);
+    let clock = ManualClock::new();
+    let breakers = breakers(&clock);
+    for retries in [0, 2] {
+        let retry = ExponentialBackoff::builder()
+            .retry_bounds(Duration::from_millis(1), Duration::from_millis(2))
+            .build_with_max_retries(retries);
+        let client = ClientBuilder::new(reqwest::Client::new())
+            .with(breakers.clone())
+            .with(RetryTransientMiddleware::new_with_policy(retry))
+            .build();
+        let e = get(&client, proxy.addr()).await.unwrap_err();
+        assert!(rejection(&e).is_none(), "{e:?}");
+    }
+    let breaker = breakers
+        .origins()
+        .peek(origin(proxy.addr()).as_str())
+        .unwrap();
+    let totals = breaker.snapshot().totals;
+    assert_eq!((totals.failures, totals.ignored), (2, 0), "{totals:?}");
 }
