@@ -146,6 +146,34 @@ pub use state::State;
 #[cfg(feature = "tracing")]
 pub use trace::TracingObserver;
 
+/// SplitMix64's finaliser: a well-spread 64-bit hash of `x` (the enforcement ramp's choice,
+/// jitter draws).
+#[inline]
+pub(crate) fn splitmix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// A seed no other breaker (in this process or another) is likely to draw: std's per-process
+/// random hash keys, mixed with a per-call counter. Without `std`, a counter only: breakers
+/// of different processes draw the same sequences (seed them yourself).
+#[cfg(feature = "alloc")]
+pub(crate) fn fresh_seed() -> u64 {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static DRAWN: AtomicU64 = AtomicU64::new(0);
+    let n = DRAWN.fetch_add(1, Ordering::Relaxed);
+    #[cfg(feature = "std")]
+    {
+        use core::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(n);
+        hasher.finish()
+    }
+    #[cfg(not(feature = "std"))]
+    splitmix64(n.wrapping_add(0x9E37_79B9_7F4A_7C15))
+}
+
 /// The tuning guide's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/tuning.md")]

@@ -44,9 +44,9 @@ use crate::observer::{NoopObserver, Observer};
 /// `failure_rate`, `slow_call_duration`, `slow_call_rate`, `half_open_probes`,
 /// `max_half_open`, `open_duration` (+ `open_duration_multiplier` and `open_duration_max` for
 /// exponential backoff), `jitter` (a share of each open period, drawn afresh each time:
-/// replicas that opened together do not probe together; `jitter_seed` makes the draws
-/// repeatable, for replays and tests), `max_pushback`, `enforcement` (percent) and
-/// `enforcement_seed`.
+/// replicas that opened together do not probe together; a reload can change it;
+/// `jitter_seed` makes the draws repeatable, for replays and tests, and is unused without
+/// `jitter`), `max_pushback`, `enforcement` (percent) and `enforcement_seed`.
 /// Durations are strings with a unit (`"250ms"`, `"30s"`, `"5m"`,
 /// `"1h"`; also `us`, `ns`, `d`) or a number of seconds.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -225,20 +225,8 @@ impl Settings {
         if let Some(p) = self.enforcement {
             b = b.enforcement(p);
         }
-        match (self.jitter, self.jitter_seed) {
-            (Some(factor), seed) => {
-                let seed = seed.unwrap_or_else(random_seed);
-                let state = std::sync::atomic::AtomicU64::new(seed);
-                b = b.jitter(factor, move || splitmix64(&state));
-            }
-            (None, Some(seed)) => {
-                return Err(ConfigError::new(
-                    "jitter_seed",
-                    ConfigValue::Count(seed),
-                    "only with jitter",
-                ));
-            }
-            (None, None) => {}
+        if let Some(factor) = self.jitter {
+            b = b.jitter_seeded(factor, self.jitter_seed.unwrap_or_else(crate::fresh_seed));
         }
         if let Some(seed) = self.enforcement_seed {
             b = b.enforcement_seed(seed);
@@ -344,27 +332,6 @@ impl Settings {
         }
         Ok(s)
     }
-}
-
-/// A seed no other breaker (in this process or another) is likely to draw: std's per-process
-/// random hash keys, mixed with a per-call counter.
-fn random_seed() -> u64 {
-    use core::hash::{BuildHasher, Hasher};
-    static DRAWN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(DRAWN.fetch_add(1, core::sync::atomic::Ordering::Relaxed));
-    hasher.finish()
-}
-
-/// The next number of the SplitMix64 sequence in `state` (uniform, and good enough to
-/// spread open periods; safe to call from several threads).
-fn splitmix64(state: &std::sync::atomic::AtomicU64) -> u64 {
-    let mut z = state
-        .fetch_add(0x9E37_79B9_7F4A_7C15, core::sync::atomic::Ordering::Relaxed)
-        .wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The builder names its fields after its methods; settings name them after their keys.
@@ -482,10 +449,14 @@ impl RegistrySettings {
                 .map_err(|e| ReconfigureFailed::Invalid(name.clone(), e))?;
             configs.push(config);
         }
-        for ((name, breaker), config) in breakers.iter().zip(configs) {
+        for ((name, breaker), config) in breakers.iter().zip(&configs) {
             breaker
-                .reconfigure(config)
+                .check_reconfigure(config)
                 .map_err(|e| ReconfigureFailed::Refused(name.clone(), e))?;
+        }
+        for (breaker, config) in breakers.values().zip(configs) {
+            // Checked above: cannot fail.
+            let _ = breaker.reconfigure(config);
         }
         Ok(())
     }
@@ -497,7 +468,8 @@ impl RegistrySettings {
 pub enum ReconfigureFailed {
     /// The named breaker's new settings are invalid; no breaker changed.
     Invalid(String, ConfigError),
-    /// The named breaker refused them (its window shape cannot change at run time).
+    /// The named breaker would refuse them (its window shape cannot change at run time);
+    /// no breaker changed.
     Refused(String, ReconfigureError),
 }
 

@@ -25,6 +25,8 @@ pub(crate) struct Tunables {
     /// Parts per million of refusals enforced.
     pub(crate) enforcement_ppm: AtomicU64,
     pub(crate) enforcement_seed: AtomicU64,
+    /// The jitter factor's bits (0.0: none), for a breaker drawing from its own generator.
+    pub(crate) jitter_factor_bits: AtomicU64,
 }
 
 impl Tunables {
@@ -43,6 +45,7 @@ impl Tunables {
             max_pushback_nanos: AtomicU64::new(0),
             enforcement_ppm: AtomicU64::new(0),
             enforcement_seed: AtomicU64::new(0),
+            jitter_factor_bits: AtomicU64::new(0),
         };
         t.store(config);
         t
@@ -75,6 +78,11 @@ impl Tunables {
         set(&self.max_pushback_nanos, c.max_pushback_nanos);
         set(&self.enforcement_ppm, c.enforcement_ppm.into());
         set(&self.enforcement_seed, c.enforcement_seed);
+        #[cfg(feature = "alloc")]
+        set(
+            &self.jitter_factor_bits,
+            f64::to_bits(c.jitter.as_ref().map_or(0.0, |j| j.factor)),
+        );
     }
 
     #[inline]

@@ -278,8 +278,59 @@ fn jitter_spreads_open_periods_and_a_seed_repeats_them() {
     let too_much: Settings = toml::from_str("consecutive_failures = 1\njitter = 1.5").unwrap();
     let e = too_much.build().unwrap_err();
     assert_eq!(e.field(), "jitter", "{e}");
-    let orphan: Settings = toml::from_str("consecutive_failures = 1\njitter_seed = 3").unwrap();
-    assert_eq!(orphan.build().unwrap_err().field(), "jitter_seed");
+    // A seed alone (in [defaults], for breakers that turn jitter on) changes nothing.
+    let seed_only: Settings = toml::from_str("consecutive_failures = 1\njitter_seed = 3").unwrap();
+    assert_eq!(open_periods(&seed_only, 3), [Duration::from_secs(30); 3]);
+}
+
+#[test]
+fn jitter_is_reloadable_and_a_refused_reload_changes_no_breaker() {
+    const BEFORE: &str = r#"
+[defaults]
+consecutive_failures = 5
+open_duration = "10s"
+
+[breakers.plain]
+
+[breakers.jittered]
+jitter = 0.2
+jitter_seed = 11
+"#;
+    let settings: RegistrySettings = toml::from_str(BEFORE).unwrap();
+    let breakers = settings
+        .build_breakers(["plain", "jittered"], |_, b| b)
+        .unwrap();
+    // The same settings again, and new thresholds: jitter does not block a reload.
+    settings.reconfigure(&breakers).unwrap();
+    let mut lower = settings.clone();
+    lower.defaults.consecutive_failures = Some(2);
+    lower.reconfigure(&breakers).unwrap();
+    assert_eq!(
+        breakers["jittered"].config_in_force().jitter,
+        Some(0.2),
+        "kept"
+    );
+    // Jitter turned on, changed and off at run time.
+    let mut on = lower.clone();
+    on.defaults.jitter = Some(0.5);
+    on.reconfigure(&breakers).unwrap();
+    assert_eq!(breakers["plain"].config_in_force().jitter, Some(0.5));
+    let mut off = lower.clone();
+    off.breakers.get_mut("jittered").unwrap().jitter = None;
+    off.reconfigure(&breakers).unwrap();
+    assert_eq!(breakers["jittered"].config_in_force().jitter, None);
+
+    // One breaker refuses (its window cannot change at run time): none changes.
+    let mut refused = lower.clone();
+    refused.defaults.consecutive_failures = Some(9);
+    refused.breakers.get_mut("plain").unwrap().count_window = Some(10);
+    let err = refused.reconfigure(&breakers).unwrap_err();
+    assert!(err.to_string().contains("plain"), "{err}");
+    assert_eq!(
+        breakers["jittered"].config_in_force().policy,
+        PolicyKind::ConsecutiveFailures { threshold: 2 },
+        "jittered (first in order) is unchanged: every breaker is checked before any changes"
+    );
 }
 
 /// A running service reloads its settings (a file watcher, an admin endpoint...) through a

@@ -51,7 +51,7 @@ pub struct Report {
     /// Calls the breaker refused (they never reached the dependency).
     pub shed: u64,
     /// Calls it shed while the dependency was healthy: answers users lost to the breaker
-    /// (see [`Traffic::failing`](traffic::Traffic::failing)).
+    /// (see [`Traffic::healthy`](traffic::Traffic::healthy)).
     pub good_calls_lost: u64,
     /// Calls that reached the dependency while it was failing (see
     /// [`Traffic::failing`](traffic::Traffic::failing)): what the breaker did not spare it.
@@ -67,10 +67,13 @@ pub struct Report {
     /// From the start of the first fault to the first trip after it.
     #[serde(serialize_with = "millis")]
     pub time_to_trip: Option<Duration>,
-    /// From the end of the first fault to the breaker closing again; `None` when there was
-    /// no fault, or it never closed after it.
+    /// From the end of the first fault to the breaker closing again (zero if it was closed
+    /// again by then); `None` unless [`recovered`](Self::recovered) is `Some(true)`.
     #[serde(serialize_with = "millis")]
     pub time_to_recover: Option<Duration>,
+    /// Whether it closed again after the first fault: `None` when that cannot be told (no
+    /// fault, no trip in it, or a fault that lasts to the end of the traffic).
+    pub recovered: Option<bool>,
     /// Every state change: when (seconds), and to what.
     pub timeline: Vec<(f64, &'static str)>,
     /// Calls shed in each second of the traffic.
@@ -201,7 +204,7 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
             }
             Err(_) => {
                 shed += 1;
-                good_lost += u64::from(!traffic.failing(call));
+                good_lost += u64::from(traffic.healthy(call));
                 shed_per_second[call.at.as_secs() as usize] += 1;
             }
         }
@@ -237,12 +240,31 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
         .map(|(t, _)| *t)
         .collect();
     let first_fault = traffic.faults.first();
-    let time_to_recover = first_fault.and_then(|f| {
-        changes
-            .iter()
-            .find(|(t, s)| *t >= f.end && *s == State::Closed)
-            .map(|(t, _)| *t - f.end)
-    });
+    let first_trip = first_fault.and_then(|f| opens.iter().find(|t| **t >= f.start).copied());
+    let last_start = traffic.calls.last().map(|c| c.at);
+    // Recovery is measured when the breaker tripped in (or after) the first fault and the
+    // fault ended before the traffic did.
+    let recovery = first_fault
+        .zip(first_trip)
+        .filter(|(f, _)| last_start.is_some_and(|last| f.end <= last))
+        .map(|(f, trip)| {
+            let state_at = |t: Duration| {
+                changes
+                    .iter()
+                    .take_while(|(at, _)| *at <= t)
+                    .last()
+                    .map_or(State::Closed, |(_, s)| *s)
+            };
+            if trip < f.end && state_at(f.end) == State::Closed {
+                // Closed again before the fault ended, and still closed when it did.
+                Some(Duration::ZERO)
+            } else {
+                changes
+                    .iter()
+                    .find(|(t, s)| *t >= f.end.max(trip) && *s == State::Closed)
+                    .map(|(t, _)| *t - f.end)
+            }
+        });
     Ok(Report {
         config: name.to_string(),
         calls: traffic.calls.len() as u64,
@@ -256,9 +278,9 @@ pub fn simulate(name: &str, settings: &Settings, traffic: &Traffic) -> Result<Re
         false_trips: traffic
             .faults_known
             .then(|| opens.iter().filter(|t| !in_fault(**t)).count() as u64),
-        time_to_trip: first_fault
-            .and_then(|f| opens.iter().find(|t| **t >= f.start).map(|t| *t - f.start)),
-        time_to_recover,
+        time_to_trip: first_fault.zip(first_trip).map(|(f, t)| t - f.start),
+        time_to_recover: recovery.flatten(),
+        recovered: recovery.map(|r| r.is_some()),
         timeline: changes
             .iter()
             .map(|(t, s)| (t.as_secs_f64(), s.as_str()))
@@ -277,7 +299,7 @@ fn windowed(s: &Settings) -> bool {
 }
 
 /// The reports as a table for the terminal. "time to recover" says `never` when the
-/// breaker did not close after the first fault, `-` when there was no fault; the "let
+/// breaker did not close after the first fault, `-` when that cannot be told; the "let
 /// through" column appears when a config has an enforcement ramp.
 pub fn table(reports: &[Report]) -> String {
     let ms = |d: Option<Duration>| {
@@ -298,10 +320,10 @@ pub fn table(reports: &[Report]) -> String {
         if ramped { "---:|" } else { "" }
     );
     for r in reports {
-        let recover = match (r.time_to_trip, r.time_to_recover) {
-            (_, Some(d)) => ms(Some(d)),
-            (Some(_), None) => "never".to_string(),
-            (None, None) => "-".to_string(),
+        let recover = match r.recovered {
+            Some(true) => ms(r.time_to_recover),
+            Some(false) => "never".to_string(),
+            None => "-".to_string(),
         };
         let _ = writeln!(
             out,

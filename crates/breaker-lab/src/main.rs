@@ -68,7 +68,13 @@ fn variants(
     enforcements: Option<&[f64]>,
     seed: u64,
 ) -> Vec<(String, Settings)> {
-    let mut out = vec![(name.to_string(), settings.clone())];
+    let mut settings = settings.clone();
+    if settings.jitter.is_some() && settings.jitter_seed.is_none() {
+        // Jitter of a config file, without a seed of its own: the run's seed, so the run
+        // repeats.
+        settings.jitter_seed = Some(seed);
+    }
+    let mut out = vec![(name.to_string(), settings)];
     if let Some(jitters) = jitters {
         out = out
             .into_iter()

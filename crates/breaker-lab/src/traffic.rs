@@ -44,6 +44,16 @@ impl Traffic {
             call.outcome == Outcome::Failure
         }
     }
+
+    /// Whether the dependency was healthy when `call` was made: outside the known faults, or
+    /// (faults unknown) a call that succeeded (an ignored call says nothing either way).
+    pub fn healthy(&self, call: &Call) -> bool {
+        if self.faults_known {
+            !self.failing(call)
+        } else {
+            call.outcome == Outcome::Success
+        }
+    }
 }
 
 /// A generated traffic pattern: calls at a steady rate to a dependency that is healthy
@@ -205,6 +215,10 @@ impl Pattern {
     }
 }
 
+/// The longest time a trace may span, and the longest latency or wait it may hold, in
+/// milliseconds: 7 days (the lab keeps a few numbers per second of traffic).
+pub const MAX_TRACE_MS: f64 = 7.0 * 24.0 * 3600.0 * 1000.0;
+
 /// A line of a trace that could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CsvError {
@@ -285,9 +299,13 @@ pub fn parse_csv(text: &str) -> Result<Traffic, CsvError> {
         let millis = |name: &str, text: &str| -> Result<Duration, CsvError> {
             text.parse::<f64>()
                 .ok()
-                .filter(|v| v.is_finite() && *v >= 0.0)
+                .filter(|v| (0.0..=MAX_TRACE_MS).contains(v))
                 .map(|v| Duration::from_secs_f64(v / 1000.0))
-                .ok_or_else(|| bad(format!("{name} {text:?}: expected milliseconds >= 0")))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{name} {text:?}: expected milliseconds from 0 to {MAX_TRACE_MS} (7 days)"
+                    ))
+                })
         };
         let at = millis("timestamp_ms", at)?;
         let latency = millis("latency_ms", latency)?;

@@ -158,7 +158,7 @@ fn trace_errors_name_the_line_and_what_is_expected() {
         (
             "timestamp_ms,latency_ms,outcome\n# a comment\n\nx,1,success\n",
             4,
-            "timestamp_ms \"x\": expected milliseconds >= 0",
+            "timestamp_ms \"x\": expected milliseconds from 0",
         ),
         (
             "timestamp_ms,latency_ms,outcome\n0,-5,failure\n",
@@ -309,6 +309,53 @@ fn a_dependency_that_says_when_to_come_back_is_not_probed_before() {
     .unwrap();
     assert_eq!(trace.calls[0].retry_after, Some(MS(1500)));
     assert_eq!(trace.calls[1].retry_after, None);
+}
+
+#[test]
+fn recovery_is_told_only_when_it_can_be() {
+    // A burst whose breaker closes again before the burst ends: recovered at once.
+    let burst = Pattern::Burst {
+        start: Duration::from_secs(20),
+        length: Duration::from_secs(2),
+        error_rate: 0.6,
+    }
+    .generate(100, Duration::from_secs(60), 4);
+    let quick = settings("consecutive_failures = 8\nopen_duration = \"300ms\"");
+    let r = simulate("quick", &quick, &burst).unwrap();
+    assert!(r.time_to_trip.is_some(), "{r:?}");
+    assert_eq!(
+        (r.recovered, r.time_to_recover),
+        (Some(true), Some(Duration::ZERO))
+    );
+    assert!(!table(std::slice::from_ref(&r)).contains("never"));
+
+    // A degradation lasts to the end of the traffic: recovery cannot be told.
+    let degradation = Pattern::Degradation {
+        start: Duration::from_secs(10),
+        ramp: Duration::from_secs(10),
+    }
+    .generate(100, Duration::from_secs(30), 1);
+    let slow = settings(
+        "count_window = 20\nslow_call_duration = \"500ms\"\nslow_call_rate = 50.0\nopen_duration = \"1s\"",
+    );
+    let r = simulate("slow", &slow, &degradation).unwrap();
+    assert!(r.trips > 0);
+    assert_eq!((r.recovered, r.time_to_recover), (None, None));
+    assert!(table(std::slice::from_ref(&r)).contains("| - |"));
+}
+
+#[test]
+fn a_trace_with_absurd_numbers_is_refused_not_a_crash() {
+    for line in ["1e300,5,success", "0,1e300,failure", "0,5,failure,1e300"] {
+        let header = if line.matches(',').count() == 3 {
+            "timestamp_ms,latency_ms,outcome,retry_after_ms"
+        } else {
+            "timestamp_ms,latency_ms,outcome"
+        };
+        let err = parse_csv(&format!("{header}\n{line}\n")).unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.to_string().contains("(7 days)"), "{err}");
+    }
 }
 
 #[test]
@@ -483,6 +530,30 @@ fn the_command_line_replays_every_config_at_each_jitter_and_enforcement() {
             .count(),
         12
     );
+
+    // Jitter from a config file without a seed of its own repeats with --seed.
+    let configs = out.join("jitter.toml");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        &configs,
+        "[configs.j]\nconsecutive_failures = 5\nopen_duration = \"4s\"\njitter = 0.5\n",
+    )
+    .unwrap();
+    let twice: Vec<String> = (0..2)
+        .map(|_| {
+            let o = run(&[
+                "--pattern",
+                "flapping",
+                "--seed",
+                "3",
+                "--configs",
+                configs.to_str().unwrap(),
+            ]);
+            assert!(o.status.success());
+            String::from_utf8(o.stdout).unwrap()
+        })
+        .collect();
+    assert_eq!(twice[0], twice[1]);
 
     let bad = run(&["--jitter", "0,lots"]);
     assert!(!bad.status.success());

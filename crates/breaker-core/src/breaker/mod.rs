@@ -39,14 +39,6 @@ use crate::tunables::Tunables;
 #[cfg(feature = "alloc")]
 use crate::window::Window;
 
-/// SplitMix64's finaliser: a well-spread 64-bit hash of `x`.
-#[inline]
-fn splitmix64(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 /// How many of the clock's usual coarse lags ([`Clock::coarse_lag_nanos`]) a deadline must be
 /// away for a rejection to be decided on the coarse reading (64 ms at the usual 250 Hz tick).
 pub(crate) const DEADLINE_MARGIN_LAGS: u64 = 8;
@@ -119,8 +111,10 @@ macro_rules! circuit_breaker {
             window: Window,
             #[cfg(feature = "alloc")]
             open_fn: Option<Box<dyn Fn(u32) -> Duration + Send + Sync>>,
+            /// Its jitter: a source of the caller's with its factor, or the breaker's own
+            /// generator, whose factor is a tunable (0: none).
             #[cfg(feature = "alloc")]
-            jitter: Option<crate::config::Jitter>,
+            jitter: crate::config::Jitter,
             #[cfg(feature = "alloc")]
             trip_when: Option<crate::config::TripPredicate>,
             clock: C,
@@ -198,7 +192,10 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 _ => None,
             },
             #[cfg(feature = "alloc")]
-            jitter: config.jitter,
+            jitter: config.jitter.unwrap_or_else(|| crate::config::Jitter {
+                factor: 0.0,
+                source: crate::config::JitterSource::seeded(crate::fresh_seed()),
+            }),
             #[cfg(feature = "alloc")]
             trip_when: config.trip_when,
             clock,
@@ -395,7 +392,8 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     fn enforced(&self, ppm: u64) -> bool {
         let n = self.refusals_seen.fetch_add(1, Ordering::Relaxed);
         let seed = Tunables::get(&self.tunables.enforcement_seed);
-        splitmix64(seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))) % 1_000_000 < ppm
+        crate::splitmix64(seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15))) % 1_000_000
+            < ppm
     }
 
     /// A refusal let through by the enforcement ramp: counted and reported apart.
@@ -501,10 +499,9 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
                 .open_fn
                 .as_ref()
                 .map_or(0, |f| core::mem::size_of_val(&**f));
-            heap += self
-                .jitter
-                .as_ref()
-                .map_or(0, |j| core::mem::size_of_val(&*j.source));
+            if let crate::config::JitterSource::Custom(f) = &self.jitter.source {
+                heap += core::mem::size_of_val(&**f);
+            }
             heap += self
                 .trip_when
                 .as_ref()

@@ -129,7 +129,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
         #[cfg(feature = "alloc")]
         let (custom, jitter, trip_predicate) = (
             self.open_fn.is_some(),
-            self.jitter.as_ref().map(|j| j.factor),
+            self.jitter_factor(),
             self.trip_when.is_some(),
         );
         #[cfg(not(feature = "alloc"))]
@@ -357,8 +357,11 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// call (a lowered threshold trips on the next recorded call, not at once; an open
     /// period already running keeps its deadline). A concurrent call may see some of the
     /// new values and some of the old during the switch. The window (policy kind, size,
-    /// duration, buckets) and closures (`trip_when`, `open_duration_fn`, `jitter`) are fixed
-    /// at build time: a config that changes them is refused and nothing changes. A custom
+    /// duration, buckets) and closures (`trip_when`, `open_duration_fn`, a `jitter` source of
+    /// yours) are fixed at build time: a config that carries them is refused and nothing
+    /// changes. Jitter from the breaker's own generator (`jitter_seeded`, the `jitter`
+    /// setting) is a tunable: the new config's factor applies (none turns it off), drawn
+    /// from the live breaker's generator. A custom
     /// open-duration function of the live breaker keeps precedence over the new open
     /// duration.
     ///
@@ -376,12 +379,7 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// # Ok::<(), breaker_core::ConfigError>(())
     /// ```
     pub fn reconfigure(&self, config: Config) -> Result<(), ReconfigureError> {
-        if !config.policy.same_shape(&self.policy) {
-            return Err(ReconfigureError::WindowShapeChanged);
-        }
-        if config.has_closures() {
-            return Err(ReconfigureError::ClosureChanged);
-        }
+        self.check_reconfigure(&config)?;
         self.tunables.store(&config);
         #[cfg(feature = "alloc")]
         match &self.window {
@@ -390,6 +388,19 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             }
             Window::Count(window) => window.forget_verdict(),
             Window::None => {}
+        }
+        Ok(())
+    }
+}
+
+impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
+    /// Whether [`reconfigure`](Self::reconfigure) would take `config`, changing nothing.
+    pub(crate) fn check_reconfigure(&self, config: &Config) -> Result<(), ReconfigureError> {
+        if !config.policy.same_shape(&self.policy) {
+            return Err(ReconfigureError::WindowShapeChanged);
+        }
+        if config.has_closures() {
+            return Err(ReconfigureError::ClosureChanged);
         }
         Ok(())
     }

@@ -144,11 +144,26 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
             self.exponential(attempt)
         };
         #[cfg(feature = "alloc")]
-        let base = match &self.jitter {
-            Some(j) if with_jitter => j.apply(base),
+        let base = match self.jitter_factor() {
+            Some(factor) if with_jitter => {
+                crate::config::jittered(base, factor, self.jitter.source.next())
+            }
             _ => base,
         };
         nanos(base)
+    }
+
+    /// The jitter factor in force, if any: a caller's source keeps the factor it was built
+    /// with, the breaker's own generator takes the tunable one.
+    #[cfg(feature = "alloc")]
+    pub(super) fn jitter_factor(&self) -> Option<f64> {
+        let factor = match self.jitter.source {
+            crate::config::JitterSource::Custom(_) => self.jitter.factor,
+            crate::config::JitterSource::Seeded(_) => {
+                f64::from_bits(Tunables::get(&self.tunables.jitter_factor_bits))
+            }
+        };
+        (factor > 0.0).then_some(factor)
     }
 
     pub(super) fn exponential(&self, attempt: u32) -> Duration {

@@ -14,7 +14,7 @@ use super::{
     MAX_HALF_OPEN_PROBES, Name, OpenDuration, PolicyKind,
 };
 #[cfg(feature = "alloc")]
-use super::{Jitter, TripPredicate};
+use super::{Jitter, JitterSource, TripPredicate};
 use crate::clock::{Clock, nanos};
 use crate::error::{ConfigError, ConfigValue};
 use crate::observer::{NoopObserver, Observer};
@@ -293,11 +293,47 @@ impl<C, O> Builder<C, O> {
     /// Spread each open duration by up to `± factor` of itself, with randomness from
     /// `source` (any uniform `u64` generator: a seeded PRNG in tests, `rand` in services).
     /// Allowed: `factor` in `(0, 1)`.
+    ///
+    /// A breaker with a source of yours keeps it and its factor for good (a
+    /// [`reconfigure`](crate::CircuitBreaker::reconfigure) carrying one is refused, like
+    /// any closure); [`jitter_seeded`](Self::jitter_seeded) draws from the breaker's own
+    /// generator and can be changed at run time.
     #[cfg(feature = "alloc")]
     pub fn jitter(mut self, factor: f64, source: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
         self.open.jitter = Some(Jitter {
             factor,
-            source: Box::new(source),
+            source: JitterSource::Custom(Box::new(source)),
+        });
+        self
+    }
+
+    /// Spread each open duration by up to `± factor` of itself, drawn from the breaker's own
+    /// generator (SplitMix64) started at `seed`: the same seed, the same open periods (for
+    /// replays and tests; give every replica of a fleet its own, or use the `jitter` setting,
+    /// which draws a fresh seed). Unlike a [`jitter`](Self::jitter) source of yours, the
+    /// factor can be changed (or jitter turned on and off) by
+    /// [`reconfigure`](crate::CircuitBreaker::reconfigure); the breaker keeps its generator.
+    /// Allowed: `factor` in `(0, 1)`.
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, ManualClock, Outcome};
+    /// use std::time::Duration;
+    ///
+    /// let breaker = CircuitBreaker::builder_with_clock(ManualClock::new())
+    ///     .consecutive_failures(1)
+    ///     .open_duration(Duration::from_secs(10))
+    ///     .jitter_seeded(0.2, 7)
+    ///     .build()?;
+    /// breaker.try_acquire().unwrap().record(Outcome::Failure);
+    /// let open = breaker.retry_after().unwrap();
+    /// assert!(Duration::from_secs(8) <= open && open <= Duration::from_secs(12));
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    #[cfg(feature = "alloc")]
+    pub fn jitter_seeded(mut self, factor: f64, seed: u64) -> Self {
+        self.open.jitter = Some(Jitter {
+            factor,
+            source: JitterSource::seeded(seed),
         });
         self
     }

@@ -146,18 +146,50 @@ impl OpenDuration {
 #[cfg(feature = "alloc")]
 pub(crate) struct Jitter {
     pub(crate) factor: f64,
-    pub(crate) source: Box<dyn Fn() -> u64 + Send + Sync>,
+    pub(crate) source: JitterSource,
+}
+
+/// Where a breaker's jitter draws come from.
+#[cfg(feature = "alloc")]
+pub(crate) enum JitterSource {
+    /// The breaker's own SplitMix64 sequence from a seed ([`Builder::jitter_seeded`](crate::Builder::jitter_seeded),
+    /// the `jitter` setting, and every breaker built without jitter, so that a reconfigure
+    /// can turn it on): its factor is a tunable.
+    Seeded(core::sync::atomic::AtomicU64),
+    /// The caller's generator ([`Builder::jitter`](crate::Builder::jitter)), fixed at
+    /// build time with its factor.
+    Custom(Box<dyn Fn() -> u64 + Send + Sync>),
 }
 
 #[cfg(feature = "alloc")]
-impl Jitter {
-    /// `d * (1 + factor * (2u - 1))`, u uniform in [0, 1) from the source.
-    pub(crate) fn apply(&self, d: Duration) -> Duration {
-        let u = ((self.source)() >> 11) as f64 / (1u64 << 53) as f64;
-        let scale = 1.0 + self.factor * (2.0 * u - 1.0);
-        let n = (nanos(d) as f64 * scale) as u64;
-        Duration::from_nanos(n.max(1))
+impl JitterSource {
+    /// The next uniform draw.
+    pub(crate) fn next(&self) -> u64 {
+        match self {
+            // Not part of any protocol the breaker's correctness rests on (any interleaving
+            // of draws is a fine sequence), hence a plain atomic, not a modelled one.
+            JitterSource::Seeded(state) => crate::splitmix64(
+                state
+                    .fetch_add(0x9E37_79B9_7F4A_7C15, core::sync::atomic::Ordering::Relaxed)
+                    .wrapping_add(0x9E37_79B9_7F4A_7C15),
+            ),
+            JitterSource::Custom(f) => f(),
+        }
     }
+
+    /// A source seeded from `seed`.
+    pub(crate) fn seeded(seed: u64) -> Self {
+        JitterSource::Seeded(core::sync::atomic::AtomicU64::new(seed))
+    }
+}
+
+/// `d * (1 + factor * (2u - 1))`, `u` uniform in `[0, 1)` from `draw`.
+#[cfg(feature = "alloc")]
+pub(crate) fn jittered(d: Duration, factor: f64, draw: u64) -> Duration {
+    let u = (draw >> 11) as f64 / (1u64 << 53) as f64;
+    let scale = 1.0 + factor * (2.0 * u - 1.0);
+    let n = (nanos(d) as f64 * scale) as u64;
+    Duration::from_nanos(n.max(1))
 }
 
 /// The width of one bucket of a `duration` window split into `buckets`: the duration
@@ -380,8 +412,13 @@ impl Config {
 
     #[cfg(feature = "alloc")]
     pub(crate) fn has_closures(&self) -> bool {
-        self.jitter.is_some()
-            || self.trip_when.is_some()
+        matches!(
+            self.jitter,
+            Some(Jitter {
+                source: JitterSource::Custom(_),
+                ..
+            })
+        ) || self.trip_when.is_some()
             || matches!(self.open, OpenDuration::Custom(_))
     }
     #[cfg(not(feature = "alloc"))]
