@@ -50,19 +50,10 @@ async fn health(State(registry): State<Arc<Registry>>) -> Json<Value> {
 }
 
 async fn ready(State(registry): State<Arc<Registry>>) -> Response {
-    if registry.is_ready() {
+    let open = registry.not_ready();
+    if open.is_empty() {
         return (StatusCode::OK, Json(json!({ "ready": true }))).into_response();
     }
-    let open: Vec<String> = registry
-        .report()
-        .into_iter()
-        .filter(|r| {
-            r.critical
-                && !r.snapshot.state.admits_calls()
-                && r.snapshot.state != breaker_core::State::HalfOpen
-        })
-        .map(|r| r.name)
-        .collect();
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({ "ready": false, "open": open })),
@@ -76,8 +67,9 @@ async fn ready(State(registry): State<Arc<Registry>>) -> Response {
 ///   keyed registry as `group/key`), and `"status": "degraded"` while any of them is open
 ///   or forced open;
 /// - `GET /ready`: `200 {"ready": true}`, or `503 {"ready": false, "open": [names]}` while a
-///   breaker registered as *critical* is open (or forced open), so traffic is routed
-///   elsewhere.
+///   breaker registered as *critical* refuses calls (forced open, or open and enforcing its
+///   refusals: one still being rolled out with an enforcement below 100 % lets calls
+///   through and does not count), so traffic is routed elsewhere.
 ///
 /// Readiness only follows breakers registered with
 /// [`Registry::register_critical`](breaker_core::Registry::register_critical). A breaker in

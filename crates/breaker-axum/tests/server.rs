@@ -268,6 +268,30 @@ async fn health_and_ready_report_each_state() {
     breaker.reset();
     upstream.fail(false);
     assert_eq!(http_get(&http, ready()).await.status, StatusCode::OK);
+
+    // A critical breaker still being rolled out (enforcing none of its refusals) lets calls
+    // through while open: it does not take the replica out of rotation. Forced open, it
+    // does (an operator's isolation is always enforced).
+    let shadow = Arc::new(
+        CircuitBreaker::builder_with_clock(clock.clone())
+            .enforcement(0.0)
+            .build()
+            .unwrap(),
+    );
+    registry
+        .register_critical("shadow-store", shadow.clone())
+        .unwrap();
+    shadow.trip();
+    assert_eq!(shadow.state(), breaker_core::State::Open);
+    assert_eq!(
+        http_get(&http, ready()).await.status,
+        StatusCode::OK,
+        "a breaker that refuses nothing does not gate readiness"
+    );
+    shadow.force_open();
+    let r = http_get(&http, ready()).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["open"], serde_json::json!(["shadow-store"]));
     assert_eq!(
         http_get(&http, format!("http://{a}/api")).await.status,
         StatusCode::OK

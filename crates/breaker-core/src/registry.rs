@@ -405,15 +405,33 @@ impl Registry {
         })
     }
 
-    /// Ready unless a breaker registered as critical is open or forced open.
+    /// Ready unless a breaker registered as critical refuses calls: forced open, or open and
+    /// enforcing all its refusals. A breaker still being rolled out (an
+    /// [`enforcement`](crate::Builder::enforcement) below 100 %) lets calls through while
+    /// open, so it does not take the service out of rotation.
     pub fn is_ready(&self) -> bool {
         self.read().values().all(|entry| match entry {
             Entry::One {
                 breaker,
                 critical: true,
-            } => !matches!(breaker.snapshot().state, State::Open | State::ForcedOpen),
+            } => !refuses_calls(&**breaker),
             _ => true,
         })
+    }
+
+    /// The critical breakers that make the service not ready (see
+    /// [`is_ready`](Self::is_ready)), by name.
+    pub fn not_ready(&self) -> Vec<String> {
+        self.read()
+            .iter()
+            .filter_map(|(name, entry)| match entry {
+                Entry::One {
+                    breaker,
+                    critical: true,
+                } if refuses_calls(&**breaker) => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Number of registered names (a group counts once).
@@ -424,5 +442,17 @@ impl Registry {
     /// Whether nothing is registered.
     pub fn is_empty(&self) -> bool {
         self.read().is_empty()
+    }
+}
+
+/// Whether `breaker` refuses the calls it is asked to make: forced open (always enforced),
+/// or open with every refusal enforced.
+fn refuses_calls(breaker: &dyn Inspect) -> bool {
+    match breaker.snapshot().state {
+        State::ForcedOpen => true,
+        State::Open => breaker
+            .config()
+            .is_none_or(|config| config.enforcement >= 100.0),
+        _ => false,
     }
 }
