@@ -289,9 +289,8 @@ where
         }
         if let Poll::Ready(result) = this.fut.poll(cx) {
             *this.stage = Stage::Done;
-            let outcome = this.classify.classify(&result);
             if let Some(permit) = this.permit.take() {
-                permit.record(outcome);
+                permit.record_result(&*this.classify, &result);
             }
             return Poll::Ready(result.map_err(Error::Inner));
         }

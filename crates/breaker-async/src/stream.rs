@@ -111,7 +111,7 @@ where
                     && this.classify.classify(&item) == Outcome::Failure
                     && let Some(permit) = this.permit.take()
                 {
-                    permit.record(Outcome::Failure);
+                    permit.record_with_pushback(Outcome::Failure, this.classify.pushback(&item));
                 }
                 Poll::Ready(Some(item.map_err(Error::Inner)))
             }

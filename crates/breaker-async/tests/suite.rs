@@ -10,7 +10,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use breaker_async::{Cause, Error, GuardExt, ResponseCache, Source, Timeout, Timer};
-use breaker_core::{CircuitBreaker, Event, ManualClock, Observer, Outcome, RejectReason, State};
+use breaker_core::{
+    CircuitBreaker, Classify, Event, ManualClock, Observer, Outcome, Pushback, RejectReason, State,
+};
 
 #[derive(Clone, Default)]
 struct Events(Arc<Mutex<Vec<Event>>>);
@@ -121,6 +123,51 @@ async fn classifier_decides_what_counts() {
         (s.totals.successes, s.totals.ignored, s.totals.failures),
         (1, 1, 1)
     );
+}
+
+/// A classifier that reads the dependency's hint (a `Retry-After` in an error, say): the
+/// failure that opens the breaker keeps it open that long, for a future and for a stream.
+async fn a_classifiers_pushback_sets_the_open_period() {
+    struct Hinted;
+    impl Classify<(), u64> for Hinted {
+        fn classify(&self, result: &Result<(), u64>) -> Outcome {
+            if result.is_ok() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            }
+        }
+        fn pushback(&self, result: &Result<(), u64>) -> Option<Pushback> {
+            result
+                .err()
+                .map(|secs| Pushback::After(Duration::from_secs(secs)))
+        }
+    }
+    let (b, clock, _events) = breaker(1);
+    let _ = b
+        .guard(async { Err::<(), u64>(120) })
+        .classify(Hinted)
+        .await;
+    assert_eq!(b.retry_after(), Some(Duration::from_secs(120)));
+
+    clock.advance(Duration::from_secs(121));
+    struct Items(Vec<Result<(), u64>>);
+    impl futures_core::Stream for Items {
+        type Item = Result<(), u64>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Self::Item>> {
+            Poll::Ready((!self.0.is_empty()).then(|| self.0.remove(0)))
+        }
+    }
+    let mut stream = pin!(b.guard_stream_with(Items(vec![Ok(()), Err(90)]), Hinted));
+    while poll_fn(|cx| futures_core::Stream::poll_next(stream.as_mut(), cx))
+        .await
+        .is_some()
+    {}
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(b.retry_after(), Some(Duration::from_secs(90)));
 }
 
 async fn slow_calls_are_measured_on_the_breaker_clock() {
@@ -375,6 +422,10 @@ macro_rules! suite {
             #[test]
             fn classifier_decides_what_counts() {
                 run(super::classifier_decides_what_counts())
+            }
+            #[test]
+            fn a_classifiers_pushback_sets_the_open_period() {
+                run(super::a_classifiers_pushback_sets_the_open_period())
             }
             #[test]
             fn slow_calls_are_measured_on_the_breaker_clock() {

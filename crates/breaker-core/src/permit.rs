@@ -145,6 +145,34 @@ impl<B: BreakerRef> Permit<B> {
         }
     }
 
+    /// Records `result` as `classify` judges it: its outcome, and for a failure what
+    /// [`Classify::pushback`](crate::Classify::pushback) finds in it. Returns the outcome.
+    /// What every adapter does with a call's result.
+    ///
+    /// ```
+    /// use breaker_core::{CircuitBreaker, ErrorsAreFailures, Outcome};
+    ///
+    /// let breaker = CircuitBreaker::builder().build()?;
+    /// let result: Result<u32, &str> = Err("timed out");
+    /// let permit = breaker.try_acquire().unwrap();
+    /// assert_eq!(permit.record_result(&ErrorsAreFailures, &result), Outcome::Failure);
+    /// # Ok::<(), breaker_core::ConfigError>(())
+    /// ```
+    #[inline]
+    pub fn record_result<T, E>(
+        self,
+        classify: &impl crate::Classify<T, E>,
+        result: &Result<T, E>,
+    ) -> Outcome {
+        let outcome = classify.classify(result);
+        let pushback = match outcome {
+            Outcome::Failure => classify.pushback(result),
+            _ => None,
+        };
+        self.record_with_pushback(outcome, pushback);
+        outcome
+    }
+
     /// Ends the call neutrally, on purpose: counted nowhere, whatever its duration, and a
     /// half-open probe slot is given back. For calls that say nothing about the dependency
     /// (the caller changed its mind). Dropping the permit instead marks the call abandoned

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use breaker_core::{BreakerRef, Classify, Outcome, Permit, Rejected};
+use breaker_core::{BreakerRef, Classify, Permit, Rejected};
 use pin_project_lite::pin_project;
 
 use crate::error::{BoxError, Error};
@@ -110,12 +110,7 @@ where
                 if let Some(called) = called.take() {
                     // Taken out first: if the classifier panics, the permit unwinds with
                     // `called` and gives its slot back.
-                    let outcome = called.classify.classify(&result);
-                    let pushback = match outcome {
-                        Outcome::Failure => called.classify.pushback(&result),
-                        _ => None,
-                    };
-                    called.permit.record_with_pushback(outcome, pushback);
+                    called.permit.record_result(&called.classify, &result);
                 }
                 Poll::Ready(result.map_err(|e| Error::Inner(e.into())))
             }
