@@ -152,10 +152,15 @@ impl<R: BreakerRef> Call<R> {
     /// Records an answer that is not gRPC at all: a non-200 HTTP status without a
     /// `grpc-status` (a proxy's or load balancer's error page), or a 200 whose content is not
     /// gRPC (a maintenance page). Its body will never carry a status, so the call is over:
-    /// classified by gRPC's HTTP-to-status mapping (`UNKNOWN` for a 200).
-    pub(crate) fn record_http_status(self, status: StatusCode) {
+    /// classified by gRPC's HTTP-to-status mapping (`UNKNOWN` for a 200). A failing page's
+    /// `Retry-After` (a proxy shedding load, a maintenance window) is its pushback.
+    pub(crate) fn record_http_answer(self, status: StatusCode, headers: &HeaderMap) {
         let outcome = self.classify.classify_code(code_of_http_status(status));
-        self.record(outcome)
+        let pushback = match outcome {
+            Outcome::Failure => breaker_tower::retry_after(headers).map(Pushback::After),
+            _ => None,
+        };
+        self.record_with_pushback(outcome, pushback)
     }
 
     fn timed_out(&self, headers: &HeaderMap) -> bool {
@@ -220,19 +225,12 @@ pub(crate) fn status_code(headers: &HeaderMap) -> Option<Code> {
         .map(|value| Code::from_bytes(value.as_bytes()))
 }
 
-/// The `grpc-retry-pushback-ms` in `headers`: a whole number of milliseconds; negative means
-/// "do not retry". Anything else is no pushback.
+/// The `grpc-retry-pushback-ms` in `headers`, if there is one (see
+/// [`parse_pushback`](crate::status::parse_pushback)).
 pub(crate) fn pushback_of(headers: &HeaderMap) -> Option<Pushback> {
-    let text = headers
-        .get(crate::status::RETRY_PUSHBACK)?
-        .to_str()
-        .ok()?
-        .trim();
-    let ms: i64 = text.parse().ok()?;
-    Some(match u64::try_from(ms) {
-        Ok(ms) => Pushback::After(Duration::from_millis(ms)),
-        Err(_) => Pushback::DoNotRetry,
-    })
+    headers
+        .get(crate::status::RETRY_PUSHBACK)
+        .map(|value| crate::status::parse_pushback(value.as_bytes()))
 }
 
 /// Whether `headers` say the content is gRPC (`application/grpc`, `application/grpc+proto`,
@@ -369,10 +367,15 @@ mod tests {
         for (text, pushback) in [
             ("1500", Some(Pushback::After(Duration::from_millis(1500)))),
             ("0", Some(Pushback::After(Duration::ZERO))),
+            (" 250 ", Some(Pushback::After(Duration::from_millis(250)))),
+            // gRFC A6: negative or unparseable, "do not retry".
             ("-1", Some(Pushback::DoNotRetry)),
-            ("abc", None),
-            ("1.5", None),
-            ("99999999999999999999", None),
+            ("abc", Some(Pushback::DoNotRetry)),
+            ("1.5", Some(Pushback::DoNotRetry)),
+            ("+5", Some(Pushback::DoNotRetry)),
+            ("", Some(Pushback::DoNotRetry)),
+            // Longer than any open period a breaker allows: the longest it allows.
+            ("99999999999999999999", Some(Pushback::DoNotRetry)),
         ] {
             h.insert(
                 "grpc-retry-pushback-ms",

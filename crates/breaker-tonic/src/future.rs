@@ -106,7 +106,7 @@ where
                         {
                             // Not a gRPC answer (a proxy's error page, a maintenance page
                             // served as 200): it never will be.
-                            call.record_http_status(response.status());
+                            call.record_http_answer(response.status(), headers);
                             None
                         } else {
                             call.headers_arrived();

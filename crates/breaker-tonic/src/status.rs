@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use breaker_core::Rejected;
+use breaker_core::{Pushback, Rejected};
 use tonic::Status;
 use tonic::metadata::MetadataValue;
 
@@ -28,7 +28,8 @@ pub fn rejection_status(rejected: &Rejected) -> Status {
 }
 
 /// How long to wait before retrying, if `status` is a breaker's refusal that knows it
-/// (read from [`RETRY_PUSHBACK`]).
+/// (read from [`RETRY_PUSHBACK`]; `None` too for a value that says "do not retry": negative
+/// or unparseable, as gRFC A6 reads them).
 ///
 /// ```
 /// use breaker_tonic::retry_pushback;
@@ -39,6 +40,23 @@ pub fn rejection_status(rejected: &Rejected) -> Status {
 /// assert_eq!(retry_pushback(&status), Some(Duration::from_millis(1500)));
 /// ```
 pub fn retry_pushback(status: &Status) -> Option<Duration> {
-    let value = status.metadata().get(RETRY_PUSHBACK)?.to_str().ok()?;
-    value.parse::<u64>().ok().map(Duration::from_millis)
+    let value = status.metadata().get(RETRY_PUSHBACK)?;
+    match parse_pushback(value.as_bytes()) {
+        Pushback::After(wait) => Some(wait),
+        Pushback::DoNotRetry => None,
+    }
+}
+
+/// A `grpc-retry-pushback-ms` value, as gRFC A6 reads it: a whole number of milliseconds
+/// (surrounding blanks allowed); negative or unparseable means "do not retry". A number too
+/// large to hold is as good as "do not retry": no breaker stays open that long.
+pub(crate) fn parse_pushback(value: &[u8]) -> Pushback {
+    let text = value.trim_ascii();
+    let millis = (!text.is_empty() && text.iter().all(u8::is_ascii_digit))
+        .then(|| core::str::from_utf8(text).ok()?.parse::<u64>().ok())
+        .flatten();
+    match millis {
+        Some(ms) => Pushback::After(Duration::from_millis(ms)),
+        None => Pushback::DoNotRetry,
+    }
 }

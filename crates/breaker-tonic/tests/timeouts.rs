@@ -245,6 +245,11 @@ async fn a_call_the_caller_gives_up_on_before_its_deadline_stays_neutral() {
 /// An HTTP/2 server that answers every request like a proxy with no healthy upstream:
 /// `status`, an HTML body, no `grpc-status`.
 async fn proxy_answering(status: u16) -> SocketAddr {
+    proxy_answering_with(status, None).await
+}
+
+/// [`proxy_answering`], with a `Retry-After` header.
+async fn proxy_answering_with(status: u16, retry_after: Option<&'static str>) -> SocketAddr {
     let (listener, addr) = listener().await;
     tokio::spawn(async move {
         loop {
@@ -255,13 +260,13 @@ async fn proxy_answering(status: u16) -> SocketAddr {
                 let service = hyper::service::service_fn(move |_req| async move {
                     let page =
                         format!("<html><body><h1>{status}</h1>no healthy upstream</body></html>");
-                    Ok::<_, Infallible>(
-                        http::Response::builder()
-                            .status(status)
-                            .header("content-type", "text/html")
-                            .body(Full::new(Bytes::from(page)))
-                            .unwrap(),
-                    )
+                    let mut answer = http::Response::builder()
+                        .status(status)
+                        .header("content-type", "text/html");
+                    if let Some(wait) = retry_after {
+                        answer = answer.header("retry-after", wait);
+                    }
+                    Ok::<_, Infallible>(answer.body(Full::new(Bytes::from(page))).unwrap())
                 });
                 let _ =
                     hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
@@ -294,6 +299,21 @@ async fn a_proxys_error_page_counts_as_its_grpc_status() {
     client.call(Script::default()).await.unwrap_err();
     let s = b.snapshot();
     assert_eq!((s.state, s.totals.successes), (State::Closed, 1));
+}
+
+/// A proxy shedding load says when to come back: its `Retry-After` keeps the client's breaker
+/// open that long (200 s here, against an open period of 60 s).
+#[tokio::test]
+async fn a_proxys_retry_after_keeps_the_breaker_open_that_long() {
+    let addr = proxy_answering_with(503, Some("200")).await;
+    let b = breaker(3);
+    let mut client = guarded_client(addr, &b).await;
+    for _ in 0..3 {
+        client.call(Script::default()).await.unwrap_err();
+    }
+    assert_eq!(b.state(), State::Open);
+    let open = b.retry_after().unwrap();
+    assert!(open > Duration::from_secs(190), "{open:?}");
 }
 
 /// A server that answers like a load balancer's maintenance page: `200`, an HTML body, no
