@@ -1,0 +1,168 @@
+//! What the example programs share: their command line (`--option value`, `--help`) and how
+//! they report a startup error (what failed, where, and what to do, then the causes), instead
+//! of the `Error: PoolTimedOut` a `main` returning `Result` prints.
+
+use std::error::Error;
+use std::fmt;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+/// Why an example could not start: a sentence naming what failed, where, and what to do;
+/// the underlying error, if any, as its [`source`](Error::source).
+#[derive(Debug)]
+pub struct StartupError {
+    what: String,
+    source: Option<Box<dyn Error + Send + Sync>>,
+}
+
+impl StartupError {
+    /// An error saying `what` (which server, which address, what failed, what to do).
+    pub fn new(what: impl Into<String>) -> Self {
+        StartupError {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// The same error, caused by `source`.
+    pub fn because(mut self, source: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+}
+
+impl fmt::Display for StartupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+impl Error for StartupError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+/// Prints `error: ...` and each cause on its own line to standard error, and returns the
+/// exit code: the end of every example's `main`.
+pub fn exit_code(result: Result<(), Box<dyn Error>>) -> ExitCode {
+    let Err(error) = result else {
+        return ExitCode::SUCCESS;
+    };
+    eprintln!("error: {error}");
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        eprintln!("  caused by: {e}");
+        cause = e.source();
+    }
+    ExitCode::FAILURE
+}
+
+/// An example's command line: positional words and `--option value` pairs, checked against
+/// the options the example knows; `--help` prints its usage and exits.
+#[derive(Debug)]
+pub struct Args {
+    positional: Vec<String>,
+    options: Vec<(String, String)>,
+}
+
+impl Args {
+    /// Reads the process's arguments. `usage` is printed for `--help` (or `-h`); `known`
+    /// lists the options that take a value (`"--listen"`). An unknown option, or one
+    /// without a value, is an error that says so.
+    pub fn parse(usage: &str, known: &[&str]) -> Result<Args, StartupError> {
+        Args::from_iter(std::env::args().skip(1), usage, known)
+    }
+
+    fn from_iter(
+        args: impl IntoIterator<Item = String>,
+        usage: &str,
+        known: &[&str],
+    ) -> Result<Args, StartupError> {
+        let mut positional = Vec::new();
+        let mut options = Vec::new();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "--help" || arg == "-h" {
+                println!("{}", usage.trim());
+                std::process::exit(0);
+            }
+            if !arg.starts_with("--") {
+                positional.push(arg);
+                continue;
+            }
+            if !known.contains(&arg.as_str()) {
+                return Err(StartupError::new(format!(
+                    "unknown option {arg}; the options are {} (see --help)",
+                    known.join(", ")
+                )));
+            }
+            let value = args
+                .next()
+                .ok_or_else(|| StartupError::new(format!("{arg} needs a value (see --help)")))?;
+            options.push((arg, value));
+        }
+        Ok(Args {
+            positional,
+            options,
+        })
+    }
+
+    /// The `n`-th word that is not an option (from 0).
+    pub fn positional(&self, n: usize) -> Option<&str> {
+        self.positional.get(n).map(String::as_str)
+    }
+
+    /// The value of `option` (the last one given).
+    pub fn value(&self, option: &str) -> Option<&str> {
+        self.options
+            .iter()
+            .rev()
+            .find(|(name, _)| name == option)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The value of `option` parsed as a `T`; `expected` says what a valid value looks like
+    /// in the error.
+    pub fn parsed<T: FromStr>(&self, option: &str, expected: &str) -> Result<Option<T>, StartupError> {
+        self.value(option)
+            .map(|value| {
+                value.parse().map_err(|_| {
+                    StartupError::new(format!("{option} {value:?}: expected {expected}"))
+                })
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, StartupError> {
+        Args::from_iter(args.iter().map(|a| a.to_string()), "", &["--listen"])
+    }
+
+    #[test]
+    fn options_and_words() {
+        let args = parse(&["serve", "--listen", "127.0.0.1:1"]).unwrap();
+        assert_eq!(args.positional(0), Some("serve"));
+        assert_eq!(args.value("--listen"), Some("127.0.0.1:1"));
+        let port = args.parsed::<std::net::SocketAddr>("--listen", "an address").unwrap();
+        assert_eq!(port.unwrap().port(), 1);
+    }
+
+    #[test]
+    fn unknown_missing_and_invalid_values_say_so() {
+        let e = parse(&["--lisen", "x"]).unwrap_err().to_string();
+        assert!(e.contains("unknown option --lisen; the options are --listen"), "{e}");
+        let e = parse(&["--listen"]).unwrap_err().to_string();
+        assert!(e.contains("--listen needs a value"), "{e}");
+        let args = parse(&["--listen", "nowhere"]).unwrap();
+        let e = args
+            .parsed::<std::net::SocketAddr>("--listen", "HOST:PORT")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--listen \"nowhere\": expected HOST:PORT");
+    }
+}
