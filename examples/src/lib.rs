@@ -1,11 +1,62 @@
-//! What the example programs share: their command line (`--option value`, `--help`) and how
+//! What the example programs share: their command line (`--option value`, `--help`), how
 //! they report a startup error (what failed, where, and what to do, then the causes), instead
-//! of the `Error: PoolTimedOut` a `main` returning `Result` prints.
+//! of the `Error: PoolTimedOut` a `main` returning `Result` prints, the commands typed on
+//! their standard input, and a printed line per breaker transition.
 
 use std::error::Error;
 use std::fmt;
+use std::io::BufRead;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::time::Instant;
+
+use breaker_core::{Event, Observer};
+
+/// The lines typed on standard input, read by a thread of their own; the channel closes
+/// when standard input does.
+pub fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (lines, commands) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    commands
+}
+
+/// An observer printing each transition of a breaker as it happens, with the seconds since
+/// the program started: `   12.3 s  breaker server: closed -> open`.
+#[derive(Debug)]
+pub struct PrintTransitions(Instant);
+
+impl PrintTransitions {
+    /// Times lines from now.
+    pub fn new() -> Self {
+        PrintTransitions(Instant::now())
+    }
+
+    /// Seconds since `new`, as the lines print them.
+    pub fn elapsed(&self) -> String {
+        format!("{:>7.1} s", self.0.elapsed().as_secs_f64())
+    }
+}
+
+impl Default for PrintTransitions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Observer for PrintTransitions {
+    fn on_breaker_event(&self, breaker: &str, event: &Event) {
+        if let Event::StateTransition { from, to } = event {
+            println!("{}  breaker {breaker}: {from} -> {to}", self.elapsed());
+        }
+    }
+}
 
 /// Why an example could not start: a sentence naming what failed, where, and what to do;
 /// the underlying error, if any, as its [`source`](Error::source).

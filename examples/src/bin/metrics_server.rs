@@ -12,7 +12,6 @@
 //!
 //! Run: `cargo run -p breaker-examples --bin metrics_server`
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,8 +23,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use breaker_axum::{ServerBreakerLayer, health_routes};
-use breaker_core::{CircuitBreaker, Event, Observer, Registry};
-use breaker_examples::{Args, StartupError, exit_code};
+use breaker_core::{CircuitBreaker, Registry};
+use breaker_examples::{Args, PrintTransitions, StartupError, exit_code, stdin_lines};
 use breaker_metrics::BreakerMetrics;
 use http_body_util::Empty;
 use hyper::body::Bytes;
@@ -80,20 +79,6 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.prometheus.render(),
     )
-}
-
-/// Prints each transition of the breaker, with the time since the start.
-struct PrintTransitions(Instant);
-
-impl Observer for PrintTransitions {
-    fn on_breaker_event(&self, breaker: &str, event: &Event) {
-        if let Event::StateTransition { from, to } = event {
-            println!(
-                "{:>7.1} s  breaker {breaker}: {from} -> {to}",
-                self.0.elapsed().as_secs_f64()
-            );
-        }
-    }
 }
 
 /// When the database is up or down.
@@ -219,7 +204,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             .slow_call_duration(Duration::from_millis(500)) // also measures call durations
             .open_duration(Duration::from_secs(5))
             // Every series present (at zero) from the start, and each transition printed.
-            .observer((BreakerMetrics::named("orders-db"), PrintTransitions(start)))
+            .observer((BreakerMetrics::named("orders-db"), PrintTransitions::new()))
             .build()?,
     );
     let registry = Arc::new(Registry::new());
@@ -276,15 +261,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         println!("traffic: none (send your own: curl http://{addr}/orders)");
     }
 
-    let (lines, mut commands) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut commands = stdin_lines();
     let stop = async {
         match serve_for {
             Some(duration) => tokio::time::sleep(duration).await,
