@@ -175,7 +175,11 @@ impl Args {
 
     /// The value of `option` parsed as a `T`; `expected` says what a valid value looks like
     /// in the error.
-    pub fn parsed<T: FromStr>(&self, option: &str, expected: &str) -> Result<Option<T>, StartupError> {
+    pub fn parsed<T: FromStr>(
+        &self,
+        option: &str,
+        expected: &str,
+    ) -> Result<Option<T>, StartupError> {
         self.value(option)
             .map(|value| {
                 value.parse().map_err(|_| {
@@ -199,14 +203,19 @@ mod tests {
         let args = parse(&["serve", "--listen", "127.0.0.1:1"]).unwrap();
         assert_eq!(args.positional(0), Some("serve"));
         assert_eq!(args.value("--listen"), Some("127.0.0.1:1"));
-        let port = args.parsed::<std::net::SocketAddr>("--listen", "an address").unwrap();
+        let port = args
+            .parsed::<std::net::SocketAddr>("--listen", "an address")
+            .unwrap();
         assert_eq!(port.unwrap().port(), 1);
     }
 
     #[test]
     fn unknown_missing_and_invalid_values_say_so() {
         let e = parse(&["--lisen", "x"]).unwrap_err().to_string();
-        assert!(e.contains("unknown option --lisen; the options are --listen"), "{e}");
+        assert!(
+            e.contains("unknown option --lisen; the options are --listen"),
+            "{e}"
+        );
         let e = parse(&["--listen"]).unwrap_err().to_string();
         assert!(e.contains("--listen needs a value"), "{e}");
         let args = parse(&["--listen", "nowhere"]).unwrap();

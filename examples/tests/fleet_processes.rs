@@ -135,7 +135,11 @@ fn replicas_in_separate_processes_share_one_state(urls: &[String]) {
     assert_eq!(replicas[0].ask("fail"), "refused Open");
     replicas[0].until("sync", "fleet Closed");
     let status = replicas[0].ask("status");
-    for part in ["fleet.link: synced", "fleet.trip_votes: 1", "own_trip: true"] {
+    for part in [
+        "fleet.link: synced",
+        "fleet.trip_votes: 1",
+        "own_trip: true",
+    ] {
         assert!(status.contains(part), "{part:?} missing in {status:?}");
     }
     for r in &mut replicas[1..] {
@@ -226,7 +230,11 @@ fn status_shows_the_link_the_last_sync_the_fleets_view_and_the_last_error() {
     ] {
         assert!(degraded.contains(part), "{part:?} missing in {degraded:?}");
     }
-    assert_eq!(replica.ask("succeed"), "ok", "calls go on, on the local state");
+    assert_eq!(
+        replica.ask("succeed"),
+        "ok",
+        "calls go on, on the local state"
+    );
 
     // Redis is back: the link heals and the error is gone.
     server.restart();

@@ -140,7 +140,11 @@ fn python_grpcio_watches_the_server_breaker_trip_on_failures_and_hangs_refuse_an
     let pushback = refusal(&call(&mut client, 5.0));
     // At most the open period, give or take the few milliseconds a coarse clock reading lags.
     assert!(pushback > 0 && pushback <= 5_100, "{pushback}");
-    assert_eq!(handler_calls(&mut server), before, "a refused call is not handled");
+    assert_eq!(
+        handler_calls(&mut server),
+        before,
+        "a refused call is not handled"
+    );
 
     // It recovers: refused until the open period ends, then the probe is answered.
     server.send("recover");
@@ -189,10 +193,7 @@ fn the_client_breaker_opens_on_an_absent_server_recovers_when_it_comes_and_opens
 
     // The server's handler fails: the client's breaker counts its errors and opens again.
     server.send("fail");
-    client.wait_for(
-        "Unavailable: the handler's own dependency is down",
-        LIMIT,
-    );
+    client.wait_for("Unavailable: the handler's own dependency is down", LIMIT);
     client.wait_for("breaker client: closed -> open", LIMIT);
     client.wait_for("not sent: the client breaker is open", LIMIT);
 }

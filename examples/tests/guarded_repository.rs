@@ -34,7 +34,9 @@ impl Scratch {
         sqlx::any::install_default_drivers();
         let admin = std::env::var(variable).unwrap_or_else(|_| default.to_string());
         let name = format!("breaker_user_{}", std::process::id());
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
         let url = format!("{base}/{name}");
         runtime().block_on(async {
             let pool = AnyPool::connect(&admin).await.unwrap_or_else(|e| {
@@ -126,10 +128,7 @@ fn leaves_the_users_data_alone(scratch: Scratch) {
         .and_then(|l| l.split(' ').next())
         .unwrap_or_else(|| panic!("the example names its table:\n{stdout}"));
     assert!(own.starts_with("breaker_example_products_"), "{own}");
-    assert!(
-        stdout.contains(&format!("table {own} dropped")),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("table {own} dropped")), "{stdout}");
     let (tables, rows) = scratch.contents();
     assert_eq!(tables, ["products"], "the user's table, and no other");
     assert_eq!(rows, [(1, "the user's own row".to_string())]);
@@ -170,9 +169,15 @@ fn a_server_it_cannot_reach_is_named_with_its_address_and_what_failed() {
         )),
         "{stderr}"
     );
-    assert!(stderr.contains("caused by: ") && stderr.contains("refused"), "{stderr}");
+    assert!(
+        stderr.contains("caused by: ") && stderr.contains("refused"),
+        "{stderr}"
+    );
     let all = format!("{stderr}{}", String::from_utf8_lossy(&out.stdout));
-    assert!(!all.contains("secret"), "the password is never printed:\n{all}");
+    assert!(
+        !all.contains("secret"),
+        "the password is never printed:\n{all}"
+    );
 }
 
 #[test]
@@ -184,5 +189,8 @@ fn its_help_says_which_table_it_creates_and_drops() {
         help.contains("creates a table of its own, breaker_example_products_<process id>"),
         "{help}"
     );
-    assert!(help.contains("drops that table (and nothing else)"), "{help}");
+    assert!(
+        help.contains("drops that table (and nothing else)"),
+        "{help}"
+    );
 }

@@ -142,7 +142,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -257,7 +260,16 @@ impl Drop for Prometheus {
 fn curl_status(url: &str) -> Option<u16> {
     let out = output(
         "curl",
-        &["-s", "-o", "/dev/null", "--max-time", "5", "-w", "%{http_code}", url],
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "5",
+            "-w",
+            "%{http_code}",
+            url,
+        ],
     );
     String::from_utf8_lossy(&out.stdout).parse().ok()
 }
@@ -305,18 +317,28 @@ fn a_real_prometheus_scrapes_it_and_the_shipped_dashboard_and_alert_rules_see_th
             r.len() == 1 && label(&r[0], "state") == want && label(&r[0], "breaker") == "orders-db"
         }
     };
-    prometheus.until("the dashboard's State panel shows closed", &state, in_state("closed"));
+    prometheus.until(
+        "the dashboard's State panel shows closed",
+        &state,
+        in_state("closed"),
+    );
 
     server.send("down");
     server.wait_for("database down (command)", LIMIT);
-    prometheus.until("the dashboard's State panel shows open", &state, in_state("open"));
+    prometheus.until(
+        "the dashboard's State panel shows open",
+        &state,
+        in_state("open"),
+    );
     // The rule from docs/monitoring, evaluated by Prometheus on the scraped series: pending
     // (it fires after 5 minutes open).
     prometheus.until_alert("CircuitBreakerOpenTooLong", "orders-db", Some("pending"));
     let calls = dashboard_query(&dashboard, "Calls by outcome", 0, "orders-db");
     prometheus.until("the dashboard shows failed calls", &calls, |r| {
-        r.iter().any(|s| label(s, "outcome") == "failure" && s.1 > 0.0)
-            && r.iter().any(|s| label(s, "outcome") == "success" && s.1 > 0.0)
+        r.iter()
+            .any(|s| label(s, "outcome") == "failure" && s.1 > 0.0)
+            && r.iter()
+                .any(|s| label(s, "outcome") == "success" && s.1 > 0.0)
     });
     let rejections = dashboard_query(&dashboard, "Rejections by reason", 0, "orders-db");
     prometheus.until("the dashboard shows refused calls", &rejections, |r| {
@@ -331,7 +353,11 @@ fn a_real_prometheus_scrapes_it_and_the_shipped_dashboard_and_alert_rules_see_th
     // The database recovers: the breaker closes after its open period, the alert clears.
     server.send("up");
     server.wait_for("breaker orders-db: half_open -> closed", LIMIT);
-    prometheus.until("the dashboard's State panel shows closed again", &state, in_state("closed"));
+    prometheus.until(
+        "the dashboard's State panel shows closed again",
+        &state,
+        in_state("closed"),
+    );
     prometheus.until_alert("CircuitBreakerOpenTooLong", "orders-db", None);
     assert!(
         prometheus.log().lines().all(|l| !l.contains("level=error")),

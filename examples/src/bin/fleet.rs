@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use breaker_core::{Config, MonotonicClock, NoopObserver, Outcome, State};
+use breaker_examples::{StartupError, exit_code};
 use breaker_redis::{RedisSharing, SharedBreaker};
 
 type Replica = SharedBreaker<MonotonicClock, NoopObserver>;
@@ -56,8 +57,12 @@ fn short(state: State) -> &'static str {
     }
 }
 
+fn main() -> std::process::ExitCode {
+    exit_code(run())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let sharing = RedisSharing::from_env()?
         .sync_interval(Duration::from_millis(20))
         .trip_quorum(1);
@@ -79,11 +84,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("C", sharing.clone().replica_id("C").start(config()?)?),
     ]);
     if let Err(error) = replicas[0].1.sync_now().await {
-        eprintln!(
-            "cannot reach Redis: {error}\nstart redis-server, or point {} at one",
+        let urls = std::env::var(breaker_redis::URL_ENV)
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379, the default".into());
+        return Err(StartupError::new(format!(
+            "cannot reach Redis at {urls} (from {}): start redis-server there, or point {} \
+             at one (several URLs separated by commas for a Redis Cluster)",
+            breaker_redis::URL_ENV,
             breaker_redis::URL_ENV
-        );
-        std::process::exit(1);
+        ))
+        .because(error)
+        .into());
     }
     let dependency = Arc::new(Dependency::default());
     let probes = Arc::new(AtomicU32::new(0));

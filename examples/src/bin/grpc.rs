@@ -268,7 +268,9 @@ async fn client(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .parsed::<u64>("--every", "milliseconds between calls, more than 0")?
         .unwrap_or(500);
     if every == 0 {
-        return Err(StartupError::new("--every 0: give milliseconds between calls, more than 0").into());
+        return Err(
+            StartupError::new("--every 0: give milliseconds between calls, more than 0").into(),
+        );
     }
     let calls = args.parsed::<u64>("--calls", "a number of calls")?;
     let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| {
@@ -279,7 +281,9 @@ async fn client(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     })?;
     // Connects on the first call, and again after a failure: a server that is down is a
     // failure the breaker counts, not a startup error.
-    let channel = endpoint.connect_timeout(Duration::from_secs(1)).connect_lazy();
+    let channel = endpoint
+        .connect_timeout(Duration::from_secs(1))
+        .connect_lazy();
     let breaker = live_breaker("client")?;
     let mut client = FlakyClient::new(
         tower::ServiceBuilder::new()

@@ -118,7 +118,9 @@ fn describe(url: &str) -> (&'static str, String, String) {
         _ => ("database", None),
     };
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let address = match default_port {
         Some(port) if !host.contains(':') && !host.is_empty() => format!("{host}:{port}"),
         Some(_) => host.to_string(),
@@ -239,11 +241,7 @@ async fn with_database(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn story(
-    pool: AnyPool,
-    table: &str,
-    mysql: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
+async fn story(pool: AnyPool, table: &str, mysql: bool) -> Result<(), Box<dyn std::error::Error>> {
     let clock = ManualClock::new();
     let breaker = CircuitBreaker::builder_with_clock(clock.clone())
         .name("products-db")

@@ -119,7 +119,9 @@ impl Dependency {
 /// The built-in client: `rate` GET /orders per second; prints what came back every 5 s.
 async fn traffic(addr: SocketAddr, rate: u32, start: Instant) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let uri: hyper::Uri = format!("http://{addr}/orders").parse().expect("a valid uri");
+    let uri: hyper::Uri = format!("http://{addr}/orders")
+        .parse()
+        .expect("a valid uri");
     let counts: Arc<[AtomicU64; 4]> = Arc::default(); // 200, 500, 503, other
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     let mut report = tokio::time::interval(Duration::from_secs(5));
@@ -157,7 +159,12 @@ fn parse_outages(value: &str) -> Option<Option<(Duration, Duration)>> {
         return Some(None);
     }
     let (up, down) = value.split_once(',')?;
-    let secs = |s: &str| s.trim().parse::<f64>().ok().filter(|s| *s > 0.0 && s.is_finite());
+    let secs = |s: &str| {
+        s.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && s.is_finite())
+    };
     Some(Some((
         Duration::from_secs_f64(secs(up)?),
         Duration::from_secs_f64(secs(down)?),

@@ -61,13 +61,15 @@ impl Running {
     /// Types `line` on its standard input.
     pub(crate) fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).unwrap_or_else(|e| {
-            panic!(
-                "{} did not take {line:?} ({e}); it printed:\n{}",
-                self.name,
-                self.printed.join("\n")
-            )
-        });
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} did not take {line:?} ({e}); it printed:\n{}",
+                    self.name,
+                    self.printed.join("\n")
+                )
+            });
     }
 
     /// The next line it prints that contains `needle`, within `limit`.
