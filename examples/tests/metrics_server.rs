@@ -130,7 +130,7 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\n  evaluation_interval: 1s\n\
                  rule_files:\n  - {}\n\
                  scrape_configs:\n  - job_name: breaker-example\n    static_configs:\n      \
                  - targets: ['{target}']\n",
@@ -217,10 +217,26 @@ impl Prometheus {
             }
             assert!(
                 start.elapsed() < LIMIT,
-                "{what}: {expr} is still {result:?} after {LIMIT:?}"
+                "{what}: {expr} is still {result:?} after {LIMIT:?}; the scrape target: {}",
+                self.target_health()
             );
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// The scrape target's health and last error, for failure messages.
+    fn target_health(&self) -> String {
+        let data = self.api("targets", None);
+        data["activeTargets"]
+            .as_array()
+            .map(|targets| {
+                targets
+                    .iter()
+                    .map(|t| format!("{} {} {}", t["scrapeUrl"], t["health"], t["lastError"]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_else(|| data.to_string())
     }
 
     /// The state of the alert `name` for the breaker `breaker` (`pending`, `firing`), if any.
