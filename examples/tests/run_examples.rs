@@ -177,8 +177,22 @@ fn fleet_opens_every_replica_probes_once_per_period_and_recovers() {
         .unwrap_or_else(|| panic!("the probe count:\n{out}"));
     assert!(probes >= 1, "the fleet recovered through a probe:\n{out}");
     assert!(
-        out.trim_end()
-            .ends_with("every replica closed: the fleet recovered together"),
+        out.contains("every replica closed: the fleet recovered together"),
         "{out}"
     );
+    // Its keys were its own (a name of its own per run), and it removed them.
+    let pattern = out
+        .lines()
+        .find_map(|l| l.strip_prefix("removed this run's keys from Redis ("))
+        .and_then(|l| l.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("the keys it removed:\n{out}"));
+    assert!(pattern.starts_with("breaker:{fleet-demo-"), "{pattern}");
+    let url = std::env::var("BREAKER_REDIS_URL").unwrap_or("redis://127.0.0.1:6379".into());
+    if !url.contains(',') {
+        let mut redis = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .expect("the Redis the example used");
+        let left: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut redis).unwrap();
+        assert_eq!(left, Vec::<String>::new(), "keys left behind");
+    }
 }
