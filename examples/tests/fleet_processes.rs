@@ -65,6 +65,22 @@ impl Process {
         self.read()
     }
 
+    /// Asks `status` until the answer starts with `expected`, within the limit; the answer.
+    fn until_status(&mut self, expected: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let answer = self.ask("status");
+            if answer.starts_with(expected) {
+                return answer;
+            }
+            assert!(
+                start.elapsed() < LIMIT,
+                "status is still {answer:?}, not {expected:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Asks `command` until the answer starts with `expected`, within the limit.
     fn until(&mut self, command: &str, expected: &str) {
         let start = Instant::now();
@@ -118,7 +134,14 @@ fn replicas_in_separate_processes_share_one_state(urls: &[String]) {
     }
     assert_eq!(replicas[0].ask("fail"), "refused Open");
     replicas[0].until("sync", "fleet Closed");
-    assert_eq!(replicas[0].ask("status"), "Synced own_trip=true votes=1");
+    let status = replicas[0].ask("status");
+    for part in [
+        "fleet.link: synced",
+        "fleet.trip_votes: 1",
+        "own_trip: true",
+    ] {
+        assert!(status.contains(part), "{part:?} missing in {status:?}");
+    }
     for r in &mut replicas[1..] {
         r.until("sync", "fleet Closed");
         assert_eq!(r.ask("succeed"), "ok", "its trip was its own");
@@ -178,4 +201,44 @@ fn replicas_in_separate_processes_share_one_state_through_a_redis_server() {
 fn replicas_in_separate_processes_share_one_state_through_a_redis_cluster() {
     let cluster = RedisCluster::start();
     replicas_in_separate_processes_share_one_state(&cluster.urls());
+}
+
+/// `status` while Redis is gone and after it is back: the link, the last sync, the fleet's
+/// view as last synced, and the last error, as the operator needs them.
+#[test]
+fn status_shows_the_link_the_last_sync_the_fleets_view_and_the_last_error() {
+    let mut server = RedisServer::start();
+    let mut replica = Process::start("status", &server.url());
+    replica.until("sync", "fleet Closed");
+    let synced = replica.ask("status");
+    for part in [
+        "fleet.link: synced; fleet.last_sync: ",
+        "fleet.state: closed; fleet.generation: ",
+        "fleet.window: 0 calls",
+        "fleet.trip_votes: 0; own_trip: false; fleet.last_error: none",
+    ] {
+        assert!(synced.contains(part), "{part:?} missing in {synced:?}");
+    }
+
+    // Redis is killed: the link degrades, the last error says why, the last view stays.
+    server.kill();
+    let degraded = replica.until_status("fleet.link: degraded");
+    for part in [
+        "fleet.link: degraded: running on local state; fleet.last_sync: ",
+        "fleet.last_error: Redis is unreachable (",
+        "fleet.state: closed",
+    ] {
+        assert!(degraded.contains(part), "{part:?} missing in {degraded:?}");
+    }
+    assert_eq!(
+        replica.ask("succeed"),
+        "ok",
+        "calls go on, on the local state"
+    );
+
+    // Redis is back: the link heals and the error is gone.
+    server.restart();
+    let healed = replica.until_status("fleet.link: synced");
+    assert!(healed.ends_with("fleet.last_error: none"), "{healed}");
+    replica.send("quit");
 }

@@ -26,7 +26,7 @@
 //! | name | type | labels | what |
 //! |---|---|---|---|
 //! | `circuit_breaker_state` | gauge | `state` | 1 for the current state, 0 for the others (`closed`, `open`, `half_open`, `forced_open`, `disabled`, `metrics_only`) |
-//! | `circuit_breaker_transitions_total` | counter | `from`, `to` | state transitions |
+//! | `circuit_breaker_transitions_total` | counter | `from`, `to` | state transitions (the four a breaker makes by itself at zero from its first event, operator ones from when they first happen) |
 //! | `circuit_breaker_calls_total` | counter | `outcome` | recorded calls: `success`, `failure`, `ignored`; `slow` counts slow calls again, on top of their success or failure |
 //! | `circuit_breaker_rejections_total` | counter | `reason` | calls refused: `open`, `half_open_full`, `forced_open` |
 //! | `circuit_breaker_unenforced_rejections_total` | counter | `reason` | calls the breaker would have refused and let through: its [enforcement ramp](breaker_core::Builder::enforcement) enforces only a share of its refusals (`open`, `half_open_full`) |
@@ -293,7 +293,7 @@ impl Handles {
             .map(|s| metrics::gauge!(names::STATE, "breaker" => name(), "state" => s.as_str()));
         // The breaker starts closed.
         state[state_index(State::Closed)].set(1.0);
-        Handles {
+        let handles = Handles {
             state,
             transitions: Default::default(),
             success: calls(outcome_label(Outcome::Success)),
@@ -309,7 +309,20 @@ impl Handles {
             fallbacks: FALLBACK_KINDS.map(
                 |kind| metrics::counter!(names::FALLBACKS, "breaker" => name(), "kind" => kind),
             ),
+        };
+        // The transitions the breaker makes by itself have series from the start, at zero:
+        // a counter whose first sample is already 1 hides that first transition from
+        // Prometheus' `increase` and `rate` (the dashboard's Transitions panel, the flapping
+        // alert). Operator transitions get theirs when they first happen.
+        for (from, to) in [
+            (State::Closed, State::Open),
+            (State::Open, State::HalfOpen),
+            (State::HalfOpen, State::Open),
+            (State::HalfOpen, State::Closed),
+        ] {
+            handles.transition(breaker, from, to);
         }
+        handles
     }
 }
 

@@ -16,6 +16,7 @@ use axum::response::Redirect;
 use axum::routing::get;
 use breaker_admin::{Admin, AdminObserver, Token};
 use breaker_core::{CircuitBreaker, MonotonicClock, Outcome, Registry};
+use breaker_examples::{StartupError, exit_code};
 use breaker_tower::KeyedRegistry;
 
 type Breaker = CircuitBreaker<MonotonicClock, AdminObserver>;
@@ -150,9 +151,20 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+fn main() -> std::process::ExitCode {
+    exit_code(run())
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port: u16 = arg("--port").map_or(Ok(3000), |p| p.parse())?;
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let port: u16 = match arg("--port") {
+        None => 3000,
+        Some(p) => p.parse().map_err(|_| {
+            StartupError::new(format!(
+                "--port {p:?}: expected a port number (0 for any free one)"
+            ))
+        })?,
+    };
     let serve_for = arg("--serve-for")
         .map(|s| s.parse().map(Duration::from_secs))
         .transpose()?;
@@ -256,7 +268,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/", get(|| async { Redirect::to("/admin/dashboard") }))
         .nest("/admin", admin.router());
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                "another program (another dashboard?) listens there: stop it, or pass --port \
+                 with another port (0 for any free one)"
+            } else {
+                "pass --port with another port (0 for any free one)"
+            };
+            StartupError::new(format!("cannot listen on 127.0.0.1:{port}: {hint}")).because(e)
+        })?;
     let addr = listener.local_addr()?;
     println!("breaker dashboard: http://{addr}/admin/dashboard");
     println!("operator token (demo): {token}");

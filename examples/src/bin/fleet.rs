@@ -12,6 +12,10 @@
 //! network path, a bad node) does not take the dependency away from the whole fleet; see
 //! `docs/consistency.md`.
 //!
+//! The fleet's name is the run's own (`fleet-demo-<pid>-<time>`), and so are its keys in
+//! Redis (`breaker:{fleet-demo-...}` and `breaker:{fleet-demo-...}:*`): the example removes
+//! them at the end, and touches no other key.
+//!
 //! ```text
 //! cargo run -p breaker-examples --bin fleet
 //! ```
@@ -21,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use breaker_core::{Config, MonotonicClock, NoopObserver, Outcome, State};
+use breaker_examples::{StartupError, exit_code};
 use breaker_redis::{RedisSharing, SharedBreaker};
 
 type Replica = SharedBreaker<MonotonicClock, NoopObserver>;
@@ -56,8 +61,12 @@ fn short(state: State) -> &'static str {
     }
 }
 
+fn main() -> std::process::ExitCode {
+    exit_code(run())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let sharing = RedisSharing::from_env()?
         .sync_interval(Duration::from_millis(20))
         .trip_quorum(1);
@@ -78,20 +87,74 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("B", sharing.clone().replica_id("B").start(config()?)?),
         ("C", sharing.clone().replica_id("C").start(config()?)?),
     ]);
+    let told = story(replicas).await;
+    // The fleet's name is this run's own: so are its keys, which outlive the replicas. Syncs
+    // still in flight when the replicas stopped land first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let removed = tokio::task::spawn_blocking(move || forget(&name)).await?;
+    told?;
+    Ok(removed?)
+}
+
+/// Deletes the keys of the fleet `name` (`breaker:{name}` and `breaker:{name}:*`: the
+/// state, the log, the window, probe tokens, trip votes, replicas A, B, C), and no other.
+fn forget(name: &str) -> Result<(), StartupError> {
+    let urls =
+        std::env::var(breaker_redis::URL_ENV).unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let base = format!("breaker:{{{name}}}");
+    let keys: Vec<String> = ["", ":log", ":w", ":p", ":v", ":r:A", ":r:B", ":r:C"]
+        .iter()
+        .map(|suffix| format!("{base}{suffix}"))
+        .collect();
+    let mut del = redis::cmd("DEL");
+    del.arg(&keys);
+    // One hash tag: every key is in one slot, so one DEL does it on a cluster too.
+    let deleted: redis::RedisResult<u64> = if urls.contains(',') {
+        redis::cluster::ClusterClient::new(urls.split(',').map(str::trim).collect::<Vec<_>>())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut connection| del.query(&mut connection))
+    } else {
+        redis::Client::open(urls.as_str())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut connection| del.query(&mut connection))
+    };
+    match deleted {
+        Ok(_) => {
+            println!("removed this run's keys from Redis ({base}*)");
+            Ok(())
+        }
+        Err(e) => Err(StartupError::new(format!(
+            "could not remove this run's keys ({base}*) from Redis at {urls}: delete them \
+             with redis-cli DEL"
+        ))
+        .because(e)),
+    }
+}
+
+/// The replicas through an outage and back; stops their traffic and them at the end.
+async fn story(
+    replicas: Arc<Vec<(&'static str, Replica)>>,
+) -> Result<(), Box<dyn std::error::Error>> {
     if let Err(error) = replicas[0].1.sync_now().await {
-        eprintln!(
-            "cannot reach Redis: {error}\nstart redis-server, or point {} at one",
+        let urls = std::env::var(breaker_redis::URL_ENV)
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379, the default".into());
+        return Err(StartupError::new(format!(
+            "cannot reach Redis at {urls} (from {}): start redis-server there, or point {} \
+             at one (several URLs separated by commas for a Redis Cluster)",
+            breaker_redis::URL_ENV,
             breaker_redis::URL_ENV
-        );
-        std::process::exit(1);
+        ))
+        .because(error)
+        .into());
     }
     let dependency = Arc::new(Dependency::default());
     let probes = Arc::new(AtomicU32::new(0));
 
     // Traffic: A calls every 5 ms, B and C every 40 ms.
+    let mut traffic = tokio::task::JoinSet::new();
     for (i, every) in [(0, 5u64), (1, 40), (2, 40)] {
         let (replicas, dependency, probes) = (replicas.clone(), dependency.clone(), probes.clone());
-        tokio::spawn(async move {
+        traffic.spawn(async move {
             let breaker = &replicas[i].1;
             loop {
                 if let Ok(permit) = breaker.try_acquire() {
@@ -161,8 +224,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
         if elapsed > Duration::from_secs(10) {
-            eprintln!("the fleet did not recover within 10 s");
-            std::process::exit(1);
+            return Err("the fleet did not recover within 10 s".into());
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -176,5 +238,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         probes.load(Ordering::Relaxed)
     );
     println!("every replica closed: the fleet recovered together");
+    // The traffic stops; the last clone of the replicas goes with the caller's, and their
+    // sync tasks with them.
+    traffic.shutdown().await;
     Ok(())
 }

@@ -4,7 +4,10 @@
 //!
 //! SQLite by default (a file in a temporary directory, nothing to install);
 //! `--database-url postgres://postgres@127.0.0.1/test` or `mysql://root@127.0.0.1/test` for
-//! a server. The outage is real for all three: the pool's only connection is held elsewhere,
+//! a server of your own. The example never reads or changes data it did not create: it
+//! creates a table of its own (`breaker_example_products_<process id>`; it stops if a table
+//! of that name exists), and drops that table, and only that one, when it ends (also on
+//! Ctrl-C). The outage is real for all three: the pool's only connection is held elsewhere,
 //! so the repository's queries time out waiting for one (as when a database stops answering),
 //! the breaker trips, reads are served from the cache and writes are refused at once; then
 //! the connection is released and the breaker closes after its open period (breaker time is
@@ -17,13 +20,30 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use breaker_core::{CircuitBreaker, ManualClock};
+use breaker_examples::{Args, StartupError, exit_code};
 use breaker_sqlx::{GuardedPool, rejection};
 use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AssertSqlSafe};
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Connection};
+
+const USAGE: &str = "
+guarded_repository: a product repository behind a breaker-sqlx guarded pool, through a
+database outage (cached reads, refused writes) and back.
+
+Usage: guarded_repository [--database-url URL]
+
+  --database-url URL   postgres://USER@HOST[:PORT]/DATABASE or mysql://USER@HOST[:PORT]/DATABASE
+                       (default: an SQLite file in a temporary directory, removed at the end)
+
+Your data is safe: the example creates a table of its own, breaker_example_products_<process
+id>, stops if a table of that name already exists, and drops that table (and nothing else)
+when it ends, also on Ctrl-C. It needs the right to create and drop tables in DATABASE.
+";
 
 /// A product repository: reads fall back to the last good answer, writes do not.
 struct Products {
     db: GuardedPool<Any, std::sync::Arc<CircuitBreaker<ManualClock>>>,
+    /// The example's own table.
+    table: String,
     /// The parameter placeholder of the database (`$1`, or `?` for MySQL).
     param: &'static str,
     cache: Mutex<HashMap<i64, String>>,
@@ -38,7 +58,7 @@ enum Read {
 
 impl Products {
     async fn name(&self, id: i64) -> Read {
-        let sql = format!("SELECT name FROM products WHERE id = {}", self.param);
+        let sql = format!("SELECT name FROM {} WHERE id = {}", self.table, self.param);
         match sqlx::query_scalar::<_, String>(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.db)
@@ -64,7 +84,8 @@ impl Products {
 
     async fn add(&self, id: i64, name: &str) -> Result<(), sqlx::Error> {
         let sql = format!(
-            "INSERT INTO products (id, name) VALUES ({}, {})",
+            "INSERT INTO {} (id, name) VALUES ({}, {})",
+            self.table,
             self.param,
             if self.param == "?" { "?" } else { "$2" }
         );
@@ -86,24 +107,141 @@ fn show(what: &str, read: Read) {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    sqlx::any::install_default_drivers();
-    let dir = std::env::temp_dir().join(format!("guarded-repository-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let url = std::env::args()
-        .skip_while(|a| a != "--database-url")
-        .nth(1)
-        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.join("shop.db").display()));
-    println!("database: {url}\n");
+/// The server a URL points at, as a person would name it, without the password:
+/// `("PostgreSQL server", "127.0.0.1:5432", "test")`.
+fn describe(url: &str) -> (&'static str, String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (kind, default_port) = match scheme {
+        "postgres" | "postgresql" => ("PostgreSQL server", Some(5432)),
+        "mysql" | "mariadb" => ("MySQL/MariaDB server", Some(3306)),
+        "sqlite" => ("SQLite database", None),
+        _ => ("database", None),
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let address = match default_port {
+        Some(port) if !host.contains(':') && !host.is_empty() => format!("{host}:{port}"),
+        Some(_) => host.to_string(),
+        None => rest.split('?').next().unwrap_or(rest).to_string(),
+    };
+    let database = path.split('?').next().unwrap_or_default().to_string();
+    (kind, address, database)
+}
 
+/// Connects once to check the database is there, naming the server and address if not.
+async fn check_reachable(url: &str) -> Result<(), StartupError> {
+    let (kind, address, database) = describe(url);
+    let what = |failed: &str| {
+        let database = if database.is_empty() {
+            String::new()
+        } else {
+            format!(", database {database}")
+        };
+        StartupError::new(format!(
+            "cannot connect to the {kind} at {address}{database} (from --database-url): \
+             {failed}. Is it running and listening there, and may the URL's user connect \
+             and create tables? Leave --database-url out to use an SQLite file instead."
+        ))
+    };
+    match tokio::time::timeout(Duration::from_secs(10), AnyConnection::connect(url)).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(what("the connection failed").because(e)),
+        Err(_) => Err(what("no answer within 10 s")),
+    }
+}
+
+/// Creates the example's own table; refuses to touch one that exists already.
+async fn create_table(pool: &AnyPool, table: &str) -> Result<(), StartupError> {
+    let sql = format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, name VARCHAR(80) NOT NULL)");
+    sqlx::query(AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            StartupError::new(format!(
+                "could not create the example's table {table}: if a table of that name \
+                 exists, it is not the example's to drop (drop it yourself if it is a \
+                 leftover), otherwise give the URL's user the right to create tables"
+            ))
+            .because(e)
+        })
+}
+
+fn main() -> std::process::ExitCode {
+    exit_code(run())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse(USAGE, &["--database-url"])?;
+    sqlx::any::install_default_drivers();
+    let mut temp_dir = None;
+    let url = match args.value("--database-url") {
+        Some(url) => url.to_string(),
+        None => {
+            let dir =
+                std::env::temp_dir().join(format!("guarded-repository-{}", std::process::id()));
+            std::fs::create_dir(&dir).map_err(|e| {
+                StartupError::new(format!(
+                    "could not create the directory {} for the example's SQLite file",
+                    dir.display()
+                ))
+                .because(e)
+            })?;
+            let url = format!("sqlite://{}?mode=rwc", dir.join("shop.db").display());
+            temp_dir = Some(dir);
+            url
+        }
+    };
+    let result = with_database(&url).await;
+    if let Some(dir) = temp_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+/// Connects, creates the example's table, tells the story, and drops the table: whatever
+/// happened in between (an error, Ctrl-C), once it was created.
+async fn with_database(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let (kind, address, _) = describe(url);
+    println!("database: {kind} at {address}");
+    check_reachable(url).await?;
     // One connection, and a short acquire timeout: a database that does not answer shows up
     // as a failed query after 200 ms.
     let pool = AnyPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_millis(200))
-        .connect(&url)
+        .connect(url)
         .await?;
+    let table = format!("breaker_example_products_{}", std::process::id());
+    // Set-up bypasses the breaker, as migrations do.
+    create_table(&pool, &table).await?;
+    println!("table: {table} (the example's own: dropped at the end)\n");
+    let story = tokio::select! {
+        story = story(pool.clone(), &table, url.starts_with("mysql")) => story,
+        _ = tokio::signal::ctrl_c() => Err("interrupted (Ctrl-C)".into()),
+    };
+    let dropped = sqlx::query(AssertSqlSafe(format!("DROP TABLE {table}")))
+        .execute(&pool)
+        .await;
+    pool.close().await;
+    story?;
+    dropped.map_err(|e| {
+        StartupError::new(format!(
+            "could not drop the example's table {table}: drop it yourself"
+        ))
+        .because(e)
+    })?;
+    println!("\ntable {table} dropped");
+    Ok(())
+}
+
+async fn story(pool: AnyPool, table: &str, mysql: bool) -> Result<(), Box<dyn std::error::Error>> {
     let clock = ManualClock::new();
     let breaker = CircuitBreaker::builder_with_clock(clock.clone())
         .name("products-db")
@@ -112,16 +250,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let products = Products {
         db: GuardedPool::new(pool, breaker),
-        param: if url.starts_with("mysql") { "?" } else { "$1" },
+        table: table.to_string(),
+        param: if mysql { "?" } else { "$1" },
         cache: Mutex::new(HashMap::new()),
     };
-    // Set-up bypasses the breaker, as migrations do.
-    sqlx::query("DROP TABLE IF EXISTS products")
-        .execute(products.db.pool())
-        .await?;
-    sqlx::query("CREATE TABLE products (id BIGINT PRIMARY KEY, name VARCHAR(80) NOT NULL)")
-        .execute(products.db.pool())
-        .await?;
 
     products.add(1, "espresso machine").await?;
     products.add(2, "grinder").await?;
@@ -169,6 +301,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "\nbreaker: {}; calls that reached the database: {} ok, {} failed; refused: {}",
         s.state, s.totals.successes, s.totals.failures, s.totals.rejected
     );
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
