@@ -4,7 +4,8 @@
 //!
 //! Scenarios: (1) closed, every call succeeds, one thread; (2) the same with two threads on
 //! one shared breaker (time per call per thread); (3) open, rejected calls; (4) closed with
-//! 10 % failures that do not trip; (5) through a tower service around a ready inner service.
+//! 10 % failures that do not trip; (5) through a tower service around a ready inner service;
+//! (6) picking a per-key breaker from a keyed registry (not in docs/benchmarks.md yet).
 //! Every benchmark asserts the breaker's state before and after. Allocations per call are
 //! counted for every subject and scenario and written to target/bench-allocations.tsv.
 
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use breaker_benches::poll_once;
 use breaker_core::{CircuitBreaker, Clock, CoarseClock, MonotonicClock, Observer, State};
 use breaker_test_support::{CountingAllocator, allocations_all_threads as count_allocations};
-use breaker_tower::BreakerLayer;
+use breaker_tower::{BreakerLayer, KeyedBreakerLayer, KeyedRegistry};
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use tower::{Layer, Service};
 
@@ -429,6 +430,49 @@ fn tower_group(c: &mut Criterion) {
     g.finish();
 }
 
+// ----- keyed -------------------------------------------------------------------------------
+
+/// Per-key breakers for the keyed group: 1,000 of them in a registry of 10,000.
+fn keyed_breaker<K>(_: &K) -> Ours {
+    CircuitBreaker::builder()
+        .consecutive_failures(5)
+        .open_duration(LONG)
+        .thread_counters(0)
+        .build()
+        .unwrap()
+}
+
+/// What picking a per-key breaker costs: a `KeyedRegistry` lookup of an existing host (a
+/// `&str` for `String` keys), and a call through `KeyedBreakerLayer` keyed by a number (no
+/// key to allocate), around the same bare service as the tower group.
+fn keyed_group(c: &mut Criterion) {
+    let mut g = c.benchmark_group("keyed");
+    let hosts = KeyedRegistry::new(10_000, keyed_breaker::<String>).unwrap();
+    let names: Vec<String> = (0..1_000).map(|i| format!("host-{i:04}.example")).collect();
+    for name in &names {
+        hosts.get(name.as_str());
+    }
+    let mut i = 0usize;
+    g.bench_function("registry_get", |b| {
+        b.iter(|| {
+            i = (i + 1) % names.len();
+            black_box(hosts.get(names[i].as_str()))
+        })
+    });
+    let by_number = Arc::new(KeyedRegistry::new(10_000, keyed_breaker::<u64>).unwrap());
+    let mut layered =
+        KeyedBreakerLayer::new(|n: &u64| n % 1_000, Arc::clone(&by_number)).layer(inner());
+    let mut n = 0u64;
+    g.bench_function("keyed_layer", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(through(&mut layered, n))
+        })
+    });
+    assert_eq!((hosts.len(), by_number.len()), (1_000, 1_000));
+    g.finish();
+}
+
 // ----- allocations -------------------------------------------------------------------------
 
 const ALLOC_CALLS: u64 = 10_000;
@@ -633,5 +677,6 @@ fn main() {
     g.finish();
 
     tower_group(&mut c);
+    keyed_group(&mut c);
     c.final_summary();
 }

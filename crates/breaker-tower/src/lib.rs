@@ -31,7 +31,10 @@ pub use error::Error;
 #[cfg(feature = "http")]
 pub use http::{HttpClassifier, retry_after};
 
-pub use keyed::{ByKey, KeyedBreaker, KeyedBreakerLayer, KeyedRegistry, SelectBreaker};
+pub use keyed::{
+    ByKey, KeyedBreaker, KeyedBreakerLayer, KeyedRegistry, KeyedRegistryBuilder, KeyedStats,
+    SelectBreaker,
+};
 pub use layer::BreakerLayer;
 pub use service::Breaker;
 

@@ -1,4 +1,5 @@
-//! A call through the layer allocates nothing on the happy path, nor when rejected.
+//! A call through the layer allocates nothing on the happy path, nor when rejected; nor does
+//! a keyed registry's lookup of an existing key, through its layer or not.
 
 use std::future::{Future, ready};
 use std::pin::pin;
@@ -7,7 +8,7 @@ use std::task::{Context, Poll, Waker};
 
 use breaker_core::{CircuitBreaker, ManualClock};
 use breaker_test_support::{CountingAllocator, allocations};
-use breaker_tower::BreakerLayer;
+use breaker_tower::{BreakerLayer, KeyedBreakerLayer, KeyedRegistry};
 use tower::{Layer, Service, service_fn};
 
 #[global_allocator]
@@ -54,6 +55,40 @@ fn the_layer_does_not_allocate() {
         }
     });
     assert_eq!(n, 0);
+}
+
+#[test]
+fn a_keyed_lookup_of_an_existing_key_does_not_allocate() {
+    let breaker = || {
+        CircuitBreaker::builder_with_clock(ManualClock::new())
+            .consecutive_failures(5)
+            .thread_counters(0)
+            .build()
+            .unwrap()
+    };
+    let hosts = KeyedRegistry::new(100, move |_: &String| breaker()).unwrap();
+    let by_number = Arc::new(KeyedRegistry::new(100, move |_: &u32| breaker()).unwrap());
+    let inner = service_fn(|n: u32| {
+        ready(if n.is_multiple_of(10) {
+            Err(Refused)
+        } else {
+            Ok(n)
+        })
+    });
+    let mut svc = KeyedBreakerLayer::new(|n: &u32| n % 4, by_number.clone()).layer(inner);
+    for key in 0..4 {
+        let _ = call(&mut svc, key);
+    }
+    hosts.get("a.example");
+    hosts.get("b.example");
+    let n = allocations(|| {
+        for i in 0..10_000 {
+            let _ = call(&mut svc, i);
+            std::hint::black_box(hosts.get(if i % 2 == 0 { "a.example" } else { "b.example" }));
+        }
+    });
+    assert_eq!(n, 0);
+    assert_eq!((hosts.len(), by_number.len()), (2, 4));
 }
 
 #[derive(Debug)]

@@ -1,167 +1,25 @@
-//! One breaker per key (host, route, tenant), in a bounded registry.
+//! One breaker per key (host, route, tenant), in a bounded registry: the registry
+//! ([`KeyedRegistry`]), the breakers it holds aside while they are in trouble (`aside`), and
+//! the layer that picks a request's breaker ([`KeyedBreakerLayer`], [`SelectBreaker`]).
 
-use std::borrow::Borrow;
-use std::convert::Infallible;
+mod aside;
+mod registry;
+
+pub use registry::{KeyedRegistry, KeyedRegistryBuilder, KeyedStats};
+
 use std::hash::Hash;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use breaker_core::{
-    BreakerRef, CircuitBreaker, Classify, Clock, ConfigError, ConfigValue, ErrorsAreFailures,
-    Inspect, InspectGroup, MonotonicClock, NoopObserver, Observer, Permit, Snapshot,
+    BreakerRef, CircuitBreaker, Classify, Clock, ErrorsAreFailures, MonotonicClock, NoopObserver,
+    Observer, Permit,
 };
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::{BoxError, Error};
 use crate::future::ResponseFuture;
-
-type Make<Key, C, O> = dyn Fn(&Key) -> CircuitBreaker<C, O> + Send + Sync;
-
-/// Breakers by key, made on first use by a factory, at most `capacity` of them.
-///
-/// When full, the least useful breakers are evicted (quick_cache's S3-FIFO: keys seen once
-/// go first, frequently used keys stay), so a client that invents keys cannot grow memory
-/// without limit; an evicted key starts again with a fresh, closed breaker. The capacity is
-/// quick_cache's target: it may evict a little before it is reached.
-///
-/// Per-key breakers are many and each sees a share of the traffic: build them with
-/// [`thread_counters(0)`](breaker_core::Builder::thread_counters), which leaves out the
-/// per-thread counter lines a breaker shared by every thread wants (128 bytes per CPU). A
-/// per-key breaker with a count window of 20 then takes about 780 bytes, and a registry of
-/// 100,000 hosts about 91 MB with keys and map (measured by `tests/memory.rs`).
-///
-/// ```
-/// use breaker_core::CircuitBreaker;
-/// use breaker_tower::KeyedRegistry;
-///
-/// let registry = KeyedRegistry::new(10_000, |_host: &String| {
-///     CircuitBreaker::builder()
-///         .consecutive_failures(5)
-///         .thread_counters(0)
-///         .build()
-///         .expect("valid settings")
-/// })?;
-/// let a = registry.get(&"api.example.com".to_string());
-/// let b = registry.get(&"api.example.com".to_string());
-/// assert!(std::sync::Arc::ptr_eq(&a, &b));
-/// # Ok::<(), breaker_core::ConfigError>(())
-/// ```
-pub struct KeyedRegistry<Key, C = MonotonicClock, O = NoopObserver> {
-    breakers: quick_cache::sync::Cache<Key, Arc<CircuitBreaker<C, O>>>,
-    make: Box<Make<Key, C, O>>,
-    capacity: usize,
-}
-
-impl<Key, C, O> std::fmt::Debug for KeyedRegistry<Key, C, O> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyedRegistry")
-            .field("capacity", &self.capacity)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<Key, C, O> KeyedRegistry<Key, C, O>
-where
-    Key: Hash + Eq + Clone,
-{
-    /// A registry of at most `capacity` breakers (allowed: `>= 1`), each made by `make`
-    /// on the first request for its key.
-    pub fn new(
-        capacity: usize,
-        make: impl Fn(&Key) -> CircuitBreaker<C, O> + Send + Sync + 'static,
-    ) -> Result<Self, ConfigError> {
-        if capacity == 0 {
-            return Err(ConfigError::new(
-                "keyed.capacity",
-                ConfigValue::Count(0),
-                "at least 1 breaker",
-            ));
-        }
-        Ok(KeyedRegistry {
-            breakers: quick_cache::sync::Cache::new(capacity),
-            make: Box::new(make),
-            capacity,
-        })
-    }
-
-    /// The breaker for `key`, made now if there is none. `key` may be any borrowed form of
-    /// the key (a `&str` for `String` keys): looking up an existing breaker allocates
-    /// nothing.
-    pub fn get<Q>(&self, key: &Q) -> Arc<CircuitBreaker<C, O>>
-    where
-        Key: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = Key> + ?Sized,
-    {
-        let made = self.breakers.get_or_insert_with(key, || {
-            Ok::<_, Infallible>(Arc::new((self.make)(&key.to_owned())))
-        });
-        match made {
-            Ok(breaker) => breaker,
-            Err(never) => match never {},
-        }
-    }
-
-    /// The breaker for `key`, if one exists.
-    pub fn peek<Q>(&self, key: &Q) -> Option<Arc<CircuitBreaker<C, O>>>
-    where
-        Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.breakers.peek(key)
-    }
-
-    /// Breakers held.
-    pub fn len(&self) -> usize {
-        self.breakers.len()
-    }
-
-    /// Whether no breaker exists yet.
-    pub fn is_empty(&self) -> bool {
-        self.breakers.is_empty()
-    }
-
-    /// The bound on breakers held.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-}
-
-/// A keyed registry is reported by health routes one line per key: register it with
-/// `Registry::register_group("upstreams", registry)`, and `/health` lists
-/// `upstreams/<key>` for every breaker it holds.
-impl<Key, C, O> InspectGroup for KeyedRegistry<Key, C, O>
-where
-    Key: Hash + Eq + Clone + std::fmt::Display + Send + Sync,
-    C: Clock + Send + Sync + 'static,
-    O: Observer + Send + Sync + 'static,
-{
-    fn snapshots(&self) -> Vec<(String, Snapshot)> {
-        self.breakers
-            .iter()
-            .map(|(key, breaker)| (key.to_string(), breaker.snapshot()))
-            .collect()
-    }
-
-    /// Every breaker held, to inspect in full and steer (an admin interface's `group/key`).
-    fn members(&self) -> Vec<(String, Arc<dyn Inspect>)> {
-        self.breakers
-            .iter()
-            .map(|(key, breaker)| (key.to_string(), breaker as Arc<dyn Inspect>))
-            .collect()
-    }
-
-    /// The breaker whose key displays as `key`, if one is held (never made by this call).
-    fn member(&self, key: &str) -> Option<Arc<dyn Inspect>> {
-        use std::fmt::Write as _;
-        let mut shown = String::new();
-        self.breakers.iter().find_map(|(k, breaker)| {
-            shown.clear();
-            let _ = write!(shown, "{k}");
-            (shown == key).then_some(breaker as Arc<dyn Inspect>)
-        })
-    }
-}
 
 /// Picks the breaker that guards a request: [`ByKey`] (a key function over a
 /// [`KeyedRegistry`]) or your own routing.
