@@ -98,12 +98,18 @@ impl<C, O> fmt::Debug for BreakerMiddleware<C, O> {
 
 impl<C, O> BreakerMiddleware<C, O> {
     /// One breaker per origin, made by `make` on the origin's first request, at most
-    /// `capacity` of them (see [`KeyedRegistry`] for what happens beyond). Allowed:
-    /// `capacity >= 1`.
+    /// `capacity` of them (see [`KeyedRegistry`] for what happens beyond: a flood of new
+    /// origins does not reset the breaker of one that is down). Allowed: `capacity >= 1`.
+    /// For a registry tuned otherwise (its share for breakers in trouble, an idle TTL),
+    /// build it with [`KeyedRegistry::builder`] and pass it to [`new`](Self::new).
     pub fn per_origin(
         capacity: usize,
         make: impl Fn(&String) -> CircuitBreaker<C, O> + Send + Sync + 'static,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, ConfigError>
+    where
+        C: Clock,
+        O: Observer,
+    {
         Ok(Self::new(Arc::new(KeyedRegistry::new(capacity, make)?)))
     }
 
