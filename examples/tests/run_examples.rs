@@ -93,40 +93,6 @@ fn cascade_prints_the_side_by_side_table() {
 }
 
 #[test]
-fn reqwest_client_times_out_ignores_4xx_trips_and_recovers() {
-    let out = run(env!("CARGO_BIN_EXE_reqwest_client"));
-    let round = |n: usize| -> String {
-        let prefix = format!("round {n:>2} ");
-        let mut lines = out.lines().skip_while(|l| !l.starts_with(&prefix));
-        let first = lines
-            .next()
-            .unwrap_or_else(|| panic!("round {n} missing:\n{out}"));
-        format!("{first}\n{}", lines.next().unwrap_or_default())
-    };
-    let expect = |n: usize, needles: &[&str]| {
-        let text = round(n);
-        for needle in needles {
-            assert!(
-                text.contains(needle),
-                "round {n}: {needle:?} missing in:\n{text}"
-            );
-        }
-    };
-    expect(0, &["(live)", "breaker closed"]);
-    expect(1, &["404 Not Found", "not counted", "failures in a row: 0"]);
-    expect(2, &["because the call timed out", "failures in a row: 1"]);
-    expect(4, &["because the call failed", "breaker open"]);
-    expect(
-        5,
-        &["because the breaker is open", "upstream calls so far: 5"],
-    );
-    expect(7, &["because the call failed", "upstream calls so far: 6"]); // the probe
-    expect(8, &["because the breaker is open"]);
-    expect(10, &["(live)", "breaker closed"]);
-    expect(12, &["upstream calls so far: 9"]);
-}
-
-#[test]
 fn guarded_repository_serves_the_cache_through_an_outage_and_recovers() {
     let out = run(env!("CARGO_BIN_EXE_guarded_repository"));
     for needle in [

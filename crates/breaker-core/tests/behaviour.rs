@@ -64,10 +64,10 @@ fn open_rejects_with_exact_retry_after_and_half_opens_strictly_after_the_period(
     assert_eq!(b.try_acquire().unwrap_err().retry_after(), Some(6 * SEC));
     clock.advance(6 * SEC); // exactly at the deadline: still open
     assert_eq!(b.state(), State::Open);
-    assert_eq!(
-        b.try_acquire().unwrap_err().retry_after(),
-        Some(Duration::ZERO)
-    );
+    // ...so a refusal there never says "now": one nanosecond is left.
+    let refused = b.try_acquire().unwrap_err();
+    assert_eq!(refused.retry_after(), Some(NS));
+    assert_eq!(refused.retry_hint().to_string(), "in 1 µs");
     clock.advance(NS);
     assert_eq!(b.state(), State::HalfOpen);
     assert_eq!(b.snapshot().totals.rejected, 3);

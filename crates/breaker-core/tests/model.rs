@@ -339,7 +339,8 @@ impl Model {
             }
             State::Open => {
                 self.totals.rejected += 1;
-                Err((RejectReason::Open, Some(self.phase_time - self.now)))
+                // Open ends strictly after its deadline: at it, 1 ns is left.
+                Err((RejectReason::Open, Some((self.phase_time - self.now).max(1))))
             }
             State::HalfOpen => {
                 if self.admitted >= self.s.probes {
@@ -626,7 +627,7 @@ fn check(s: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
         );
         prop_assert_eq!(snap.open_attempts, model.attempts, "{}", ctx);
         let retry = (model.state == State::Open)
-            .then(|| Duration::from_nanos(model.phase_time - model.now));
+            .then(|| Duration::from_nanos((model.phase_time - model.now).max(1)));
         prop_assert_eq!(snap.retry_after, retry, "{}", ctx);
         let t = snap.totals;
         prop_assert_eq!(

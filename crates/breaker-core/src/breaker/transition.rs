@@ -123,9 +123,12 @@ impl<C: Clock, O: Observer> CircuitBreaker<C, O> {
     /// winner is still publishing the deadline (the few instructions after its
     /// compare-and-swap), the nominal open duration of this attempt stands in for it: the
     /// deadline is at most that far away, jitter aside.
+    /// Open ends strictly after its deadline, so at the deadline itself one nanosecond is
+    /// still to wait: a refusal never says "now".
     pub(super) fn open_retry_after(&self, w: Word, deadline: Option<u64>, now: u64) -> Duration {
         Duration::from_nanos(match deadline {
-            Some(deadline) => deadline.saturating_sub(now),
+            Some(deadline) if passed(deadline, now) => 0,
+            Some(deadline) => deadline.saturating_sub(now).max(1),
             None => self.open_nanos(w.attempts(), false),
         })
     }
