@@ -21,6 +21,10 @@ pub enum Outcome {
 /// opens the breaker, the open period lasts at least what the dependency asked, up to
 /// [`Builder::max_pushback`](crate::Builder::max_pushback).
 ///
+/// Only the failure that opens the breaker (a trip, a failed probe) is heard: a hint carried
+/// by a result that arrives after another failure opened it (late) is not used; the next
+/// probe's failure brings it again.
+///
 /// ```
 /// use breaker_core::{CircuitBreaker, ManualClock, Outcome, Pushback};
 /// use std::time::Duration;
@@ -36,6 +40,7 @@ pub enum Outcome {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Pushback {
     /// Come back after this long (a `Retry-After`, a `grpc-retry-pushback-ms` of zero or
     /// more).

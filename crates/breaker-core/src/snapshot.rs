@@ -37,6 +37,7 @@ impl Counts {
 
 /// Totals since the breaker was built (never reset; made for monotonic metrics counters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Totals {
     /// Calls recorded as successful.
     pub successes: u64,

@@ -43,7 +43,7 @@ pub fn retry_pushback(status: &Status) -> Option<Duration> {
     let value = status.metadata().get(RETRY_PUSHBACK)?;
     match parse_pushback(value.as_bytes()) {
         Pushback::After(wait) => Some(wait),
-        Pushback::DoNotRetry => None,
+        _ => None,
     }
 }
 

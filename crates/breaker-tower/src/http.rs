@@ -139,8 +139,10 @@ impl<B, E> Classify<http::Response<B>, E> for HttpClassifier {
 
 /// How long a response asks its callers to wait before they try again: its `Retry-After`
 /// header, in seconds or as an HTTP date (a date in the past is zero), if it has one that
-/// parses. A value too large to be meant (more than a year) is cut to a year; a malformed
-/// one is no answer.
+/// parses. A date is counted from the response's own `Date` header when it has one (the
+/// server's clock against the server's clock: a client whose clock is off still waits what
+/// was meant), from this machine's clock otherwise. A value too large to be meant (more
+/// than a year) is cut to a year; a malformed one is no answer.
 ///
 /// ```
 /// use breaker_tower::retry_after;
@@ -170,9 +172,11 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs).min(A_YEAR));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    let wait = when
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or(Duration::ZERO);
+    let now = headers
+        .get(http::header::DATE)
+        .and_then(|date| httpdate::parse_http_date(date.to_str().ok()?).ok())
+        .unwrap_or_else(std::time::SystemTime::now);
+    let wait = when.duration_since(now).unwrap_or(Duration::ZERO);
     Some(wait.min(A_YEAR))
 }
 
@@ -188,6 +192,25 @@ mod tests {
             http::HeaderValue::from_bytes(value).expect("a header value"),
         );
         h
+    }
+
+    #[test]
+    fn a_date_counts_from_the_servers_own_date() {
+        // A server whose clock is an hour behind ours asks for 90 s: 90 s it is.
+        let server_now = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let mut h = with(httpdate::fmt_http_date(server_now + Duration::from_secs(90)).as_bytes());
+        h.insert(
+            http::header::DATE,
+            http::HeaderValue::from_str(&httpdate::fmt_http_date(server_now)).unwrap(),
+        );
+        let wait = retry_after(&h).unwrap();
+        assert!(
+            (Duration::from_secs(89)..=Duration::from_secs(91)).contains(&wait),
+            "{wait:?}"
+        );
+        // Without its Date, ours: the date is in our past.
+        h.remove(http::header::DATE);
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
     }
 
     #[test]

@@ -380,6 +380,13 @@ impl<C, O> Builder<C, O> {
     /// through. Changeable at run time with [`reconfigure`](crate::CircuitBreaker::reconfigure).
     /// Allowed: `0..=100`.
     ///
+    /// The calls let through are counted as unenforced refusals, not as calls: their
+    /// outcomes are not recorded (the breaker is open; they feed neither its window nor the
+    /// call counts of `Totals` and the metrics), so while open at 0 % the call metrics go
+    /// quiet and `circuit_breaker_unenforced_rejections_total` tells what would have been
+    /// refused. A critical breaker below 100 % does not make a service not ready
+    /// ([`Registry::is_ready`](crate::Registry::is_ready)).
+    ///
     /// ```
     /// use breaker_core::{CircuitBreaker, ManualClock};
     ///
