@@ -680,3 +680,97 @@ fn renewing_a_leased_allowance_races_acquirers() {
         drop(held);
     });
 }
+
+/// The enforcement ramp's pass-through permits never take a probe slot: with half the
+/// refusals enforced, three callers racing for one probe get exactly one probe, and each of
+/// the others is either refused or let through (and counted as unenforced); results of the
+/// calls let through change nothing.
+#[test]
+fn the_ramp_lets_calls_through_without_taking_probe_slots() {
+    loom::model(|| {
+        let clock = ManualClock::new();
+        let breaker = Arc::new(
+            CircuitBreaker::builder_with_clock(clock.clone())
+                .consecutive_failures(1)
+                .half_open_probes(1)
+                .open_duration(OPEN)
+                .enforcement(50.0)
+                .enforcement_seed(3)
+                .observer(Transitions::default())
+                .build()
+                .unwrap(),
+        );
+        tripped_and_due(&breaker, &clock);
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let b = breaker.clone();
+                thread::spawn(move || b.try_acquire_owned())
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let probes = results
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|p| p.is_probe()))
+            .count();
+        let let_through = results
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|p| !p.is_probe()))
+            .count() as u64;
+        let refused = results.iter().filter(|r| r.is_err()).count() as u64;
+        assert_eq!(probes, 1, "exactly one probe");
+        let s = breaker.snapshot();
+        assert_eq!(
+            (s.totals.unenforced, s.totals.rejected),
+            (let_through, refused)
+        );
+        assert_eq!(s.half_open_admitted, 1);
+        // Every call ends: the calls let through fail, the probe succeeds and closes.
+        for permit in results.into_iter().flatten() {
+            let outcome = if permit.is_probe() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            };
+            permit.record(outcome);
+        }
+        let s = breaker.snapshot();
+        assert_eq!(s.state, State::Closed);
+        assert_eq!((s.totals.successes, s.totals.failures), (1, 0));
+        assert_eq!(breaker.observer().to_closed.load(Ordering::Relaxed), 1);
+    });
+}
+
+/// Two failures with different hints race to trip: the breaker opens once, for the hint of
+/// the failure that opened it, whole; the other's hint is unused.
+#[test]
+fn racing_failures_with_hints_open_once_for_the_winners() {
+    use breaker_core::Pushback;
+    loom::model(|| {
+        let (breaker, _clock) = consecutive(1, 1);
+        let hints = [Duration::from_secs(20), Duration::from_secs(40)];
+        let permits: Vec<_> = hints
+            .iter()
+            .map(|_| breaker.try_acquire_owned().unwrap())
+            .collect();
+        let handles: Vec<_> = permits
+            .into_iter()
+            .zip(hints)
+            .map(|(p, hint)| {
+                thread::spawn(move || {
+                    p.record_with_pushback(Outcome::Failure, Some(Pushback::After(hint)))
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let s = breaker.snapshot();
+        assert_eq!(s.state, State::Open);
+        assert_eq!(breaker.observer().to_open.load(Ordering::Relaxed), 1);
+        // The other failure is late, or was counted just before the trip (in the
+        // generation that tripped); either way it opens nothing.
+        assert_eq!(s.totals.failures + s.totals.late, 2);
+        let open = breaker.retry_after().unwrap();
+        assert!(hints.contains(&open), "the winner's hint, whole: {open:?}");
+    });
+}

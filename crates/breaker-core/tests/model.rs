@@ -340,7 +340,10 @@ impl Model {
             State::Open => {
                 self.totals.rejected += 1;
                 // Open ends strictly after its deadline: at it, 1 ns is left.
-                Err((RejectReason::Open, Some((self.phase_time - self.now).max(1))))
+                Err((
+                    RejectReason::Open,
+                    Some((self.phase_time - self.now).max(1)),
+                ))
             }
             State::HalfOpen => {
                 if self.admitted >= self.s.probes {
