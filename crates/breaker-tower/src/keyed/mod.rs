@@ -29,17 +29,26 @@ use crate::future::ResponseFuture;
 /// use breaker_tower::SelectBreaker;
 /// use std::sync::Arc;
 ///
+/// /// A database request: a read or a write.
+/// enum Query {
+///     Read(String),
+///     Write(String),
+/// }
+///
 /// /// Writes have a breaker of their own; reads share another.
 /// struct ReadsAndWrites {
 ///     reads: Arc<CircuitBreaker>,
 ///     writes: Arc<CircuitBreaker>,
 /// }
 ///
-/// impl SelectBreaker<http::Request<()>> for ReadsAndWrites {
+/// impl SelectBreaker<Query> for ReadsAndWrites {
 ///     type Breaker = Arc<CircuitBreaker>;
 ///
-///     fn select(&self, req: &http::Request<()>) -> Arc<CircuitBreaker> {
-///         if req.method() == http::Method::GET { &self.reads } else { &self.writes }.clone()
+///     fn select(&self, query: &Query) -> Arc<CircuitBreaker> {
+///         match query {
+///             Query::Read(_) => self.reads.clone(),
+///             Query::Write(_) => self.writes.clone(),
+///         }
 ///     }
 /// }
 /// ```
