@@ -93,8 +93,14 @@ async fn lists_and_inspects_every_breaker_of_the_registry() {
         payments["config"]["policy"],
         json!({"kind": "count_window", "size": 20})
     );
-    assert_eq!(payments["config"]["enforcement"], 100.0, "enforcing everything by default");
-    assert_eq!(payments["config"]["max_pushback_ms"], 300_000, "5 min by default");
+    assert_eq!(
+        payments["config"]["enforcement"], 100.0,
+        "enforcing everything by default"
+    );
+    assert_eq!(
+        payments["config"]["max_pushback_ms"], 300_000,
+        "5 min by default"
+    );
     assert_eq!(payments["totals"]["successes"], 2);
     assert_eq!(payments["totals"]["failures"], 1);
     assert_eq!(payments["totals"]["unenforced"], 0);
