@@ -26,6 +26,7 @@ pub(crate) struct Tunables {
     pub(crate) enforcement_ppm: AtomicU64,
     pub(crate) enforcement_seed: AtomicU64,
     /// The jitter factor's bits (0.0: none), for a breaker drawing from its own generator.
+    #[cfg(feature = "alloc")]
     pub(crate) jitter_factor_bits: AtomicU64,
 }
 
@@ -45,6 +46,7 @@ impl Tunables {
             max_pushback_nanos: AtomicU64::new(0),
             enforcement_ppm: AtomicU64::new(0),
             enforcement_seed: AtomicU64::new(0),
+            #[cfg(feature = "alloc")]
             jitter_factor_bits: AtomicU64::new(0),
         };
         t.store(config);

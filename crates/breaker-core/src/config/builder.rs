@@ -713,7 +713,8 @@ impl EnforceChoice {
                 "a percentage in [0, 100]",
             ));
         }
-        Ok((self.percent * 10_000.0).round() as u32)
+        // Rounded to the nearest (`f64::round` is not in `core`; the value is >= 0).
+        Ok((self.percent * 10_000.0 + 0.5) as u32)
     }
 }
 
