@@ -8,7 +8,7 @@ use breaker_core::ConfigError;
 use http::{HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
-/// Why an [`Admin`] could not be built.
+/// Why an [`Admin`](crate::Admin) could not be built.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {

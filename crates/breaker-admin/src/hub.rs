@@ -17,7 +17,7 @@ use crate::auth::Auth;
 use crate::feed::{AdminObserver, Transition, unix_ms};
 use crate::tracker::Tracker;
 
-/// Counters of an [`Admin`]'s event hub.
+/// Counters of an [`Admin`](crate::Admin)'s event hub.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AdminStats {

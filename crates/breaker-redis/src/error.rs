@@ -11,7 +11,7 @@ pub enum SharingError {
     Unnamed,
     /// A setting is out of its allowed range.
     OutOfRange {
-        /// The setting ([`RedisSharing`] method).
+        /// The setting ([`RedisSharing`](crate::RedisSharing) method).
         field: &'static str,
         /// The value given.
         value: String,
@@ -20,7 +20,7 @@ pub enum SharingError {
     },
     /// The Redis URL is not valid.
     Url(String),
-    /// [`RedisSharing::start`] ran outside a Tokio runtime.
+    /// [`RedisSharing::start`](crate::RedisSharing::start) ran outside a Tokio runtime.
     NoRuntime,
 }
 

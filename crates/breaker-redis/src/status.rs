@@ -45,7 +45,7 @@ pub struct FleetView {
     pub trip_votes: u32,
 }
 
-/// What the replica knows of its link to the fleet: [`SharedBreaker::status`].
+/// What the replica knows of its link to the fleet: [`SharedBreaker::status`](crate::SharedBreaker::status).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SharingStatus {
     /// Synced, or running on local state alone.

@@ -219,7 +219,8 @@ pub(crate) fn name_str(name: &Name) -> &str {
 pub(crate) type TripPredicate = Box<dyn Fn(&Counts) -> bool + Send + Sync>;
 
 /// The settings a live breaker runs with: the builder's, or those of its last
-/// [`CircuitBreaker::reconfigure`]. From [`CircuitBreaker::config_in_force`], for an admin
+/// [`CircuitBreaker::reconfigure`](crate::CircuitBreaker::reconfigure). From
+/// [`CircuitBreaker::config_in_force`](crate::CircuitBreaker::config_in_force), for an admin
 /// interface that shows them beside the breaker's counts.
 ///
 /// ```
