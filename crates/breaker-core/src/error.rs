@@ -103,8 +103,10 @@ impl fmt::Display for Rejected {
     }
 }
 
-/// When to retry a refused call, in words for people: "in 750 ms", "in 1.5 s", "now",
-/// "once the probes in flight finish". From [`Rejected::retry_hint`].
+/// When to retry a refused call, in words for people: "in 750 ms", "in 1.5 s",
+/// "once the probes in flight finish". From [`Rejected::retry_hint`]. A refusal never says
+/// "now": an open period ends just after its deadline, so a call refused at the deadline
+/// itself is told "in 1 µs".
 ///
 /// ```
 /// use breaker_core::{CircuitBreaker, ManualClock};
@@ -119,7 +121,9 @@ impl fmt::Display for Rejected {
 /// clock.advance(Duration::from_millis(1250));
 /// assert_eq!(breaker.try_acquire().unwrap_err().retry_hint().to_string(), "in 250 ms");
 /// clock.advance(Duration::from_millis(250));
-/// assert_eq!(breaker.try_acquire().unwrap_err().retry_hint().to_string(), "now");
+/// assert_eq!(breaker.try_acquire().unwrap_err().retry_hint().to_string(), "in 1 µs");
+/// clock.advance(Duration::from_micros(1));
+/// assert!(breaker.try_acquire().is_ok()); // the probe
 /// # Ok::<(), breaker_core::ConfigError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
