@@ -37,6 +37,19 @@ enum Decision<B: BreakerRef> {
     Rejected(Rejected),
 }
 
+impl<B: BreakerRef> Decision<B> {
+    /// Decides while the breaker is not closed. Out of line, so that the closed state's
+    /// `poll_ready` (one load) stays small enough to inline into its caller.
+    #[cold]
+    #[inline(never)]
+    fn now(breaker: &B) -> Self {
+        match Permit::acquire(breaker) {
+            Ok(permit) => Decision::Admitted(permit),
+            Err(rejected) => Decision::Rejected(rejected),
+        }
+    }
+}
+
 impl<S: Clone, B: BreakerRef, K: Clone> Clone for Breaker<S, B, K> {
     /// A clone starts undecided: a permit taken by `poll_ready` belongs to one service.
     fn clone(&self) -> Self {
@@ -99,10 +112,7 @@ where
         if matches!(self.decision, Decision::Undecided)
             && !self.breaker.breaker().state().admits_calls()
         {
-            self.decision = match Permit::acquire(&self.breaker) {
-                Ok(permit) => Decision::Admitted(permit),
-                Err(rejected) => Decision::Rejected(rejected),
-            };
+            self.decision = Decision::now(&self.breaker);
         }
         match self.decision {
             Decision::Rejected(_) => Poll::Ready(Ok(())),
