@@ -42,7 +42,7 @@ impl<B: BreakerRef> BreakerLayer<B> {
     ///
     /// Over an `Arc`, each response future holds a clone: two atomic read-modify-writes per
     /// request on the `Arc`'s count, a cache line that every thread calling the service
-    /// writes (about 20 ns alone, more under contention; `docs/benchmarks.md`). A breaker
+    /// writes (about 13 ns on one thread, more under contention; `docs/benchmarks.md`). A breaker
     /// that lives as long as the process can be [`leak`](breaker_core::CircuitBreaker::leak)ed
     /// instead, and the layer adds a few nanoseconds:
     ///
