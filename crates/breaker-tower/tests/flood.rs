@@ -11,16 +11,12 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use breaker_core::{CircuitBreaker, ManualClock, NoopObserver, RejectReason, State};
-use breaker_test_support::{CountingAllocator, heap_growth};
+use breaker_test_support::{CountingAllocator, heap_growth_on_this_thread};
 use breaker_tower::{Error, KeyedBreakerLayer, KeyedRegistry, KeyedRegistryBuilder};
 use tower::{Layer, Service, service_fn};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
-
-/// The counting allocator counts every thread's allocations: the tests here measure one at a
-/// time (`cargo test` runs the tests of one binary on parallel threads).
-static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const CAPACITY: usize = 10_000;
 const DOWN: &str = "payments.internal.example";
@@ -105,7 +101,7 @@ fn is_open_rejection(result: Result<(), Error>) -> bool {
 /// of healthy keys): what the capacity allows.
 fn full_registry_bytes() -> i64 {
     let clock = ManualClock::new();
-    let (registry, bytes) = heap_growth(|| {
+    let (registry, bytes) = heap_growth_on_this_thread(|| {
         let registry = registry_with(&clock, KeyedRegistry::builder(CAPACITY).pinned_share(0.0));
         for i in 0..CAPACITY * 2 {
             registry.get(format!("host-{i:07}.crawl.example").as_str());
@@ -130,7 +126,7 @@ fn flood(
         .layer(upstream(down_calls.clone(), all_fail));
     let (mut grown, mut peak) = (0i64, 0i64);
     for chunk in 0..hosts / 10_000 {
-        let ((), bytes) = heap_growth(|| {
+        let ((), bytes) = heap_growth_on_this_thread(|| {
             for i in chunk * 10_000..(chunk + 1) * 10_000 {
                 let host = format!("host-{i:07}.crawl.example");
                 let _ = call(&mut svc, request(&host, "/robots.txt"));
@@ -169,12 +165,11 @@ fn trip_down_host(registry: &Arc<KeyedRegistry<String, ManualClock>>, down_calls
 
 #[test]
 fn a_million_unique_hosts_do_not_close_the_breaker_of_the_host_that_is_down() {
-    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let full = full_registry_bytes();
     let clock = ManualClock::new();
     let down_calls = Arc::new(AtomicU64::new(0));
-    let (registry, built) = heap_growth(|| registry(&clock));
-    let ((), tripped) = heap_growth(|| trip_down_host(&registry, &down_calls));
+    let (registry, built) = heap_growth_on_this_thread(|| registry(&clock));
+    let ((), tripped) = heap_growth_on_this_thread(|| trip_down_host(&registry, &down_calls));
     let peak = built + tripped + flood(&registry, &down_calls, false, 1_000_000);
     println!(
         "1,000,000 hosts through a registry of {CAPACITY}: peak {:.2} MB, full registry {:.2} MB, \
@@ -198,12 +193,11 @@ fn a_million_unique_hosts_do_not_close_the_breaker_of_the_host_that_is_down() {
 /// (1,000 breakers). The tripped breaker of the down host is never the one to give way.
 #[test]
 fn unique_failing_hosts_fill_the_pinned_share_but_never_displace_the_open_breaker() {
-    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let full = full_registry_bytes();
     let clock = ManualClock::new();
     let down_calls = Arc::new(AtomicU64::new(0));
-    let (registry, built) = heap_growth(|| registry(&clock));
-    let ((), tripped) = heap_growth(|| trip_down_host(&registry, &down_calls));
+    let (registry, built) = heap_growth_on_this_thread(|| registry(&clock));
+    let ((), tripped) = heap_growth_on_this_thread(|| trip_down_host(&registry, &down_calls));
     let peak = built + tripped + flood(&registry, &down_calls, true, 200_000);
     let stats = registry.stats();
     println!(

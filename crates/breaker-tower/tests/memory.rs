@@ -3,7 +3,7 @@
 //! do not depend on the machine or on what else the process holds.
 
 use breaker_core::CircuitBreaker;
-use breaker_test_support::{CountingAllocator, heap_growth};
+use breaker_test_support::{CountingAllocator, heap_growth_on_this_thread};
 use breaker_tower::KeyedRegistry;
 
 #[global_allocator]
@@ -11,10 +11,6 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 
 const HOSTS: usize = 100_000;
 const LIMIT_BYTES: i64 = 100_000_000;
-
-/// The counting allocator counts every thread's allocations: the tests here measure one at a
-/// time (`cargo test` runs tests of one binary on parallel threads).
-static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn fill<C, O>(registry: &KeyedRegistry<String, C, O>) {
     for i in 0..HOSTS {
@@ -28,8 +24,7 @@ fn fill<C, O>(registry: &KeyedRegistry<String, C, O>) {
 
 #[test]
 fn one_hundred_thousand_per_host_breakers_fit_in_one_hundred_megabytes() {
-    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
-    let (registry, bytes) = heap_growth(|| {
+    let (registry, bytes) = heap_growth_on_this_thread(|| {
         let registry = KeyedRegistry::new(HOSTS * 5 / 4, |_: &String| {
             CircuitBreaker::builder()
                 .count_window(20)
@@ -66,7 +61,6 @@ fn one_hundred_thousand_per_host_breakers_fit_in_one_hundred_megabytes() {
 
 #[test]
 fn per_thread_counters_are_what_a_shared_breaker_pays_for() {
-    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let make = |counters: u32| {
         CircuitBreaker::builder()
             .consecutive_failures(5)
@@ -79,7 +73,7 @@ fn per_thread_counters_are_what_a_shared_breaker_pays_for() {
     assert_eq!(max.thread_counters, 15);
     // 128 bytes (one cache-line pair) per thread counter.
     assert_eq!(max.heap_bytes - none.heap_bytes, 15 * 128);
-    let (_, measured) = heap_growth(|| make(15));
+    let (_, measured) = heap_growth_on_this_thread(|| make(15));
     assert_eq!(
         measured as usize, max.heap_bytes,
         "memory() reports what was allocated"

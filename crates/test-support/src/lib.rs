@@ -45,6 +45,7 @@ pub struct CountingAllocator;
 
 thread_local! {
     static THIS_THREAD: Cell<Option<u64>> = const { Cell::new(None) };
+    static THIS_THREAD_BYTES: Cell<Option<i64>> = const { Cell::new(None) };
 }
 
 static ALL_THREADS: AtomicBool = AtomicBool::new(false);
@@ -67,6 +68,11 @@ unsafe impl GlobalAlloc for CountingAllocator {
         if TRACK_BYTES.load(Ordering::Relaxed) {
             NET_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
         }
+        let _ = THIS_THREAD_BYTES.try_with(|c| {
+            if let Some(n) = c.get() {
+                c.set(Some(n + layout.size() as i64));
+            }
+        });
         // SAFETY: forwarded with the caller's layout.
         unsafe { System.alloc(layout) }
     }
@@ -75,6 +81,11 @@ unsafe impl GlobalAlloc for CountingAllocator {
         if TRACK_BYTES.load(Ordering::Relaxed) {
             NET_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
         }
+        let _ = THIS_THREAD_BYTES.try_with(|c| {
+            if let Some(n) = c.get() {
+                c.set(Some(n - layout.size() as i64));
+            }
+        });
         // SAFETY: `ptr` came from `System.alloc` with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -118,4 +129,32 @@ pub fn heap_growth<T>(f: impl FnOnce() -> T) -> (T, i64) {
     let value = f();
     TRACK_BYTES.store(false, Ordering::SeqCst);
     (value, NET_BYTES.load(Ordering::SeqCst))
+}
+
+/// [`heap_growth`], counting only this thread's allocations and frees: for a structure built
+/// on the calling thread, measured while other threads of the process (a test harness
+/// finishing another test, say) allocate and free. Needs [`CountingAllocator`] as the global
+/// allocator.
+///
+/// ```
+/// use breaker_test_support::{CountingAllocator, heap_growth_on_this_thread};
+///
+/// #[global_allocator]
+/// static GLOBAL: CountingAllocator = CountingAllocator;
+///
+/// let other = std::thread::spawn(|| {
+///     for _ in 0..1000 {
+///         drop(vec![0u8; 100]); // another thread's allocations and frees: not counted
+///     }
+/// });
+/// let (v, bytes) = heap_growth_on_this_thread(|| vec![0u8; 4096]);
+/// assert_eq!(bytes, 4096);
+/// other.join().unwrap();
+/// drop(v);
+/// ```
+pub fn heap_growth_on_this_thread<T>(f: impl FnOnce() -> T) -> (T, i64) {
+    THIS_THREAD_BYTES.with(|c| c.set(Some(0)));
+    let value = f();
+    let bytes = THIS_THREAD_BYTES.with(|c| c.replace(None)).unwrap_or(0);
+    (value, bytes)
 }
