@@ -92,9 +92,9 @@ end
 
 local fresh = (kinds[1] == 'none')
 local gen, state, attempts, since, period, left, probe_ok = 0, 'closed', 0, now, 0, 0, 0
-local at, params_text, params_at = nil, nil, nil
+local at, params_text, params_at, born = nil, nil, nil, nil
 if not fresh then
-  local names = {'gen', 'state', 'attempts', 'since', 'open_ms', 'left', 'ok', 'at', 'params', 'params_at'}
+  local names = {'gen', 'state', 'attempts', 'since', 'open_ms', 'left', 'ok', 'at', 'params', 'params_at', 'born'}
   local f = redis.call('HMGET', KEYS[1], unpack(names))
   local v = {}
   for i = 1, 7 do
@@ -115,6 +115,13 @@ if not fresh then
   if f[8] then
     at = int(f[8])
     if at == nil then return {'bad', KEYS[1] .. ' field at is not a count'} end
+  end
+  -- (The generation this history began at: absent from a state an earlier version wrote.)
+  if f[11] then
+    born = int(f[11])
+    if born == nil or born > gen then
+      return {'bad', KEYS[1] .. ' field born is ' .. tostring(f[11]) .. ', not a generation up to gen'}
+    end
   end
   if f[9] then
     params_text = f[9]
@@ -160,10 +167,12 @@ if kinds[4] == 'hash' then
   local all = redis.call('HGETALL', KEYS[4])
   for i = 1, #all, 2 do
     local r = {}
+    local numbers = 0
     for n in string.gmatch(all[i + 1], '%S+') do
-      r[#r + 1] = int(n)
+      numbers = numbers + 1
+      r[numbers] = int(n) or false
     end
-    if #r ~= 5 then
+    if numbers ~= 5 or not (r[1] and r[2] and r[3] and r[4] and r[5]) then
       return {'bad', KEYS[4] .. ' field ' .. all[i] .. ' is ' .. all[i + 1] .. ', not a probe record'}
     end
     probes[all[i]] = {gen = r[1], held = r[2], used = r[3], ok = r[4], at = r[5]}
@@ -251,6 +260,7 @@ if fresh or lost then
   if not fresh then floor = math.max(floor, gen + 1) end
   if wgen then floor = math.max(floor, wgen + 1) end
   gen, state, attempts, since, period, left, probe_ok = floor, 'closed', 0, now, 0, 0, 0
+  born = floor
   params_text, params_at = mine_text, now
   probes, votes = {}, {}
   dirty.probes, dirty.votes = true, true
@@ -274,6 +284,19 @@ else
     flags[#flags + 1] = 'clock_step'
     since = math.min(since, now)
   end
+end
+-- A replica whose last view is older than the history this state began with saw a history
+-- that was lost since: another replica began this one (a replica that had never synced
+-- cannot tell a loss from a new fleet; the first to find a loss re-seeds from its own view).
+-- What it knew is news only if it was open: a fleet the loss closed re-opens with the time
+-- this replica has left and its backoff count.
+local behind = (not first) and (not lost) and born ~= nil and seen < born
+if behind and known == 'open' and state == 'closed' then
+  attempts, period, left, probe_ok = math.max(attempts, known_attempts, 1), known_left, 0, 0
+  votes = {}
+  dirty.votes = true
+  move('open', 'state lost, re-opened')
+  flags[#flags + 1] = 'reseeded'
 end
 
 -- The fleet's parameters are kept with its state; a replica with others reports the
@@ -429,6 +452,9 @@ end
 redis.call('HSET', KEYS[1], 'gen', gen, 'state', state, 'attempts', attempts, 'since', since,
   'open_ms', period, 'left', left, 'ok', probe_ok, 'at', now, 'params', params_text,
   'params_at', params_at)
+if born ~= nil then
+  redis.call('HSET', KEYS[1], 'born', born)
+end
 -- The state has no time-to-live: `volatile-*` eviction policies never take it.
 redis.call('PERSIST', KEYS[1])
 if #lines > 0 then

@@ -183,6 +183,8 @@ async fn bad_data_in_redis_is_reported_and_ignored() {
         (format!("{state_key}:w"), "7:f", "999"),
         (format!("{state_key}:w"), "7:c", "banana"),
         (format!("{state_key}:p"), "someone", "1 2"),
+        // Five counts and a word among them.
+        (format!("{state_key}:p"), "someone", "1 x 2 3 4 5"),
         (format!("{state_key}:v"), "someone", "yesterday"),
     ] {
         let _: () = redis::cmd("HSET")

@@ -218,6 +218,75 @@ async fn an_open_fleet_stays_open_when_the_generation_goes_backwards() {
     an_open_fleet_stays_open_through(Loss::OlderCopy).await
 }
 
+/// After the state is lost, a replica that never synced (a pod started during the outage)
+/// reaches Redis first: it cannot tell a loss from a new fleet and begins one, closed, at a
+/// generation above anything the others saw. The replicas that knew the fleet open must not
+/// follow it closed: they re-open it with the time they have left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_fleet_stays_open_when_a_new_replica_reaches_redis_first_after_a_loss() {
+    let server = own_redis();
+    let url = server.url();
+    let name = "lost-newcomer-first";
+    let open = Duration::from_secs(30);
+    let replicas: Vec<_> = (0..3)
+        .map(|_| replica(on_demand(&url), consecutive(name, 1, 1, open)))
+        .collect();
+    let all: Vec<&Replica> = replicas.iter().map(|(r, _)| r).collect();
+    sync_all(&all).await;
+    fail(all[0]);
+    sync_all(&all).await;
+    sync_all(&all).await;
+    let before = all[1].status().fleet.unwrap();
+    assert_eq!(before.state, State::Open);
+    for (_, clock) in &replicas {
+        clock.advance(Duration::from_secs(10)); // 20 s left
+    }
+    cmd::<()>(&url, &["FLUSHALL"]).await;
+    let (newcomer, newcomer_clock) = replica(on_demand(&url), consecutive(name, 1, 1, open));
+    newcomer.sync_now().await.expect("sync with Redis");
+    let begun = newcomer.status().fleet.unwrap();
+    assert_eq!(
+        begun.state,
+        State::Closed,
+        "a new replica begins a new fleet"
+    );
+    assert!(begun.generation > before.generation);
+    sync_all(&all).await;
+    let log = log_at(&url, name).await;
+    let losses: u64 = all.iter().map(|r| r.status().state_losses).sum();
+    assert_eq!(
+        losses, 1,
+        "the first replica that saw the open fleet re-opens it: {log:?}"
+    );
+    assert!(
+        log.last()
+            .unwrap()
+            .contains(" open state lost, re-opened by "),
+        "{log:?}"
+    );
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.state(), State::Open, "replica {i}: {log:?}");
+        let left = r.retry_after().unwrap();
+        assert!(
+            left <= Duration::from_secs(20) && left > Duration::from_secs(19),
+            "replica {i}: {left:?} left"
+        );
+        let fleet = r.status().fleet.unwrap();
+        assert_eq!(
+            (fleet.state, fleet.open_attempts),
+            (State::Open, 1),
+            "replica {i}"
+        );
+    }
+    newcomer.sync_now().await.expect("sync with Redis");
+    assert_eq!(
+        newcomer.state(),
+        State::Open,
+        "the newcomer follows: {log:?}"
+    );
+    drop(newcomer_clock);
+}
+
 // ----- 2. values that parse but cannot be true ------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
