@@ -44,8 +44,14 @@ impl<C: Clock, O: Observer> Drop for SharedBreaker<C, O> {
     // (The task is aborted here; if its runtime is gone already, the lease lapses anyway.)
     fn drop(&mut self) {
         // The breaker may live on in adapters: it goes on alone, its probes uncapped. (A
-        // sync in flight checks `stopped` after setting its allowance.)
-        self.stopped.store(true, Ordering::Release);
+        // sync in flight checks `stopped` after setting its allowance. Both sides order
+        // their store before what follows it with a sequentially consistent fence: a sync
+        // that reads `stopped` false has its allowance stored before this drop's, so this
+        // drop's `Unlimited` is the last word; one that reads it true stores `Unlimited`
+        // itself. Release and acquire alone let the sync's two stores and this drop's
+        // interleave, leaving a capped allowance with an endless lease.)
+        self.stopped.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
         self.task.abort();
         self.breaker.set_probe_allowance(ProbeAllowance::Unlimited);
     }

@@ -537,7 +537,9 @@ where
     fn lease(&self, allowance: ProbeAllowance) {
         let b = &self.breaker;
         b.lease_probe_allowance(allowance, self.settings.lease);
-        if self.stopped.load(Ordering::Acquire) {
+        // (Paired with the fence in `SharedBreaker`'s drop: see there.)
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.stopped.load(Ordering::SeqCst) {
             // Sharing stopped while this sync ran: the breaker goes on alone, uncapped.
             b.set_probe_allowance(ProbeAllowance::Unlimited);
         }
