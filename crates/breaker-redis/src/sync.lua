@@ -449,6 +449,15 @@ end
 
 -- ----- write -----------------------------------------------------------------------------
 
+-- HSET of field-value pairs in chunks: `unpack` of a long list fails (Lua's stack limit,
+-- about 8,000 values), and a hash that hostile data filled with fields must not make the
+-- script fail after it has written the state.
+local function hset_all(key, fields)
+  for i = 1, #fields, 512 do
+    redis.call('HSET', key, unpack(fields, i, math.min(i + 511, #fields)))
+  end
+end
+
 redis.call('HSET', KEYS[1], 'gen', gen, 'state', state, 'attempts', attempts, 'since', since,
   'open_ms', period, 'left', left, 'ok', probe_ok, 'at', now, 'params', params_text,
   'params_at', params_at)
@@ -475,7 +484,7 @@ elseif dirty.window then
     fields[#fields + 1] = i .. ':s'
     fields[#fields + 1] = b.s
   end
-  redis.call('HSET', KEYS[3], unpack(fields))
+  hset_all(KEYS[3], fields)
   redis.call('PEXPIRE', KEYS[3], P.w + 2 * P.b)
 end
 
@@ -506,7 +515,7 @@ else
   if dirty.votes then
     redis.call('DEL', KEYS[5])
     if nvotes > 0 then
-      redis.call('HSET', KEYS[5], unpack(fresh_votes))
+      hset_all(KEYS[5], fresh_votes)
     end
   end
 end

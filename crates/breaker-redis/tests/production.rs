@@ -514,6 +514,36 @@ async fn a_sync_answered_bad_data_changes_nothing() {
     assert_eq!(state_before, state_after, "the state is untouched");
 }
 
+/// A vote hash filled with thousands of well-formed fields (not something this crate writes,
+/// but data a sync must survive): the script writes them back in chunks, so the sync succeeds
+/// instead of failing after it wrote the state (`unpack` of a long list fails in Lua).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_vote_hash_does_not_fail_a_sync_halfway() {
+    let server = own_redis();
+    let url = server.url();
+    let name = "flooded-votes";
+    let (r, _) = replica(
+        on_demand(&url),
+        consecutive(name, 1, 1, Duration::from_secs(10)),
+    );
+    r.sync_now().await.unwrap();
+    let now = redis_ms(&url).await.to_string();
+    let key = format!("breaker:{{{name}}}:v");
+    let mut conn = connect(&url).await;
+    let mut hset = redis::cmd("HSET");
+    hset.arg(&key);
+    for i in 0..6_000 {
+        hset.arg(format!("replica-{i}")).arg(&now);
+    }
+    // One stale vote: the sync drops it and writes the others back.
+    hset.arg("long-gone").arg("1");
+    let _: () = hset.query_async(&mut conn).await.unwrap();
+    r.sync_now().await.expect("the sync succeeds");
+    assert_eq!(r.status().link, Link::Synced);
+    let kept: u64 = cmd(&url, &["HLEN", &key]).await;
+    assert_eq!(kept, 6_000, "every fresh vote written back");
+}
+
 // ----- 5. fleet_probes above the local half_open_probes ----------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
