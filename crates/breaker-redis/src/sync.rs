@@ -96,6 +96,12 @@ pub(crate) struct Syncer<C, O> {
     stopped: Arc<AtomicBool>,
     /// The fleet as of the last successful sync.
     fleet: Option<FleetView>,
+    /// Whether a sync has moved the local breaker to the fleet's state yet. Until one has,
+    /// the replica is at first contact whatever it received: a first sync whose answer
+    /// came back after a local decision (an exchange in flight while the local breaker
+    /// tripped and half-opened on its own) did not follow, and the local history since is
+    /// the replica's own, not news about the fleet's half-open period (a failed probe).
+    followed: bool,
     /// The local generation the replica last followed (or accepted as its own, see
     /// [`follow`](Self::follow)): a later one means the local breaker decided something on
     /// its own since.
@@ -139,6 +145,26 @@ struct Tokens {
     /// Admitted probes when `held` or the use last changed, and when (breaker clock, ns).
     used: u32,
     since: u64,
+    /// Probes the local half-open period had admitted, and successes it had, when it was
+    /// tied to this fleet generation, if it began before the replica saw that generation
+    /// (it probed on its own before its first contact, or the fleet half-opened again
+    /// between two syncs): they are not the fleet's, so they are never reported to it.
+    before_admitted: u32,
+    before_successes: u32,
+}
+
+impl Tokens {
+    /// `(admitted, successes)` of local half-open generation `local` that are the fleet's.
+    fn fleets(&self, local: u32, admitted: u32, successes: u32) -> (u32, u32) {
+        if self.local_generation == local {
+            (
+                admitted.saturating_sub(self.before_admitted),
+                successes.saturating_sub(self.before_successes),
+            )
+        } else {
+            (admitted, successes)
+        }
+    }
 }
 
 /// What one sync sends besides the counts.
@@ -210,6 +236,7 @@ where
             tokens: Tokens::default(),
             own_trip: None,
             fleet: None,
+            followed: false,
             #[cfg(feature = "metrics")]
             metrics: Metrics::new(&settings.name),
             breaker,
@@ -257,7 +284,8 @@ where
         // (Consumed only by a sync that succeeds: a token asked for in a lost reply is asked
         // for again.)
         let demand = snapshot.totals.rejected > self.rejected;
-        let (hold, used, successes) = self.probe_report(&snapshot, decided, reset, demand);
+        let (hold, used, successes) =
+            self.probe_report(&snapshot, proposal, decided, reset, demand);
         let (known, known_left) = match (self.fleet.map(|f| f.state), local) {
             (_, State::Open) if self.own_trip.is_none() => (
                 "open",
@@ -346,13 +374,28 @@ where
                     ..t
                 }
             }
-            _ => Tokens {
-                fleet_generation: view.generation,
-                local_generation: snapshot.generation,
-                held: answer.held,
-                used,
-                since: now,
-            },
+            _ => {
+                // A local half-open period tied to a fleet generation here (not by following
+                // it) is the fleet's from its start only if the replica proposed it (its open
+                // period, the fleet's as followed, ended): the script counted what this sync
+                // reported. Otherwise what it did so far was its own (before its first
+                // contact, or in a fleet generation since left).
+                let counted = proposal == Proposal::HalfOpen && view.generation == seen + 1;
+                let (before_admitted, before_successes, used) = if counted {
+                    (0, 0, used)
+                } else {
+                    (snapshot.half_open_admitted, snapshot.half_open_successes, 0)
+                };
+                Tokens {
+                    fleet_generation: view.generation,
+                    local_generation: snapshot.generation,
+                    held: answer.held,
+                    used,
+                    since: now,
+                    before_admitted,
+                    before_successes,
+                }
+            }
         };
         self.fleet = Some(view);
         if answer.moves > 0 {
@@ -368,7 +411,7 @@ where
     /// fleet it last saw.
     fn proposal(&self, s: &Snapshot, decided: bool, reset: bool, rule: bool) -> Proposal {
         let trip = if rule { Proposal::Vote } else { Proposal::Trip };
-        let Some(fleet) = self.fleet else {
+        let Some(fleet) = self.fleet.filter(|_| self.followed) else {
             // First contact: only a trip is news; everything else follows the fleet.
             return if decided && s.state == State::Open {
                 trip
@@ -406,6 +449,7 @@ where
     fn probe_report(
         &mut self,
         s: &Snapshot,
+        proposal: Proposal,
         decided: bool,
         reset: bool,
         demand: bool,
@@ -414,14 +458,21 @@ where
         match s.state {
             State::HalfOpen => {
                 let tokens = self.tokens;
-                let held = if tokens.local_generation == s.generation {
-                    tokens.held
+                if tokens.local_generation != s.generation && proposal != Proposal::HalfOpen {
+                    // A half-open period neither tied to the fleet's (by following it) nor
+                    // proposed as the fleet's now: the replica's own (it half-opened before
+                    // it followed the fleet). Nothing in it is the fleet's.
+                    return (0, 0, 0);
+                }
+                let (held, before) = if tokens.local_generation == s.generation {
+                    (tokens.held, tokens.before_admitted)
                 } else {
-                    0
+                    (0, 0)
                 };
-                let used = s.half_open_admitted;
+                let (used, successes) =
+                    tokens.fleets(s.generation, s.half_open_admitted, s.half_open_successes);
                 if demand && used >= held {
-                    return (used + 1, used, s.half_open_successes);
+                    return (used + 1, used, successes);
                 }
                 let idle = self.clock_now().saturating_sub(tokens.since);
                 if !demand && held > used && idle >= nanos(self.settings.hold_for) {
@@ -429,17 +480,25 @@ where
                     // admitted meanwhile.
                     self.lease(ProbeAllowance::InGeneration {
                         generation: s.generation,
-                        probes: used,
+                        probes: used + before,
                     });
-                    let used = self.breaker.snapshot().half_open_admitted.max(used);
-                    return (used, used, s.half_open_successes);
+                    let admitted = self.breaker.snapshot().half_open_admitted;
+                    let used = admitted.saturating_sub(before).max(used);
+                    return (used, used, successes);
                 }
-                (held.max(used), used, s.half_open_successes)
+                (held.max(used), used, successes)
             }
             // Closed on its own probes' success, from the half-open period the fleet is in:
-            // the successes that close a replica are the fleet's budget.
+            // the successes that close a replica are the fleet's budget (less those it had
+            // before its period was tied to the fleet's, which are its own).
             State::Closed if fleet_half_open && decided && !reset => {
-                let n = self.settings.fleet_probes;
+                let fleet_generation = self.fleet.map(|f| f.generation);
+                let before = if fleet_generation == Some(self.tokens.fleet_generation) {
+                    self.tokens.before_successes
+                } else {
+                    0
+                };
+                let n = self.settings.fleet_probes.saturating_sub(before);
                 (n, n, n)
             }
             _ => (0, 0, 0),
@@ -503,6 +562,7 @@ where
         };
         self.own_trip = None;
         self.local_generation = generation;
+        self.followed = true;
         self.local_attempts = attempts;
         self.followed_open =
             (state == State::Open && fleet.state == State::Open).then_some(generation);
@@ -519,7 +579,7 @@ where
                 }
                 ProbeAllowance::InGeneration {
                     generation,
-                    probes: self.tokens.held,
+                    probes: self.tokens.held + self.tokens.before_admitted,
                 }
             }
             // Whatever half-open period the local breaker enters next has no probes until

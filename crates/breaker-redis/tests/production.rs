@@ -486,8 +486,6 @@ async fn a_sync_answered_bad_data_changes_nothing() {
     r.sync_now().await.unwrap();
     fail(&r);
     r.sync_now().await.unwrap();
-    let log_before = log_at(&url, name).await;
-    let state_before: Vec<String> = cmd(&url, &["HGETALL", &state_key]).await;
     // Foreign data in the window the next closed generation would read.
     let now = redis_ms(&url).await;
     let generation = r.status().fleet.unwrap().generation + 1;
@@ -506,6 +504,10 @@ async fn a_sync_answered_bad_data_changes_nothing() {
         .await;
     }
     cmd::<()>(&url, &["HSET", &format!("{state_key}:w"), "0:c", "banana"]).await;
+    // (Read after the foreign data is in: a sync of the replica's own task, woken by its
+    // trip, may land any time before, and every sync after it is answered "bad data".)
+    let log_before = log_at(&url, name).await;
+    let state_before: Vec<String> = cmd(&url, &["HGETALL", &state_key]).await;
     r.reset(); // a local decision, proposed in the next sync
     let error = r.sync_now().await.unwrap_err();
     assert!(matches!(error, SyncError::BadData(_)), "{error}");
@@ -808,6 +810,54 @@ async fn first_contact_of_a_replica_that_closed_on_its_own_follows_the_fleet() {
         assert_eq!(late.state(), State::Closed);
     })
     .await
+}
+
+/// A replica that probed on its own before its first contact with a half-open fleet: its
+/// successes belong to its own half-open period, not the fleet's. The fleet closes after
+/// `fleet_probes` successes in its own period, never on probes made before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_made_before_first_contact_do_not_count_in_the_fleets_half_open_period() {
+    let server = own_redis();
+    let url = server.url();
+    let name = "half-open-first-contact";
+    let config = || consecutive(name, 1, 1, Duration::from_secs(1));
+    let (fleet, fleet_clock) = replica(on_demand(&url).fleet_probes(2), config());
+    fleet.sync_now().await.unwrap();
+    fail(&fleet);
+    fleet.sync_now().await.unwrap();
+    fleet_clock.advance(Duration::from_millis(1100));
+    let view = fleet.sync_now().await.unwrap();
+    assert_eq!(
+        view.state,
+        State::HalfOpen,
+        "{:?}",
+        log_at(&url, name).await
+    );
+    // A new replica, out of Redis's reach, trips, half-opens and probes once on its own.
+    let proxy = FaultProxy::start(server.addr()).await;
+    proxy.set_mode(Mode::Refuse);
+    let (late, clock) = replica(
+        on_demand(&format!("redis://{}", proxy.addr())).fleet_probes(2),
+        config(),
+    );
+    fail(&late);
+    clock.advance(Duration::from_millis(1100));
+    succeed(&late);
+    assert_eq!(late.state(), State::HalfOpen, "one of its two probes");
+    proxy.set_mode(Mode::Pass);
+    sync_until_ok(&late).await;
+    late.sync_now().await.unwrap();
+    // One real probe of the fleet's period, through a token the fleet grants.
+    assert!(fleet.try_acquire().is_err(), "no token yet");
+    fleet.sync_now().await.unwrap();
+    succeed(&fleet);
+    let view = fleet.sync_now().await.unwrap();
+    assert_eq!(
+        view.state,
+        State::HalfOpen,
+        "one success in the fleet's period, of two: {:?}",
+        log_at(&url, name).await
+    );
 }
 
 // ----- 9. hoarded tokens ----------------------------------------------------------------
