@@ -69,6 +69,7 @@ impl FaultProxy {
 
     async fn serve(&self, mut client: TcpStream, target: SocketAddr) {
         let mut cut = self.cut.subscribe();
+        let opened_at = *cut.borrow();
         match self.mode() {
             Mode::Refuse => return,
             Mode::BlackHole => {
@@ -94,6 +95,9 @@ impl FaultProxy {
         let (mut server_read, mut server_write) = server.into_split();
         let counted = self.forwarded_bytes.clone();
         let (frozen_up, frozen_down) = (self.frozen.subscribe(), self.frozen.subscribe());
+        // A cut takes effect for every byte not yet forwarded when `cut` returns, whenever
+        // this task next runs: nothing crosses a connection after it was cut.
+        let (cut_up, cut_down) = (self.cut.subscribe(), self.cut.subscribe());
         let up = async move {
             let mut buf = [0u8; 16 * 1024];
             let mut frozen = frozen_up;
@@ -103,6 +107,9 @@ impl FaultProxy {
                     Ok(n) => n,
                 };
                 if frozen.wait_for(|f| !*f).await.is_err() {
+                    return;
+                }
+                if *cut_up.borrow() != opened_at {
                     return;
                 }
                 counted.fetch_add(n as u64, Ordering::SeqCst);
@@ -124,6 +131,9 @@ impl FaultProxy {
                     continue;
                 }
                 if frozen.wait_for(|f| !*f).await.is_err() {
+                    return;
+                }
+                if *cut_down.borrow() != opened_at {
                     return;
                 }
                 if client_write.write_all(&buf[..n]).await.is_err() {
