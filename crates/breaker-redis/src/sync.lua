@@ -260,7 +260,9 @@ if fresh or lost then
   if not fresh then floor = math.max(floor, gen + 1) end
   if wgen then floor = math.max(floor, wgen + 1) end
   gen, state, attempts, since, period, left, probe_ok = floor, 'closed', 0, now, 0, 0, 0
-  born = floor
+  -- A history begun by a replica that had never synced (it cannot tell a loss from a new
+  -- fleet) records where it began; a re-seeded one was begun by a replica that knew.
+  if first then born = floor else born = nil end
   params_text, params_at = mine_text, now
   probes, votes = {}, {}
   dirty.probes, dirty.votes = true, true
@@ -285,12 +287,12 @@ else
     since = math.min(since, now)
   end
 end
--- A replica whose last view is older than the history this state began with saw a history
--- that was lost since: another replica began this one (a replica that had never synced
--- cannot tell a loss from a new fleet; the first to find a loss re-seeds from its own view).
--- What it knew is news only if it was open: a fleet the loss closed re-opens with the time
--- this replica has left and its backoff count.
-local behind = (not first) and (not lost) and born ~= nil and seen < born
+-- A replica whose last view is older than the history a never-synced replica began (it
+-- could not tell a loss from a new fleet) saw a history that was lost since. While nothing
+-- has happened in the new one, what it knew is news if it was open: the fleet re-opens with
+-- the time this replica has left and its backoff count. (Once the new history has moved on,
+-- or when a replica that knew re-seeded it, an old view is not news.)
+local behind = (not first) and (not lost) and born ~= nil and seen < born and gen == born
 if behind and known == 'open' and state == 'closed' then
   attempts, period, left, probe_ok = math.max(attempts, known_attempts, 1), known_left, 0, 0
   votes = {}
@@ -463,6 +465,8 @@ redis.call('HSET', KEYS[1], 'gen', gen, 'state', state, 'attempts', attempts, 's
   'params_at', params_at)
 if born ~= nil then
   redis.call('HSET', KEYS[1], 'born', born)
+elseif not fresh then
+  redis.call('HDEL', KEYS[1], 'born')
 end
 -- The state has no time-to-live: `volatile-*` eviction policies never take it.
 redis.call('PERSIST', KEYS[1])

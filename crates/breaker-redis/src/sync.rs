@@ -491,14 +491,20 @@ where
             // Closed on its own probes' success, from the half-open period the fleet is in:
             // the successes that close a replica are the fleet's budget (less those it had
             // before its period was tied to the fleet's, which are its own).
+            // Only the very period the fleet granted probes in closed (one transition after
+            // it): a probe of the fleet's that failed while Redis was out of reach, then
+            // probes of the replica's own that succeeded, are not the fleet's successes.
             State::Closed if fleet_half_open && decided && !reset => {
-                let fleet_generation = self.fleet.map(|f| f.generation);
-                let before = if fleet_generation == Some(self.tokens.fleet_generation) {
-                    self.tokens.before_successes
-                } else {
-                    0
-                };
-                let n = self.settings.fleet_probes.saturating_sub(before);
+                let tokens = self.tokens;
+                let tied = self.fleet.map(|f| f.generation) == Some(tokens.fleet_generation)
+                    && s.generation == tokens.local_generation.wrapping_add(1);
+                if !tied {
+                    return (0, 0, 0);
+                }
+                let n = self
+                    .settings
+                    .fleet_probes
+                    .saturating_sub(tokens.before_successes);
                 (n, n, n)
             }
             _ => (0, 0, 0),

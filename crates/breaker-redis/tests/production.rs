@@ -287,6 +287,40 @@ async fn an_open_fleet_stays_open_when_a_new_replica_reaches_redis_first_after_a
     drop(newcomer_clock);
 }
 
+/// The same loss, but the history the new replica began has moved on (it tripped and was
+/// reset) before the replicas that knew the old one come back: their view is old news and
+/// they follow the fleet as it is now, closed. (A replica that re-seeds a lost state knows
+/// the fleet: replicas with older views follow it too.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_view_does_not_reopen_a_history_that_moved_on() {
+    let server = own_redis();
+    let url = server.url();
+    let name = "lost-moved-on";
+    let open = Duration::from_secs(30);
+    let replicas: Vec<_> = (0..2)
+        .map(|_| replica(on_demand(&url), consecutive(name, 1, 1, open)))
+        .collect();
+    let all: Vec<&Replica> = replicas.iter().map(|(r, _)| r).collect();
+    sync_all(&all).await;
+    fail(all[0]);
+    sync_all(&all).await;
+    sync_all(&all).await;
+    assert_eq!(all[1].state(), State::Open);
+    cmd::<()>(&url, &["FLUSHALL"]).await;
+    let (newcomer, _) = replica(on_demand(&url), consecutive(name, 1, 1, open));
+    newcomer.sync_now().await.expect("sync with Redis");
+    newcomer.trip();
+    assert_eq!(newcomer.sync_now().await.unwrap().state, State::Open);
+    newcomer.reset();
+    assert_eq!(newcomer.sync_now().await.unwrap().state, State::Closed);
+    sync_all(&all).await;
+    let log = log_at(&url, name).await;
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.state(), State::Closed, "replica {i}: {log:?}");
+    }
+    assert!(!log.iter().any(|l| l.contains("re-opened")), "{log:?}");
+}
+
 // ----- 2. values that parse but cannot be true ------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -856,6 +890,51 @@ async fn probes_made_before_first_contact_do_not_count_in_the_fleets_half_open_p
         view.state,
         State::HalfOpen,
         "one success in the fleet's period, of two: {:?}",
+        log_at(&url, name).await
+    );
+}
+
+/// A replica's fleet probe fails while Redis is out of its reach; on its own again, it
+/// half-opens and its own probe succeeds. That success is not the fleet's: the fleet does
+/// not close until a probe it granted succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_probes_after_a_failed_fleet_probe_do_not_close_the_fleet() {
+    let server = own_redis();
+    let url = server.url();
+    let name = "own-probes-after-a-failed-one";
+    let config = || consecutive(name, 1, 1, Duration::from_secs(1));
+    let proxy = FaultProxy::start(server.addr()).await;
+    let (cut, cut_clock) = replica(
+        on_demand(&format!("redis://{}", proxy.addr())).fleet_probes(1),
+        config(),
+    );
+    let (other, other_clock) = replica(on_demand(&url).fleet_probes(1), config());
+    sync_all(&[&cut, &other]).await;
+    fail(&other);
+    sync_all(&[&other, &cut]).await;
+    cut_clock.advance(Duration::from_millis(1100));
+    other_clock.advance(Duration::from_millis(1100));
+    assert!(cut.try_acquire().is_err(), "half-open, no token yet");
+    assert_eq!(cut.sync_now().await.unwrap().state, State::HalfOpen);
+    cut.sync_now().await.unwrap();
+    let probe = cut.try_acquire().expect("the fleet's token");
+    // Cut off, the fleet's probe fails; alone, its own probe succeeds and it closes.
+    proxy.set_mode(Mode::Refuse);
+    proxy.cut();
+    assert!(cut.sync_now().await.is_err());
+    finish(probe, Outcome::Failure);
+    cut_clock.advance(Duration::from_millis(1100));
+    succeed(&cut);
+    assert_eq!(cut.state(), State::Closed);
+    proxy.set_mode(Mode::Pass);
+    sync_until_ok(&cut).await;
+    // (Half-open still, or open again if a sync of the replica's own task, woken by the
+    // failure, reached Redis after all: either way not closed.)
+    let view = other.sync_now().await.unwrap();
+    assert_ne!(
+        view.state,
+        State::Closed,
+        "no probe the fleet granted succeeded: {:?}",
         log_at(&url, name).await
     );
 }
