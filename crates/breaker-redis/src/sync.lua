@@ -92,7 +92,7 @@ end
 
 local fresh = (kinds[1] == 'none')
 local gen, state, attempts, since, period, left, probe_ok = 0, 'closed', 0, now, 0, 0, 0
-local at, params_text, params_at, born = nil, nil, nil, nil
+local at, params_text, params_at, born, born_read = nil, nil, nil, nil, nil
 if not fresh then
   local names = {'gen', 'state', 'attempts', 'since', 'open_ms', 'left', 'ok', 'at', 'params', 'params_at', 'born'}
   local f = redis.call('HMGET', KEYS[1], unpack(names))
@@ -116,13 +116,14 @@ if not fresh then
     at = int(f[8])
     if at == nil then return {'bad', KEYS[1] .. ' field at is not a count'} end
   end
-  -- (The generation this history began at: absent from a state an earlier version wrote.)
+  -- (Where a history a never-synced replica began began: absent otherwise.)
   if f[11] then
     born = int(f[11])
     if born == nil or born > gen then
       return {'bad', KEYS[1] .. ' field born is ' .. tostring(f[11]) .. ', not a generation up to gen'}
     end
   end
+  born_read = born
   if f[9] then
     params_text = f[9]
     params_at = int(f[10])
@@ -463,10 +464,13 @@ end
 redis.call('HSET', KEYS[1], 'gen', gen, 'state', state, 'attempts', attempts, 'since', since,
   'open_ms', period, 'left', left, 'ok', probe_ok, 'at', now, 'params', params_text,
   'params_at', params_at)
-if born ~= nil then
-  redis.call('HSET', KEYS[1], 'born', born)
-elseif not fresh then
-  redis.call('HDEL', KEYS[1], 'born')
+-- (Written only when it changes: most syncs leave it.)
+if born ~= born_read then
+  if born ~= nil then
+    redis.call('HSET', KEYS[1], 'born', born)
+  else
+    redis.call('HDEL', KEYS[1], 'born')
+  end
 end
 -- The state has no time-to-live: `volatile-*` eviction policies never take it.
 redis.call('PERSIST', KEYS[1])

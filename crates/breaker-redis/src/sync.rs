@@ -153,20 +153,6 @@ struct Tokens {
     before_successes: u32,
 }
 
-impl Tokens {
-    /// `(admitted, successes)` of local half-open generation `local` that are the fleet's.
-    fn fleets(&self, local: u32, admitted: u32, successes: u32) -> (u32, u32) {
-        if self.local_generation == local {
-            (
-                admitted.saturating_sub(self.before_admitted),
-                successes.saturating_sub(self.before_successes),
-            )
-        } else {
-            (admitted, successes)
-        }
-    }
-}
-
 /// What one sync sends besides the counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Proposal {
@@ -458,19 +444,19 @@ where
         match s.state {
             State::HalfOpen => {
                 let tokens = self.tokens;
-                if tokens.local_generation != s.generation && proposal != Proposal::HalfOpen {
-                    // A half-open period neither tied to the fleet's (by following it) nor
-                    // proposed as the fleet's now: the replica's own (it half-opened before
-                    // it followed the fleet). Nothing in it is the fleet's.
-                    return (0, 0, 0);
-                }
-                let (held, before) = if tokens.local_generation == s.generation {
-                    (tokens.held, tokens.before_admitted)
+                let (held, before, before_successes) = if tokens.local_generation == s.generation {
+                    (tokens.held, tokens.before_admitted, tokens.before_successes)
+                } else if proposal == Proposal::HalfOpen {
+                    // Proposed as the fleet's now: the fleet's from its start.
+                    (0, 0, 0)
                 } else {
-                    (0, 0)
+                    // Neither tied to the fleet's (by following it) nor proposed as the
+                    // fleet's: the replica's own (it half-opened before it followed the
+                    // fleet). Nothing in it is the fleet's.
+                    return (0, 0, 0);
                 };
-                let (used, successes) =
-                    tokens.fleets(s.generation, s.half_open_admitted, s.half_open_successes);
+                let used = s.half_open_admitted.saturating_sub(before);
+                let successes = s.half_open_successes.saturating_sub(before_successes);
                 if demand && used >= held {
                     return (used + 1, used, successes);
                 }
@@ -489,11 +475,11 @@ where
                 (held.max(used), used, successes)
             }
             // Closed on its own probes' success, from the half-open period the fleet is in:
-            // the successes that close a replica are the fleet's budget (less those it had
-            // before its period was tied to the fleet's, which are its own).
-            // Only the very period the fleet granted probes in closed (one transition after
-            // it): a probe of the fleet's that failed while Redis was out of reach, then
-            // probes of the replica's own that succeeded, are not the fleet's successes.
+            // the successes that close a replica are the fleet's budget, less those it had
+            // before its period was tied to the fleet's. Only when the very period the fleet
+            // granted probes in closed (one transition after it): after a fleet probe that
+            // failed while Redis was out of reach, the replica's own probes that succeeded
+            // are not the fleet's.
             State::Closed if fleet_half_open && decided && !reset => {
                 let tokens = self.tokens;
                 let tied = self.fleet.map(|f| f.generation) == Some(tokens.fleet_generation)

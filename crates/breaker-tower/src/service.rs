@@ -42,7 +42,7 @@ impl<B: BreakerRef> Decision<B> {
     /// `poll_ready` (one load) stays small enough to inline into its caller.
     #[cold]
     #[inline(never)]
-    fn now(breaker: &B) -> Self {
+    fn decide(breaker: &B) -> Self {
         match Permit::acquire(breaker) {
             Ok(permit) => Decision::Admitted(permit),
             Err(rejected) => Decision::Rejected(rejected),
@@ -112,7 +112,7 @@ where
         if matches!(self.decision, Decision::Undecided)
             && !self.breaker.breaker().state().admits_calls()
         {
-            self.decision = Decision::now(&self.breaker);
+            self.decision = Decision::decide(&self.breaker);
         }
         match self.decision {
             Decision::Rejected(_) => Poll::Ready(Ok(())),
