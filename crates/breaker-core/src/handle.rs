@@ -14,6 +14,12 @@ use crate::observer::Observer;
 /// - any type of yours that gives access to a breaker (a fleet-shared breaker, a struct
 ///   that holds the breaker beside other settings): implement this trait.
 ///
+/// A handle and its clones reach one breaker: [`breaker`](Self::breaker) returns the same
+/// `CircuitBreaker` for all of them, always. Adapters rely on it (an adapter may admit a
+/// call through one handle and record it through a clone; [`Permit::with_handle`] panics
+/// when the two differ).
+///
+/// [`Permit::with_handle`]: crate::Permit::with_handle
 /// ```
 /// use breaker_core::{BreakerRef, CircuitBreaker, Outcome, Permit};
 /// use std::sync::Arc;

@@ -229,3 +229,162 @@ fn a_late_result_is_dropped_whatever_it_says() {
         (State::Closed, 1, 0)
     );
 }
+
+#[test]
+fn a_permit_moved_onto_an_owned_handle_keeps_its_ticket_start_and_deadline() {
+    let clock = ManualClock::new();
+    let b = Arc::new(
+        CircuitBreaker::builder_with_clock(clock.clone())
+            .count_window(10)
+            .slow_call_duration(100 * MS)
+            .half_open_probes(1)
+            .open_duration(SEC)
+            .build()
+            .unwrap(),
+    );
+    b.trip();
+    clock.advance(SEC + NS);
+    let probe = b.try_acquire().unwrap().with_deadline(SEC);
+    clock.advance(150 * MS);
+    let owned = probe.with_handle(Arc::clone(&b));
+    assert_eq!(Arc::strong_count(&b), 2);
+    assert!(owned.is_probe(), "the ticket moved with it");
+    assert_eq!(owned.elapsed(), 150 * MS, "so did the start");
+    assert!(owned.deadline().unwrap() <= SEC && owned.deadline().unwrap() > SEC - MS);
+    assert_eq!(
+        b.try_acquire().unwrap_err().reason(),
+        RejectReason::HalfOpenFull,
+        "the probe slot is still taken: nothing was released by the move"
+    );
+    // Recorded from another thread, through the owned handle: slow (150 ms > 100 ms) and
+    // the probe's success closes the breaker.
+    std::thread::spawn(move || owned.record(Outcome::Success))
+        .join()
+        .unwrap();
+    let s = b.snapshot();
+    assert_eq!((s.totals.successes, s.totals.slow), (1, 1));
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(Arc::strong_count(&b), 1, "the owned handle was released");
+}
+
+#[test]
+fn a_permit_moved_onto_another_breakers_handle_panics_and_abandons_its_call() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder_with_clock(clock.clone())
+        .consecutive_failures(1)
+        .half_open_probes(1)
+        .open_duration(SEC)
+        .build()
+        .unwrap();
+    let other = Arc::new(
+        CircuitBreaker::builder_with_clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    b.trip();
+    clock.advance(SEC + NS);
+    let probe = b.try_acquire().unwrap();
+    let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        probe.with_handle(Arc::clone(&other))
+    }));
+    let message = moved.expect_err("a foreign handle is refused");
+    let message = message.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(message.contains("another breaker"), "{message}");
+    assert_eq!(
+        Arc::strong_count(&other),
+        1,
+        "the foreign handle was dropped"
+    );
+    assert_eq!(other.snapshot().totals.requests(), 0);
+    // The probe was abandoned young: neutral, and its slot is free again.
+    assert_eq!(b.snapshot().totals.cancelled, 1);
+    assert!(b.try_acquire().unwrap().is_probe());
+}
+
+#[test]
+fn a_permit_recorded_in_place_is_spent() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder_with_clock(clock.clone())
+        .consecutive_failures(2)
+        .slow_call_duration(SEC)
+        .build()
+        .unwrap();
+    let mut permit = b.try_acquire().unwrap().with_deadline(SEC);
+    clock.advance(2 * SEC);
+    let failed: Result<(), &str> = Err("refused");
+    let outcome = permit.record_result_in_place(&breaker_core::ErrorsAreFailures, &failed);
+    assert_eq!(outcome, Outcome::Failure);
+    let s = b.snapshot();
+    assert_eq!((s.totals.failures, s.totals.slow), (1, 1));
+    // Spent: a second record, and the drop past its deadline, count nothing more.
+    assert_eq!(
+        permit.record_result_in_place(&breaker_core::ErrorsAreFailures, &failed),
+        Outcome::Failure
+    );
+    drop(permit);
+    let s = b.snapshot();
+    assert_eq!((s.totals.failures, s.totals.cancelled), (1, 0));
+    assert_eq!(b.state(), State::Closed, "one failure of two");
+}
+
+#[test]
+fn a_classifier_panicking_in_place_leaves_the_permit_to_abandon_the_call() {
+    struct Panics;
+    impl breaker_core::Classify<(), ()> for Panics {
+        fn classify(&self, _: &Result<(), ()>) -> Outcome {
+            panic!("classifier bug")
+        }
+    }
+    let b = CircuitBreaker::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let mut permit = b.try_acquire().unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        permit.record_result_in_place(&Panics, &Err(()))
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(b.snapshot().totals.requests(), 0, "nothing recorded");
+    drop(permit);
+    assert_eq!(b.snapshot().totals.cancelled, 1, "abandoned young: neutral");
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[test]
+fn a_handle_whose_clone_panics_abandons_the_call_and_gives_a_probe_slot_back() {
+    /// A handle whose clones panic, as a user's `BreakerRef` with a buggy `Clone` might.
+    struct Fragile(&'static CircuitBreaker<ManualClock>);
+    impl Clone for Fragile {
+        fn clone(&self) -> Self {
+            panic!("clone bug")
+        }
+    }
+    impl breaker_core::BreakerRef for Fragile {
+        type Clock = ManualClock;
+        type Observer = breaker_core::NoopObserver;
+        fn breaker(&self) -> &CircuitBreaker<ManualClock> {
+            self.0
+        }
+    }
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder_with_clock(clock.clone())
+        .consecutive_failures(1)
+        .open_duration(SEC)
+        .build()
+        .unwrap()
+        .leak();
+    b.trip();
+    clock.advance(SEC + NS);
+    assert_eq!(b.state(), State::HalfOpen);
+    let handle = Fragile(b);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Permit::acquire(&handle).map(|permit| permit.cancel())
+    }));
+    assert!(panicked.is_err());
+    let s = b.snapshot();
+    assert_eq!((s.state, s.half_open_admitted), (State::HalfOpen, 0));
+    assert!(
+        b.try_acquire().unwrap().is_probe(),
+        "the probe slot came back"
+    );
+}
