@@ -107,14 +107,30 @@ where
                     polled_after_completion()
                 }
                 let result = std::task::ready!(fut.poll(cx));
-                if let Some(called) = called.take() {
-                    // Taken out first: if the classifier panics, the permit unwinds with
-                    // `called` and gives its slot back.
-                    called.permit.record_result(&called.classify, &result);
+                // Recorded where it is: moved out, the permit would be copied right after
+                // `call` wrote it (a store-forwarding stall). `Spend` empties the slot even if
+                // the classifier panics: the permit, still unrecorded, then abandons the call
+                // as the panic unwinds, and the future is done like any completed one.
+                let spend = Spend(called);
+                if let Some(called) = spend.0.as_mut() {
+                    called
+                        .permit
+                        .record_result_in_place(&called.classify, &result);
                 }
+                drop(spend);
                 Poll::Ready(result.map_err(|e| Error::Inner(e.into())))
             }
         }
+    }
+}
+
+/// Empties the response future's call slot when dropped, on return or unwind.
+struct Spend<'a, T>(&'a mut Option<T>);
+
+impl<T> Drop for Spend<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        *self.0 = None;
     }
 }
 

@@ -40,9 +40,10 @@ impl<B: BreakerRef> BreakerLayer<B> {
     /// `Arc<CircuitBreaker>`, a `&'static CircuitBreaker`, or a breaker by value, which goes
     /// into an `Arc`); every `Err` counts as a failure.
     ///
-    /// Over an `Arc`, each response future holds a clone: two atomic read-modify-writes per
-    /// request on the `Arc`'s count, a cache line that every thread calling the service
-    /// writes (about 13 ns on one thread, more under contention; `docs/benchmarks.md`). A breaker
+    /// Over an `Arc`, each admitted request's response future holds a clone: two atomic
+    /// read-modify-writes on the `Arc`'s count, a cache line that every thread calling the
+    /// service writes (from ~4 ns to over 20 ns a request on one thread, by CPU, and more under
+    /// contention; `docs/benchmarks.md`). A breaker
     /// that lives as long as the process can be [`leak`](breaker_core::CircuitBreaker::leak)ed
     /// instead, and the layer adds a few nanoseconds:
     ///

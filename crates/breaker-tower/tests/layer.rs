@@ -187,6 +187,44 @@ fn a_panicking_classifier_gives_the_probe_back() {
     assert!(b.try_acquire().unwrap().is_probe(), "the slot came back");
 }
 
+/// After its classifier panicked, a response future is done: the probe slot is back before
+/// the future is dropped, and polling it again panics as for any completed future instead of
+/// polling the inner future a second time.
+#[test]
+fn a_response_future_whose_classifier_panicked_is_done() {
+    let clock = ManualClock::new();
+    let b = breaker(&clock, 1);
+    let mut svc = BreakerLayer::new(b.clone())
+        .classify(|_: &Result<u32, String>| -> Outcome { panic!("classifier bug") })
+        .layer(parity(Default::default()));
+    b.trip();
+    clock.advance(Duration::from_secs(1) + Duration::from_nanos(1));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let mut fut = Box::pin(svc.call(2));
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    }));
+    let message = first.unwrap_err();
+    assert_eq!(message.downcast_ref::<&str>(), Some(&"classifier bug"));
+    assert_eq!(b.snapshot().half_open_admitted, 0, "the slot came back");
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    }));
+    let message = again.unwrap_err();
+    let message = message
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| message.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("polled after it completed"),
+        "polled again, it said {message:?}"
+    );
+    drop(fut);
+}
+
 #[tokio::test]
 async fn keyed_breakers_are_independent_and_bounded() {
     let clock = ManualClock::new();
