@@ -4,7 +4,8 @@
 //!
 //! Scenarios: (1) closed, every call succeeds, one thread; (2) the same with two threads on
 //! one shared breaker (time per call per thread); (3) open, rejected calls; (4) closed with
-//! 10 % failures that do not trip; (5) through a tower service around a ready inner service;
+//! 10 % failures that do not trip; (5) through a tower service around a ready inner service
+//! (its response future moved once, and polled in place);
 //! (6) picking a per-key breaker from a keyed registry (not in docs/benchmarks.md yet).
 //! Every benchmark asserts the breaker's state before and after. Allocations per call are
 //! counted for every subject and scenario and written to target/bench-allocations.tsv.
@@ -13,6 +14,7 @@ use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use breaker_benches::poll_once;
@@ -371,6 +373,21 @@ fn through<S: Service<u64>>(svc: &mut S, i: u64) -> bool {
     poll_once(svc.call(i)).is_ok()
 }
 
+/// [`through`], polling the response future where `call` returned it, as an executor polls
+/// a task in place. `through` moves the future into `poll_once` first: a copy of it made
+/// right after `call` wrote it, which costs a future that stays in memory (one whose drop
+/// releases an `Arc`) a store-forwarding stall that a future kept in registers does not pay.
+/// The two show the layer's own cost and that of one such move.
+#[inline]
+fn through_in_place<S: Service<u64>>(svc: &mut S, i: u64) -> bool {
+    let _ = poll_once(std::future::poll_fn(|cx| svc.poll_ready(cx)));
+    let future = std::pin::pin!(svc.call(i));
+    match future.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(result) => result.is_ok(),
+        Poll::Pending => panic!("the benchmarked future was expected to complete at once"),
+    }
+}
+
 fn tower_subjects() -> (
     Inner,
     impl Service<u64, Error = breaker_tower::Error>,
@@ -419,6 +436,24 @@ fn tower_group(c: &mut Criterion) {
         })
     });
     assert_eq!(handle.state(), State::Closed);
+    g.bench_function("bare_service_in_place", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(through_in_place(&mut bare, i))
+        })
+    });
+    g.bench_function("ours_layer_in_place", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(through_in_place(&mut ours, i))
+        })
+    });
+    g.bench_function("ours_layer_static_in_place", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(through_in_place(&mut ours_static, i))
+        })
+    });
     assert!(!theirs.is_open());
     g.bench_function("tower_resilience", |b| {
         b.iter(|| {
@@ -528,6 +563,21 @@ fn allocations_report() -> String {
         "tower",
         "ours_layer_static",
         per_calls(|i| through(&mut ours_static, i)),
+    );
+    row(
+        "tower",
+        "bare_service_in_place",
+        per_calls(|i| through_in_place(&mut bare, i)),
+    );
+    row(
+        "tower",
+        "ours_layer_in_place",
+        per_calls(|i| through_in_place(&mut ours, i)),
+    );
+    row(
+        "tower",
+        "ours_layer_static_in_place",
+        per_calls(|i| through_in_place(&mut ours_static, i)),
     );
     row(
         "tower",

@@ -50,6 +50,9 @@ const SCENARIOS: &[(&str, &str, &[&str])] = &[
             "bare_service",
             "ours_layer",
             "ours_layer_static",
+            "bare_service_in_place",
+            "ours_layer_in_place",
+            "ours_layer_static_in_place",
             "tower_resilience",
         ],
     ),
@@ -190,6 +193,18 @@ const OVERHEAD_TARGETS: &[(&str, &str, &str, f64)] = &[
         "tower layer over the bare service, `Arc` breaker",
         "ours_layer",
         "bare_service",
+        10.0,
+    ),
+    (
+        "tower layer over the bare service, `&'static` breaker, future polled in place",
+        "ours_layer_static_in_place",
+        "bare_service_in_place",
+        10.0,
+    ),
+    (
+        "tower layer over the bare service, `Arc` breaker, future polled in place",
+        "ours_layer_in_place",
+        "bare_service_in_place",
         10.0,
     ),
 ];
@@ -544,7 +559,7 @@ fn render(
             (
                 vec!["tower_resilience"],
                 get("tower", "bare_service"),
-                "| subject | median ns | overhead over bare_service (ns) | vs tower_resilience | allocations / call |",
+                "| subject | median ns | overhead over the bare service, moved or in place as the subject (ns) | vs tower_resilience | allocations / call |",
             )
         } else if *scenario == "baseline" {
             (vec![], f64::NAN, "| subject | median ns |")
@@ -571,10 +586,21 @@ fn render(
             let m = get(scenario, subject);
             let mut line = format!("| `{subject}` | {m:.1} |");
             if !base.is_nan() {
+                // A future polled in place is compared with the bare one polled in place.
+                let base = if *scenario == "tower" && subject.ends_with("_in_place") {
+                    get("tower", "bare_service_in_place")
+                } else {
+                    base
+                };
                 let _ = write!(line, " {:+.1} |", m - base);
             }
             for peer in &peers {
-                let _ = write!(line, " {:.3} |", m / get(scenario, peer));
+                if *scenario == "tower" && subject.ends_with("_in_place") {
+                    // The peer's future is measured moved only: no like-for-like ratio.
+                    line.push_str(" - |");
+                } else {
+                    let _ = write!(line, " {:.3} |", m / get(scenario, peer));
+                }
             }
             if !peers.is_empty() {
                 match allocations.get(&(scenario.to_string(), subject.to_string())) {
