@@ -381,6 +381,8 @@ fn through<S: Service<u64>>(svc: &mut S, i: u64) -> bool {
 #[inline]
 fn through_in_place<S: Service<u64>>(svc: &mut S, i: u64) -> bool {
     let _ = poll_once(std::future::poll_fn(|cx| svc.poll_ready(cx)));
+    // Not `poll_once(pin!(..))`: through that generic call the future's address escapes and
+    // the `&'static` layer's future leaves registers (measured ~5 ns a call slower).
     let future = std::pin::pin!(svc.call(i));
     match future.poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(result) => result.is_ok(),

@@ -135,14 +135,11 @@ impl<B: BreakerRef> Permit<B> {
     /// that opens the breaker (a trip, a failed probe) uses it.
     #[inline]
     pub fn record_with_pushback(mut self, outcome: Outcome, pushback: Option<Pushback>) {
-        // The body of `finish` (keep the two alike), not a call to it: by value, the permit's fields stay in
+        // The body of `finish`, not a call to it: by value, the permit's fields stay in
         // registers (measured ~2 ns a call faster than going through `&mut self`).
         if let Some(ticket) = self.ticket.take() {
             let elapsed = self.elapsed_nanos();
-            let asked = match (outcome, pushback) {
-                (Outcome::Failure, Some(p)) => p.nanos(),
-                _ => 0,
-            };
+            let asked = asked_nanos(outcome, pushback);
             self.breaker
                 .breaker()
                 .complete(ticket, outcome, elapsed, asked);
@@ -168,11 +165,7 @@ impl<B: BreakerRef> Permit<B> {
         classify: &impl crate::Classify<T, E>,
         result: &Result<T, E>,
     ) -> Outcome {
-        let outcome = classify.classify(result);
-        let pushback = match outcome {
-            Outcome::Failure => classify.pushback(result),
-            _ => None,
-        };
+        let (outcome, pushback) = judge(classify, result);
         self.record_with_pushback(outcome, pushback);
         outcome
     }
@@ -204,25 +197,18 @@ impl<B: BreakerRef> Permit<B> {
         classify: &impl crate::Classify<T, E>,
         result: &Result<T, E>,
     ) -> Outcome {
-        let outcome = classify.classify(result);
-        let pushback = match outcome {
-            Outcome::Failure => classify.pushback(result),
-            _ => None,
-        };
+        let (outcome, pushback) = judge(classify, result);
         self.finish(outcome, pushback);
         outcome
     }
 
     /// Records `outcome` once: the permit is spent afterwards. `record_with_pushback` repeats
-    /// this body by value; keep the two alike.
+    /// this body by value.
     #[inline]
     fn finish(&mut self, outcome: Outcome, pushback: Option<Pushback>) {
         if let Some(ticket) = self.ticket.take() {
             let elapsed = self.elapsed_nanos();
-            let asked = match (outcome, pushback) {
-                (Outcome::Failure, Some(p)) => p.nanos(),
-                _ => 0,
-            };
+            let asked = asked_nanos(outcome, pushback);
             self.breaker
                 .breaker()
                 .complete(ticket, outcome, elapsed, asked);
@@ -381,6 +367,31 @@ impl<C: Clock, O: Observer> Permit<&CircuitBreaker<C, O>> {
             ticket: this.ticket,
             started: this.started,
         }
+    }
+}
+
+/// A call's result as `classify` judges it: its outcome, and for a failure the dependency's
+/// pushback.
+#[inline]
+fn judge<T, E>(
+    classify: &impl crate::Classify<T, E>,
+    result: &Result<T, E>,
+) -> (Outcome, Option<Pushback>) {
+    let outcome = classify.classify(result);
+    let pushback = match outcome {
+        Outcome::Failure => classify.pushback(result),
+        _ => None,
+    };
+    (outcome, pushback)
+}
+
+/// The open period a recorded outcome asks for, in nanoseconds: the pushback of a failure,
+/// `0` (none) otherwise.
+#[inline]
+fn asked_nanos(outcome: Outcome, pushback: Option<Pushback>) -> u64 {
+    match (outcome, pushback) {
+        (Outcome::Failure, Some(p)) => p.nanos(),
+        _ => 0,
     }
 }
 

@@ -28,6 +28,19 @@ impl Clock for CountingClock {
     }
 }
 
+/// A breaker on `clock` that one failure trips, tripped and half-open: one probe slot free.
+fn half_open(clock: &ManualClock) -> CircuitBreaker<ManualClock> {
+    let b = CircuitBreaker::builder_with_clock(clock.clone())
+        .consecutive_failures(1)
+        .half_open_probes(1)
+        .open_duration(SEC)
+        .build()
+        .unwrap();
+    b.trip();
+    clock.advance(SEC + NS);
+    b
+}
+
 #[test]
 fn a_permit_times_its_call_on_the_breakers_clock() {
     let clock = ManualClock::new();
@@ -141,14 +154,7 @@ fn an_abandoned_call_past_the_slow_call_duration_is_a_slow_failure() {
 #[test]
 fn a_probe_abandoned_young_gives_its_slot_back_and_one_past_its_deadline_reopens() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder_with_clock(clock.clone())
-        .consecutive_failures(1)
-        .half_open_probes(1)
-        .open_duration(SEC)
-        .build()
-        .unwrap();
-    b.trip();
-    clock.advance(SEC + NS);
+    let b = half_open(&clock);
     let probe = b.try_acquire().unwrap().with_deadline(100 * MS);
     assert!(probe.is_probe());
     assert_eq!(
@@ -270,19 +276,12 @@ fn a_permit_moved_onto_an_owned_handle_keeps_its_ticket_start_and_deadline() {
 #[test]
 fn a_permit_moved_onto_another_breakers_handle_panics_and_abandons_its_call() {
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder_with_clock(clock.clone())
-        .consecutive_failures(1)
-        .half_open_probes(1)
-        .open_duration(SEC)
-        .build()
-        .unwrap();
+    let b = half_open(&clock);
     let other = Arc::new(
         CircuitBreaker::builder_with_clock(clock.clone())
             .build()
             .unwrap(),
     );
-    b.trip();
-    clock.advance(SEC + NS);
     let probe = b.try_acquire().unwrap();
     let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         probe.with_handle(Arc::clone(&other))
@@ -367,14 +366,7 @@ fn a_handle_whose_clone_panics_abandons_the_call_and_gives_a_probe_slot_back() {
         }
     }
     let clock = ManualClock::new();
-    let b = CircuitBreaker::builder_with_clock(clock.clone())
-        .consecutive_failures(1)
-        .open_duration(SEC)
-        .build()
-        .unwrap()
-        .leak();
-    b.trip();
-    clock.advance(SEC + NS);
+    let b = half_open(&clock).leak();
     assert_eq!(b.state(), State::HalfOpen);
     let handle = Fragile(b);
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -164,11 +164,15 @@ fn while_open_poll_ready_does_not_wait_for_the_inner_service() {
     assert_eq!(b.snapshot().half_open_admitted, 0);
 }
 
-/// A classifier that panics inside the response future must not keep the probe slot.
-#[test]
-fn a_panicking_classifier_gives_the_probe_back() {
-    let clock = ManualClock::new();
-    let b = breaker(&clock, 1);
+/// A service over a half-open breaker (one probe slot) whose classifier panics, made ready:
+/// its next call is the probe.
+fn half_open_with_a_panicking_classifier(
+    clock: &ManualClock,
+) -> (
+    Arc<CircuitBreaker<ManualClock>>,
+    impl Service<u32, Response = u32, Error = Error>,
+) {
+    let b = breaker(clock, 1);
     let mut svc = BreakerLayer::new(b.clone())
         .classify(|_: &Result<u32, String>| -> Outcome { panic!("classifier bug") })
         .layer(parity(Default::default()));
@@ -176,6 +180,14 @@ fn a_panicking_classifier_gives_the_probe_back() {
     clock.advance(Duration::from_secs(1) + Duration::from_nanos(1));
     let mut cx = Context::from_waker(Waker::noop());
     assert!(svc.poll_ready(&mut cx).is_ready());
+    (b, svc)
+}
+
+/// A classifier that panics inside the response future must not keep the probe slot.
+#[test]
+fn a_panicking_classifier_gives_the_probe_back() {
+    let clock = ManualClock::new();
+    let (b, mut svc) = half_open_with_a_panicking_classifier(&clock);
     let fut = svc.call(2);
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let mut fut = pin!(fut);
@@ -193,14 +205,7 @@ fn a_panicking_classifier_gives_the_probe_back() {
 #[test]
 fn a_response_future_whose_classifier_panicked_is_done() {
     let clock = ManualClock::new();
-    let b = breaker(&clock, 1);
-    let mut svc = BreakerLayer::new(b.clone())
-        .classify(|_: &Result<u32, String>| -> Outcome { panic!("classifier bug") })
-        .layer(parity(Default::default()));
-    b.trip();
-    clock.advance(Duration::from_secs(1) + Duration::from_nanos(1));
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(svc.poll_ready(&mut cx).is_ready());
+    let (b, mut svc) = half_open_with_a_panicking_classifier(&clock);
     let mut fut = Box::pin(svc.call(2));
     let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _ = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
